@@ -1,0 +1,1 @@
+//! Benchmarks live in `benches/benches/` (issue 6).

@@ -1,0 +1,1 @@
+//! Real ports and command implementations of the `wg` binary.

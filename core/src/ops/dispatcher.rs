@@ -1,0 +1,127 @@
+//! The dispatcher: starts an agent for each ready task, up to `max_agents` running.
+//!
+//! Reserve (task in-progress, agent entry `starting`) in one transaction, spawn, then record the
+//! pid in a second. If the entry was stopped or settled in between, the fresh process is an
+//! orphan and is killed at once rather than left to run beside a successor (S1).
+
+use super::reaper::{on_agent_ended, DeathCause};
+use super::stop::stop_process;
+use super::OpError;
+use crate::model::{Agent, AgentStatus, ProcessRef, Task, TaskStatus};
+use crate::ports::{Clock, Ctx, Processes, SpawnRequest, Spawned, State, Store};
+use crate::settings::Settings;
+use crate::time::format_rfc3339;
+use serde_json::Map;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dispatched {
+    pub agent_id: String,
+    pub task_id: String,
+    /// The pid, or why spawning failed.
+    pub result: Result<i64, String>,
+}
+
+/// One dispatcher tick. Bounded by `max_agents`.
+pub async fn dispatch<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    settings: &Settings,
+) -> Result<Vec<Dispatched>, OpError> {
+    let now_ms = ctx.clock.now_ms();
+    let requests = ctx.store.transact(|state| reserve(state, settings, ctx.actor, now_ms)).await?;
+    let mut dispatched = Vec::with_capacity(requests.len());
+    for request in requests {
+        let result = match ctx.processes.spawn(&request).await {
+            Ok(spawned) => record_spawn(ctx, settings, &request, spawned).await.map(|()| spawned.pid),
+            Err(why) => {
+                let now_ms = ctx.clock.now_ms();
+                let cause = DeathCause::SpawnFailed(why.clone());
+                ctx.store
+                    .transact(|state| on_agent_ended(state, settings, ctx.actor, &request.agent_id, 0, cause, now_ms))
+                    .await?;
+                Err(why)
+            }
+        };
+        dispatched.push(Dispatched { agent_id: request.agent_id, task_id: request.task_id, result });
+    }
+    Ok(dispatched)
+}
+
+/// A task the dispatcher may start now: open, runnable by the shell executor, not paused, not
+/// in a crash-loop backoff, and every dependency done.
+pub fn is_ready(state: &State, task: &Task, now_ms: i64) -> bool {
+    let runnable = task.exec.as_deref().is_some_and(|exec| !exec.trim().is_empty());
+    let paused = task.extra.get("paused").and_then(|value| value.as_bool()) == Some(true);
+    let backing_off = task.crash_loop.as_ref().and_then(|crash_loop| crash_loop.not_before_ms).is_some_and(|at| at > now_ms);
+    let dependencies_done = task
+        .after
+        .iter()
+        .all(|dependency| state.graph.task(dependency).is_some_and(|dep| dep.status == TaskStatus::Done));
+    task.status == TaskStatus::Open && runnable && !paused && !backing_off && dependencies_done
+}
+
+fn reserve(state: &mut State, settings: &Settings, actor: &str, now_ms: i64) -> Vec<SpawnRequest> {
+    let running = state.registry.agents().filter(|agent| agent.status.is_running()).count();
+    let free = settings.max_agents.saturating_sub(running);
+    let ready: Vec<String> =
+        state.graph.tasks().filter(|task| is_ready(state, task, now_ms)).take(free).map(|task| task.id.clone()).collect();
+    let timestamp = format_rfc3339(now_ms);
+    let mut requests = Vec::with_capacity(ready.len());
+    for task_id in ready {
+        let agent_id = state.registry.allocate_agent_id();
+        let task = state.graph.task_mut(&task_id).expect("listed above");
+        task.status = TaskStatus::InProgress;
+        task.assigned = Some(agent_id.clone());
+        task.started_at = Some(timestamp.clone());
+        task.push_log(timestamp.clone(), actor, format!("Spawned {agent_id}"));
+        let command = task.exec.clone().expect("ready tasks have a command");
+        state.registry.insert(Agent {
+            id: agent_id.clone(),
+            pid: 0,
+            task_id: task_id.clone(),
+            executor: "shell".to_string(),
+            started_at: timestamp.clone(),
+            last_heartbeat: None,
+            status: AgentStatus::Starting,
+            output_file: Some(format!("agents/{agent_id}/output.log")),
+            completed_at: None,
+            process_start_ticks: None,
+            stop_requested: None,
+            extra: Map::new(),
+        });
+        requests.push(SpawnRequest { task_id, agent_id, command });
+    }
+    debug_assert!(requests.len() <= free, "never more than max_agents running");
+    requests
+}
+
+/// Records the pid of a fresh process, or kills it when its entry was stopped meanwhile.
+async fn record_spawn<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    settings: &Settings,
+    request: &SpawnRequest,
+    spawned: Spawned,
+) -> Result<(), String> {
+    let now_ms = ctx.clock.now_ms();
+    let recorded = ctx
+        .store
+        .transact(|state| {
+            let Some(agent) = state.registry.agent(&request.agent_id) else { return false };
+            if agent.status != AgentStatus::Starting || agent.pid != 0 || agent.stop_requested.is_some() {
+                return false;
+            }
+            let agent = state.registry.agent_mut(&request.agent_id).expect("found above");
+            agent.pid = spawned.pid;
+            agent.process_start_ticks = spawned.start_ticks;
+            agent.status = AgentStatus::Working;
+            agent.last_heartbeat = Some(format_rfc3339(now_ms));
+            true
+        })
+        .await
+        .map_err(|error| error.to_string())?;
+    if recorded {
+        return Ok(());
+    }
+    let orphan = ProcessRef { pid: spawned.pid, start_ticks: spawned.start_ticks, started_at_ms: None };
+    stop_process(ctx, &request.agent_id, &orphan, true, 0, settings.kill_wait_ms).await.map_err(|e| e.to_string())?;
+    Err(format!("{} was stopped before it was recorded; its process was killed", request.agent_id))
+}

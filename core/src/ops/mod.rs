@@ -1,0 +1,99 @@
+//! The operations, written once against the ports (DESIGN.md, Transactions).
+//!
+//! Each decision taken outside a transaction is re-checked inside the transaction that acts on
+//! it: a transition names the status and the agent it expects, and does nothing if it finds
+//! anything else. That is what lets retry, kill, reaper and dispatcher run at the same time.
+
+mod dispatcher;
+mod kill;
+mod reaper;
+mod retry;
+mod stop;
+mod tasks;
+
+pub use dispatcher::{dispatch, Dispatched};
+pub use kill::{kill_agent, KillOptions, KillOutcome};
+pub use reaper::{reap, DeathCause, Reaped};
+pub use retry::{retry, RetryOutcome};
+pub use stop::{stop_process, StopResult};
+pub use tasks::{add_task, fail_task, finish_task, heartbeat, recover, NewTask, RecoverPlan};
+
+use crate::model::{AgentStatus, Task, TaskStatus};
+use crate::ports::{State, StoreError};
+use crate::time::format_rfc3339;
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OpError {
+    Store(StoreError),
+    UnknownTask(String),
+    UnknownAgent(String),
+    /// The request makes no sense for the state found; the message says why and what to do.
+    Refused(String),
+    /// SIGKILL was sent and the process still did not exit (uninterruptible sleep, most likely).
+    WillNotDie { agent_id: String, pid: i64 },
+}
+
+impl From<StoreError> for OpError {
+    fn from(error: StoreError) -> Self {
+        OpError::Store(error)
+    }
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpError::Store(error) => write!(f, "{error}"),
+            OpError::UnknownTask(id) => write!(f, "no task {id:?} in the graph (see `wg list`)"),
+            OpError::UnknownAgent(id) => write!(f, "no agent {id:?} in the registry (see `wg agents`)"),
+            OpError::Refused(message) => f.write_str(message),
+            OpError::WillNotDie { agent_id, pid } => write!(
+                f,
+                "{agent_id} (pid {pid}) did not exit after SIGKILL; it is probably stuck in the kernel \
+                 (state D in /proc/{pid}/stat); the registry entry was left as it was"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for OpError {}
+
+/// Puts an in-progress task back to open after its agent ended: the one re-queue rule that
+/// retry, reaper and recover share. Raises the attempt counter exactly once (S3).
+fn requeue(task: &mut Task, now_ms: i64, actor: &str, message: String) {
+    debug_assert!(task.status != TaskStatus::Done, "a done task is never re-opened (S4)");
+    task.status = TaskStatus::Open;
+    task.assigned = None;
+    task.failure_reason = None;
+    task.retry_count += 1;
+    task.push_log(format_rfc3339(now_ms), actor, message);
+}
+
+/// Marks a registry entry ended, if it still names `pid` and still counts as running. The
+/// final status follows the task: `done`/`failed` when the agent finished it, `dead` otherwise.
+fn mark_agent_ended(state: &mut State, agent_id: &str, pid: i64, now_ms: i64) -> bool {
+    let task_status = state
+        .registry
+        .agent(agent_id)
+        .and_then(|agent| state.graph.task(&agent.task_id))
+        .map(|task| task.status.clone());
+    let Some(agent) = state.registry.agent(agent_id) else { return false };
+    if agent.pid != pid || !agent.status.is_running() {
+        return false;
+    }
+    let agent = state.registry.agent_mut(agent_id).expect("checked above");
+    agent.status = match task_status {
+        Some(TaskStatus::Done) => AgentStatus::Done,
+        Some(TaskStatus::Failed) => AgentStatus::Failed,
+        _ => AgentStatus::Dead,
+    };
+    agent.completed_at = Some(format_rfc3339(now_ms));
+    agent.stop_requested = None;
+    true
+}
+
+/// Whether `task` is still the in-progress task of `agent_id`: the condition every recovery
+/// transition checks inside its transaction.
+fn still_running_for(task: &Task, agent_id: &str) -> bool {
+    task.status == TaskStatus::InProgress && task.assigned.as_deref() == Some(agent_id)
+}

@@ -1,0 +1,258 @@
+//! The reaper: notices agents whose process ended, whose pid was taken over, or whose heartbeat
+//! stopped, and settles their task. Every settlement is conditional on the task still being the
+//! agent's, so a retry that got there first is not counted twice (S3).
+
+use super::stop::{stop_process, StopResult};
+use super::{mark_agent_ended, requeue, still_running_for, OpError};
+use crate::model::{AgentStatus, CrashLoop, ProcessRef, Task, TaskStatus};
+use crate::ports::{Clock, Ctx, ExitKind, Liveness, Processes, State, Store};
+use crate::settings::{CrashLoopPolicy, Settings};
+use crate::time::{format_rfc3339, parse_rfc3339};
+use std::fmt;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeathCause {
+    Exited(ExitKind),
+    PidReused,
+    NotAProcess(String),
+    HeartbeatTimeout { silent_ms: u64 },
+    /// The entry stayed `starting` without a pid: the dispatcher crashed before spawning.
+    NeverStarted,
+    SpawnFailed(String),
+}
+
+impl fmt::Display for DeathCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeathCause::Exited(ExitKind::Code(code)) => write!(f, "its process exited with code {code}"),
+            DeathCause::Exited(ExitKind::Died) => write!(f, "its process died"),
+            DeathCause::PidReused => write!(f, "its pid now belongs to another process"),
+            DeathCause::NotAProcess(why) => write!(f, "its recorded pid is not an agent process ({why})"),
+            DeathCause::HeartbeatTimeout { silent_ms } => write!(f, "no heartbeat for {} s", silent_ms / 1000),
+            DeathCause::NeverStarted => write!(f, "it never started"),
+            DeathCause::SpawnFailed(why) => write!(f, "it could not be spawned: {why}"),
+        }
+    }
+}
+
+/// One agent the reaper settled, and what became of its task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reaped {
+    pub agent_id: String,
+    pub task_id: String,
+    pub cause: DeathCause,
+    /// The task's status after the settlement, when this settlement changed it.
+    pub task_now: Option<TaskStatus>,
+}
+
+struct Watched {
+    agent_id: String,
+    process: ProcessRef,
+    status: AgentStatus,
+    last_sign_of_life_ms: Option<i64>,
+}
+
+/// One sweep over the running agents. Bounded by the number of entries.
+pub async fn reap<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    settings: &Settings,
+) -> Result<Vec<Reaped>, OpError> {
+    let watched = ctx.store.transact(|state| watch_list(state)).await?;
+    let mut reaped = Vec::new();
+    for agent in watched {
+        let Some(cause) = diagnose(ctx, settings, &agent).await? else { continue };
+        let now_ms = ctx.clock.now_ms();
+        let settled = ctx
+            .store
+            .transact(|state| on_agent_ended(state, settings, ctx.actor, &agent.agent_id, agent.process.pid, cause, now_ms))
+            .await?;
+        reaped.extend(settled);
+    }
+    Ok(reaped)
+}
+
+fn watch_list(state: &State) -> Vec<Watched> {
+    let watched = state.registry.agents().filter(|agent| agent.status.is_running());
+    watched
+        .map(|agent| Watched {
+            agent_id: agent.id.clone(),
+            process: agent.process(),
+            status: agent.status.clone(),
+            last_sign_of_life_ms: agent
+                .last_heartbeat
+                .as_deref()
+                .and_then(parse_rfc3339)
+                .or_else(|| parse_rfc3339(&agent.started_at)),
+        })
+        .collect()
+}
+
+/// Why `agent` should be reaped now, if it should.
+async fn diagnose<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    settings: &Settings,
+    agent: &Watched,
+) -> Result<Option<DeathCause>, OpError> {
+    let now_ms = ctx.clock.now_ms();
+    if agent.status == AgentStatus::Starting && agent.process.pid == 0 {
+        let started_ms = agent.process.started_at_ms.unwrap_or(now_ms);
+        let stale = now_ms.saturating_sub(started_ms) > settings.starting_timeout_ms as i64;
+        return Ok(stale.then_some(DeathCause::NeverStarted));
+    }
+    let liveness = ctx.processes.liveness(&agent.process).await;
+    let cause = match liveness {
+        Liveness::Gone(kind) => DeathCause::Exited(kind),
+        Liveness::Replaced => DeathCause::PidReused,
+        Liveness::Refused(why) => DeathCause::NotAProcess(why),
+        Liveness::Alive => {
+            let (Some(timeout_ms), Some(last_ms)) = (settings.heartbeat_timeout_ms, agent.last_sign_of_life_ms) else {
+                return Ok(None);
+            };
+            let silent_ms = now_ms.saturating_sub(last_ms).max(0) as u64;
+            if silent_ms <= timeout_ms {
+                return Ok(None);
+            }
+            let stopped = stop_process(
+                ctx,
+                &agent.agent_id,
+                &agent.process,
+                false,
+                settings.grace_ms,
+                settings.kill_wait_ms,
+            )
+            .await;
+            match stopped {
+                Ok(StopResult::NotOurs(why)) => DeathCause::NotAProcess(why),
+                Ok(_) => DeathCause::HeartbeatTimeout { silent_ms },
+                // It will not die; leave the entry for the next sweep rather than re-queue a task
+                // whose agent still runs (S1).
+                Err(OpError::WillNotDie { .. }) => return Ok(None),
+                Err(other) => return Err(other),
+            }
+        }
+    };
+    Ok(Some(cause))
+}
+
+/// Settles one ended agent inside a transaction: the shared rule for reaper and dispatcher.
+/// Does nothing when the entry no longer names `pid` or was already settled.
+pub(super) fn on_agent_ended(
+    state: &mut State,
+    settings: &Settings,
+    actor: &str,
+    agent_id: &str,
+    pid: i64,
+    cause: DeathCause,
+    now_ms: i64,
+) -> Option<Reaped> {
+    let agent = state.registry.agent(agent_id)?;
+    if agent.pid != pid || !agent.status.is_running() {
+        return None;
+    }
+    let task_id = agent.task_id.clone();
+    let stop_requested_by = agent.stop_requested.as_ref().map(|request| request.by.clone());
+    let task_now = match state.graph.task_mut_if(&task_id, |task| still_running_for(task, agent_id)) {
+        Some(task) => {
+            settle_task(task, &settings.crash_loop, actor, agent_id, &cause, stop_requested_by, now_ms);
+            Some(task.status.clone())
+        }
+        None => None,
+    };
+    mark_agent_ended(state, agent_id, pid, now_ms);
+    Some(Reaped { agent_id: agent_id.to_string(), task_id, cause, task_now })
+}
+
+fn settle_task(
+    task: &mut Task,
+    policy: &CrashLoopPolicy,
+    actor: &str,
+    agent_id: &str,
+    cause: &DeathCause,
+    stop_requested_by: Option<String>,
+    now_ms: i64,
+) {
+    let timestamp = format_rfc3339(now_ms);
+    if let Some(by) = stop_requested_by {
+        // A death somebody asked for is not a crash, whatever the exit code.
+        requeue(task, now_ms, actor, format!("{agent_id} was stopped by {by}; re-queued"));
+        return;
+    }
+    match cause {
+        DeathCause::Exited(ExitKind::Code(0)) => {
+            task.status = TaskStatus::Done;
+            task.completed_at = Some(timestamp.clone());
+            task.push_log(timestamp, actor, format!("{agent_id}'s command exited with code 0: done"));
+        }
+        DeathCause::Exited(ExitKind::Code(code)) => {
+            task.status = TaskStatus::Failed;
+            task.failure_reason = Some(format!("exit code {code}"));
+            task.push_log(timestamp, actor, format!("{agent_id}'s command exited with code {code}: failed"));
+        }
+        _ => match note_death(task.crash_loop.get_or_insert_with(CrashLoop::default), policy, now_ms) {
+            Throttle::None => requeue(task, now_ms, actor, format!("{agent_id} ended: {cause}; re-queued")),
+            Throttle::Backoff { wait_ms } => requeue(
+                task,
+                now_ms,
+                actor,
+                format!("{agent_id} ended: {cause}; crash loop, re-queued after a {} s backoff", wait_ms / 1000),
+            ),
+            Throttle::GiveUp => {
+                task.status = TaskStatus::Failed;
+                task.assigned = None;
+                let reason = format!("crash loop: {agent_id} ended ({cause}) after every backoff");
+                task.push_log(timestamp, actor, reason.clone());
+                task.failure_reason = Some(reason);
+            }
+        },
+    }
+}
+
+enum Throttle {
+    None,
+    Backoff { wait_ms: u64 },
+    GiveUp,
+}
+
+/// Records a death and says whether the crash-loop throttle applies (upstream: 5 deaths in
+/// 300 s, then backoffs of 60, 120 and 240 s, then fail).
+fn note_death(crash_loop: &mut CrashLoop, policy: &CrashLoopPolicy, now_ms: i64) -> Throttle {
+    let window_start_ms = now_ms - policy.window_ms as i64;
+    crash_loop.deaths_ms.retain(|&death_ms| death_ms > window_start_ms);
+    crash_loop.deaths_ms.push(now_ms);
+    if crash_loop.deaths_ms.len() < policy.deaths_max {
+        return Throttle::None;
+    }
+    crash_loop.deaths_ms.clear();
+    let Some(&wait_ms) = policy.backoffs_ms.get(crash_loop.backoffs_served as usize) else {
+        return Throttle::GiveUp;
+    };
+    crash_loop.backoffs_served += 1;
+    crash_loop.not_before_ms = Some(now_ms + wait_ms as i64);
+    Throttle::Backoff { wait_ms }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttle_backs_off_then_gives_up() {
+        let policy = CrashLoopPolicy { deaths_max: 2, window_ms: 1_000, backoffs_ms: vec![10, 20] };
+        let mut crash_loop = CrashLoop::default();
+        assert!(matches!(note_death(&mut crash_loop, &policy, 0), Throttle::None));
+        assert!(matches!(note_death(&mut crash_loop, &policy, 1), Throttle::Backoff { wait_ms: 10 }));
+        assert_eq!(crash_loop.not_before_ms, Some(11));
+        assert!(matches!(note_death(&mut crash_loop, &policy, 2), Throttle::None));
+        assert!(matches!(note_death(&mut crash_loop, &policy, 3), Throttle::Backoff { wait_ms: 20 }));
+        assert!(matches!(note_death(&mut crash_loop, &policy, 4), Throttle::None));
+        assert!(matches!(note_death(&mut crash_loop, &policy, 5), Throttle::GiveUp));
+    }
+
+    #[test]
+    fn deaths_outside_the_window_do_not_count() {
+        let policy = CrashLoopPolicy { deaths_max: 2, window_ms: 1_000, backoffs_ms: vec![10] };
+        let mut crash_loop = CrashLoop::default();
+        assert!(matches!(note_death(&mut crash_loop, &policy, 0), Throttle::None));
+        assert!(matches!(note_death(&mut crash_loop, &policy, 5_000), Throttle::None));
+    }
+}

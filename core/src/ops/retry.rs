@@ -1,0 +1,160 @@
+//! `wg retry`: re-queue a task, stopping its agent first when one runs.
+//!
+//! Three transactions at most: claim (mark the agent as being stopped by this retry), stop the
+//! process, then re-queue on the condition that the task is still the agent's. A second retry
+//! that finds the claim leaves (one kill, one count, one log entry); a retry that loses the race
+//! to the reaper only logs its reason, the reaper having counted the death (S3, S7).
+
+use super::stop::{stop_process, StopResult};
+use super::{mark_agent_ended, requeue, still_running_for, OpError};
+use crate::model::{ProcessRef, StopRequest, TaskStatus};
+use crate::ports::{Clock, Ctx, Processes, State, Store};
+use crate::settings::Settings;
+use crate::time::format_rfc3339;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RetryOutcome {
+    /// The task was failed (or in progress with no live agent) and is open again.
+    Requeued { from: TaskStatus, retry_count: u32 },
+    /// The agent was stopped and the task re-opened; `by_reaper` when the reaper re-queued it
+    /// first (then the count is the reaper's and this retry only logged its reason).
+    Restarted { agent_id: String, pid: i64, escalated: bool, by_reaper: bool, retry_count: u32 },
+    /// The task was already open: nothing to do.
+    AlreadyOpen,
+    /// Another `wg retry` is stopping this task's agent right now; it will finish the job.
+    InFlight { agent_id: String, by: String },
+    /// The agent finished the task while it was being stopped; the task stays done (S4).
+    FinishedMeanwhile { agent_id: String },
+}
+
+/// What the claim transaction decided.
+enum Claim {
+    Done(RetryOutcome),
+    Stop { agent_id: String, process: ProcessRef },
+}
+
+pub async fn retry<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    settings: &Settings,
+    task_id: &str,
+    reason: &str,
+) -> Result<RetryOutcome, OpError> {
+    let now_ms = ctx.clock.now_ms();
+    let claim = ctx.store.transact(|state| claim(state, settings, ctx.actor, task_id, reason, now_ms)).await??;
+    let (agent_id, process) = match claim {
+        Claim::Done(outcome) => return Ok(outcome),
+        Claim::Stop { agent_id, process } => (agent_id, process),
+    };
+    let stopped =
+        stop_process(ctx, &agent_id, &process, false, settings.grace_ms, settings.kill_wait_ms).await?;
+    let escalated = matches!(stopped, StopResult::Stopped { escalated: true });
+    let now_ms = ctx.clock.now_ms();
+    let outcome = ctx
+        .store
+        .transact(|state| finish(state, ctx.actor, task_id, &agent_id, process.pid, escalated, reason, now_ms))
+        .await?;
+    Ok(outcome)
+}
+
+fn claim(
+    state: &mut State,
+    settings: &Settings,
+    actor: &str,
+    task_id: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<Claim, OpError> {
+    let task = state.graph.task(task_id).ok_or_else(|| OpError::UnknownTask(task_id.to_string()))?;
+    if task.is_companion() {
+        return Err(OpError::Refused(format!(
+            "{task_id} is an agency companion task; retry never changes companions, retry the task it belongs to"
+        )));
+    }
+    match task.status.clone() {
+        TaskStatus::Open => Ok(Claim::Done(RetryOutcome::AlreadyOpen)),
+        TaskStatus::Failed => {
+            if let Some(max) = task.max_retries.filter(|max| task.retry_count >= *max) {
+                return Err(OpError::Refused(format!(
+                    "{task_id} has used {} of its {max} retries; raise max_retries in the graph to retry it again",
+                    task.retry_count
+                )));
+            }
+            let task = state.graph.task_mut(task_id).expect("found above");
+            requeue(task, now_ms, actor, format!("Retried (was failed): {reason}"));
+            task.crash_loop = None; // a person looked at it: the throttle starts afresh
+            let retry_count = task.retry_count;
+            Ok(Claim::Done(RetryOutcome::Requeued { from: TaskStatus::Failed, retry_count }))
+        }
+        TaskStatus::InProgress => claim_in_progress(state, settings, actor, task_id, reason, now_ms),
+        other => Err(OpError::Refused(format!(
+            "{task_id} is {other}; only failed and in-progress tasks can be retried"
+        ))),
+    }
+}
+
+fn claim_in_progress(
+    state: &mut State,
+    settings: &Settings,
+    actor: &str,
+    task_id: &str,
+    reason: &str,
+    now_ms: i64,
+) -> Result<Claim, OpError> {
+    let assigned = state.graph.task(task_id).and_then(|task| task.assigned.clone());
+    let agent = assigned.as_deref().and_then(|agent_id| state.registry.agent(agent_id));
+    let Some(agent) = agent.filter(|agent| agent.status.is_running()) else {
+        // No live entry behind the task: nothing to stop, re-queue at once.
+        let task = state.graph.task_mut(task_id).expect("checked by the caller");
+        requeue(task, now_ms, actor, format!("Retried (its agent was not running): {reason}"));
+        let retry_count = task.retry_count;
+        return Ok(Claim::Done(RetryOutcome::Requeued { from: TaskStatus::InProgress, retry_count }));
+    };
+    let agent_id = agent.id.clone();
+    let process = agent.process();
+    if let Some(request) = &agent.stop_requested {
+        let age_ms = now_ms.saturating_sub(request.at_ms);
+        if age_ms < settings.stop_request_expiry_ms() as i64 {
+            return Ok(Claim::Done(RetryOutcome::InFlight { agent_id, by: request.by.clone() }));
+        }
+        // Older than any stop can take: whoever asked has crashed. Take it over.
+    }
+    let request = StopRequest { by: actor.to_string(), at_ms: now_ms };
+    state.registry.agent_mut(&agent_id).expect("found above").stop_requested = Some(request);
+    Ok(Claim::Stop { agent_id, process })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    state: &mut State,
+    actor: &str,
+    task_id: &str,
+    agent_id: &str,
+    pid: i64,
+    escalated: bool,
+    reason: &str,
+    now_ms: i64,
+) -> RetryOutcome {
+    mark_agent_ended(state, agent_id, pid, now_ms);
+    let task = state.graph.task(task_id).expect("tasks are never deleted");
+    if task.status == TaskStatus::Done {
+        let task = state.graph.task_mut(task_id).expect("found above");
+        let message = format!("Retry ({reason}): {agent_id} finished the task while being stopped; left done");
+        task.push_log(format_rfc3339(now_ms), actor, message);
+        return RetryOutcome::FinishedMeanwhile { agent_id: agent_id.to_string() };
+    }
+    let by_reaper = !still_running_for(task, agent_id);
+    let task = state.graph.task_mut(task_id).expect("found above");
+    if by_reaper {
+        let message = format!("Retry ({reason}): stopped {agent_id}; the reaper had already re-queued the task");
+        task.push_log(format_rfc3339(now_ms), actor, message);
+    } else {
+        requeue(task, now_ms, actor, format!("Retried: {reason} (stopped {agent_id}, pid {pid})"));
+    }
+    RetryOutcome::Restarted {
+        agent_id: agent_id.to_string(),
+        pid,
+        escalated,
+        by_reaper,
+        retry_count: task.retry_count,
+    }
+}

@@ -1,0 +1,200 @@
+//! The plain task commands: add, done, fail, heartbeat, recover.
+
+use super::{requeue, OpError};
+use crate::model::{is_companion_id, Task, TaskStatus};
+use crate::ports::{Clock, Ctx, Processes, State, Store};
+use crate::time::format_rfc3339;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewTask {
+    pub id: Option<String>,
+    pub title: String,
+    pub exec: Option<String>,
+    pub after: Vec<String>,
+    pub max_retries: Option<u32>,
+    pub tags: Vec<String>,
+}
+
+/// Adds a task; its id is given or derived from the title. Returns the id.
+pub async fn add_task<C: Clock, P: Processes, S: Store>(ctx: Ctx<'_, C, P, S>, new: &NewTask) -> Result<String, OpError> {
+    let now = format_rfc3339(ctx.clock.now_ms());
+    ctx.store
+        .transact(|state| {
+            let id = match &new.id {
+                Some(id) => id.clone(),
+                None => free_id(state, &slug(&new.title)),
+            };
+            if let Some(missing) = new.after.iter().find(|dependency| state.graph.task(dependency).is_none()) {
+                return Err(OpError::Refused(format!("--after {missing}: no such task (see `wg list`)")));
+            }
+            let mut task = Task::new(&id, &new.title);
+            task.exec = new.exec.clone();
+            task.after = new.after.clone();
+            task.max_retries = new.max_retries;
+            task.tags = new.tags.clone();
+            task.created_at = Some(now.clone());
+            state.graph.add_task(task).map_err(OpError::Refused)?;
+            Ok(id)
+        })
+        .await?
+}
+
+fn slug(title: &str) -> String {
+    let words: Vec<String> = title
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .take(5)
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if words.is_empty() {
+        "task".to_string()
+    } else {
+        words.join("-")
+    }
+}
+
+fn free_id(state: &State, base: &str) -> String {
+    (1..).map(|n| if n == 1 { base.to_string() } else { format!("{base}-{n}") }).find(|id| state.graph.task(id).is_none()).expect("some suffix is free")
+}
+
+/// Checks that `agent_id`, when a command comes from an agent, still owns the task: an agent
+/// that was stopped and replaced must not finish its successor's task.
+fn check_owner(task: &Task, agent_id: Option<&str>) -> Result<(), OpError> {
+    match agent_id {
+        Some(agent_id) if task.assigned.as_deref() != Some(agent_id) || task.status != TaskStatus::InProgress => {
+            Err(OpError::Refused(format!(
+                "{agent_id} no longer owns {} (it is {}{}); the result was not recorded",
+                task.id,
+                task.status,
+                task.assigned.as_deref().map(|owner| format!(", assigned to {owner}")).unwrap_or_default()
+            )))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `wg done`. `agent_id` is the caller's `WG_AGENT_ID`, when an agent calls.
+pub async fn finish_task<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    task_id: &str,
+    agent_id: Option<&str>,
+) -> Result<bool, OpError> {
+    let now = format_rfc3339(ctx.clock.now_ms());
+    ctx.store
+        .transact(|state| {
+            let task = state.graph.task(task_id).ok_or_else(|| OpError::UnknownTask(task_id.to_string()))?;
+            if task.status == TaskStatus::Done {
+                return Ok(false);
+            }
+            check_owner(task, agent_id)?;
+            let task = state.graph.task_mut(task_id).expect("found above");
+            task.status = TaskStatus::Done;
+            task.completed_at = Some(now.clone());
+            task.failure_reason = None;
+            task.push_log(now.clone(), ctx.actor, "Task marked as done".to_string());
+            Ok(true)
+        })
+        .await?
+}
+
+/// `wg fail`.
+pub async fn fail_task<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    task_id: &str,
+    reason: &str,
+    agent_id: Option<&str>,
+) -> Result<(), OpError> {
+    let now = format_rfc3339(ctx.clock.now_ms());
+    ctx.store
+        .transact(|state| {
+            let task = state.graph.task(task_id).ok_or_else(|| OpError::UnknownTask(task_id.to_string()))?;
+            if task.status == TaskStatus::Done {
+                return Err(OpError::Refused(format!("{task_id} is done; a done task cannot fail")));
+            }
+            check_owner(task, agent_id)?;
+            let task = state.graph.task_mut(task_id).expect("found above");
+            task.status = TaskStatus::Failed;
+            task.failure_reason = Some(reason.to_string());
+            task.push_log(now.clone(), ctx.actor, format!("Task marked as failed: {reason}"));
+            Ok(())
+        })
+        .await?
+}
+
+/// `wg heartbeat`: the agent says it is alive.
+pub async fn heartbeat<C: Clock, P: Processes, S: Store>(ctx: Ctx<'_, C, P, S>, agent_id: &str) -> Result<(), OpError> {
+    let now = format_rfc3339(ctx.clock.now_ms());
+    ctx.store
+        .transact(|state| {
+            let agent = state.registry.agent(agent_id).ok_or_else(|| OpError::UnknownAgent(agent_id.to_string()))?;
+            if !agent.status.is_running() {
+                return Err(OpError::Refused(format!("{agent_id} is {}; a heartbeat cannot revive it", agent.status)));
+            }
+            state.registry.agent_mut(agent_id).expect("found above").last_heartbeat = Some(now.clone());
+            Ok(())
+        })
+        .await?
+}
+
+/// What `wg recover` does (or would do, in a dry run).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoverPlan {
+    /// Failed or abandoned tasks re-opened.
+    pub requeued: Vec<String>,
+    /// Companions abandoned because their task was re-opened (only without `keep_agency`).
+    pub companions_abandoned: Vec<String>,
+}
+
+/// `wg recover`: re-open failed and abandoned tasks (optionally only `only_task`). Without
+/// `keep_agency`, their open `.evaluate-*` / `.flip-*` companions are abandoned, as upstream
+/// does; retry always keeps them. With `apply` false nothing is written.
+pub async fn recover<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    only_task: Option<&str>,
+    keep_agency: bool,
+    apply: bool,
+) -> Result<RecoverPlan, OpError> {
+    let now_ms = ctx.clock.now_ms();
+    ctx.store
+        .transact(|state| {
+            if let Some(id) = only_task.filter(|id| state.graph.task(id).is_none()) {
+                return Err(OpError::UnknownTask(id.to_string()));
+            }
+            let plan = plan_recovery(state, only_task, keep_agency);
+            if apply {
+                for id in &plan.requeued {
+                    let task = state.graph.task_mut(id).expect("planned from the graph");
+                    requeue(task, now_ms, ctx.actor, "Recovered by wg recover".to_string());
+                    task.crash_loop = None;
+                }
+                for id in &plan.companions_abandoned {
+                    let task = state.graph.task_mut(id).expect("planned from the graph");
+                    task.status = TaskStatus::Abandoned;
+                    task.push_log(format_rfc3339(now_ms), ctx.actor, "Abandoned by wg recover".to_string());
+                }
+            }
+            Ok(plan)
+        })
+        .await?
+}
+
+fn plan_recovery(state: &State, only_task: Option<&str>, keep_agency: bool) -> RecoverPlan {
+    let mut plan = RecoverPlan::default();
+    for task in state.graph.tasks() {
+        let selected = only_task.is_none_or(|id| id == task.id);
+        let recoverable = matches!(task.status, TaskStatus::Failed | TaskStatus::Abandoned);
+        if selected && recoverable && !task.is_companion() {
+            plan.requeued.push(task.id.clone());
+        }
+    }
+    if !keep_agency {
+        for task in state.graph.tasks() {
+            let belongs = plan.requeued.iter().any(|id| task.id.ends_with(&format!("-{id}")));
+            let finished = matches!(task.status, TaskStatus::Done | TaskStatus::Abandoned);
+            if is_companion_id(&task.id) && belongs && !finished {
+                plan.companions_abandoned.push(task.id.clone());
+            }
+        }
+    }
+    plan
+}

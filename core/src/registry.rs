@@ -1,0 +1,83 @@
+//! `service/registry.json`: the agents map and the next agent number.
+
+use crate::model::Agent;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Registry {
+    #[serde(default)]
+    agents: BTreeMap<String, Agent>,
+    #[serde(default = "first_agent_number")]
+    next_agent_id: u64,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
+    #[serde(skip)]
+    changed: bool,
+}
+
+fn first_agent_number() -> u64 {
+    1
+}
+
+impl Registry {
+    pub fn empty() -> Self {
+        Registry { next_agent_id: 1, ..Registry::default() }
+    }
+
+    /// Parses the registry; an empty file is an empty registry.
+    pub fn parse(bytes: &[u8]) -> Result<Registry, String> {
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Registry::empty());
+        }
+        let registry: Registry = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        for (key, agent) in &registry.agents {
+            if key != &agent.id {
+                return Err(format!("agent entry {key:?} has id {:?}; the two must match", agent.id));
+            }
+        }
+        Ok(registry)
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a registry always serializes");
+        text.push('\n');
+        text
+    }
+
+    pub fn agent(&self, id: &str) -> Option<&Agent> {
+        self.agents.get(id)
+    }
+
+    pub fn agent_mut(&mut self, id: &str) -> Option<&mut Agent> {
+        let agent = self.agents.get_mut(id)?;
+        self.changed = true;
+        Some(agent)
+    }
+
+    pub fn agents(&self) -> impl Iterator<Item = &Agent> {
+        self.agents.values()
+    }
+
+    /// Hands out the next `agent-N` id.
+    pub fn allocate_agent_id(&mut self) -> String {
+        self.changed = true;
+        loop {
+            let id = format!("agent-{}", self.next_agent_id);
+            self.next_agent_id += 1;
+            if !self.agents.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    pub fn insert(&mut self, agent: Agent) {
+        self.changed = true;
+        self.agents.insert(agent.id.clone(), agent);
+    }
+
+    pub fn is_changed(&self) -> bool {
+        self.changed
+    }
+}

@@ -1,0 +1,56 @@
+//! Tunables of kill, reaper and dispatcher. Plain data: the CLI reads them from
+//! `.wg/config.toml`, scenarios from their `[world]`.
+
+/// Upstream workgraph's crash-loop throttle: so many deaths in a window, then backoffs, then fail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrashLoopPolicy {
+    pub deaths_max: usize,
+    pub window_ms: u64,
+    pub backoffs_ms: Vec<u64>,
+}
+
+impl Default for CrashLoopPolicy {
+    fn default() -> Self {
+        CrashLoopPolicy { deaths_max: 5, window_ms: 300_000, backoffs_ms: vec![60_000, 120_000, 240_000] }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Settings {
+    /// Time between SIGTERM and SIGKILL.
+    pub grace_ms: u64,
+    /// How long to wait for the exit after SIGKILL before reporting a process that will not die.
+    pub kill_wait_ms: u64,
+    /// An agent whose last heartbeat is older is stopped and reaped; `None` turns this off.
+    pub heartbeat_timeout_ms: Option<u64>,
+    /// An agent entry still `starting` without a pid after this long was orphaned by a crash.
+    pub starting_timeout_ms: u64,
+    /// A stop request older than grace + kill wait + this is taken over by the next retry.
+    pub stop_takeover_slack_ms: u64,
+    pub max_agents: usize,
+    /// The service sweeps at least this often, even when nothing wakes it.
+    pub poll_interval_ms: u64,
+    pub crash_loop: CrashLoopPolicy,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            grace_ms: 5_000,
+            kill_wait_ms: 5_000,
+            heartbeat_timeout_ms: None,
+            starting_timeout_ms: 30_000,
+            stop_takeover_slack_ms: 10_000,
+            max_agents: 4,
+            poll_interval_ms: 1_000,
+            crash_loop: CrashLoopPolicy::default(),
+        }
+    }
+}
+
+impl Settings {
+    /// Past this age a stop request belongs to an invocation that crashed.
+    pub fn stop_request_expiry_ms(&self) -> u64 {
+        self.grace_ms + self.kill_wait_ms + self.stop_takeover_slack_ms
+    }
+}
