@@ -1,0 +1,54 @@
+//! One function per `wg` command: set up the real ports, run the core operation, say what
+//! happened in words and in JSON.
+
+pub mod agents;
+pub mod recovery;
+pub mod tasks;
+
+use crate::config::load_settings;
+use crate::output::CliError;
+use crate::real::clock::RealClock;
+use crate::real::processes::RealProcesses;
+use crate::real::store::{FileStore, WgPaths};
+use std::path::Path;
+use wg_core::ports::Ctx;
+use wg_core::settings::Settings;
+
+/// The real ports of one command invocation.
+pub struct Ports {
+    pub clock: RealClock,
+    pub processes: RealProcesses,
+    pub store: FileStore,
+    pub settings: Settings,
+    /// Written into log entries and stop requests: which command, which process.
+    pub actor: String,
+}
+
+impl Ports {
+    /// Ports for a CLI command; its commits wake the service.
+    pub fn for_command(dir: &Path, command: &str) -> Result<Ports, CliError> {
+        let paths = WgPaths::new(dir);
+        let settings = load_settings(&paths.config()).map_err(CliError::new)?;
+        Ok(Ports {
+            clock: RealClock,
+            processes: RealProcesses::new(absolute(dir)),
+            store: FileStore::new(paths, true),
+            settings,
+            actor: format!("wg {command} (pid {})", std::process::id()),
+        })
+    }
+
+    pub fn ctx(&self) -> Ctx<'_, RealClock, RealProcesses, FileStore> {
+        Ctx { clock: &self.clock, processes: &self.processes, store: &self.store, actor: &self.actor }
+    }
+}
+
+/// Agents get `WG_DIR` as an absolute path, so they may change folders.
+pub fn absolute(dir: &Path) -> std::path::PathBuf {
+    std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+/// The agent a command comes from, when an agent calls it.
+pub fn calling_agent() -> Option<String> {
+    std::env::var("WG_AGENT_ID").ok().filter(|id| !id.is_empty())
+}

@@ -1,0 +1,68 @@
+//! `wg retry` and `wg recover`.
+
+use super::Ports;
+use crate::output::{CliError, Output};
+use serde_json::json;
+use std::path::Path;
+use wg_core::block_on;
+use wg_core::ops::{recover as recover_op, retry as retry_op, RetryOutcome};
+
+pub fn retry(dir: &Path, task_id: &str, reason: &str) -> Result<Output, CliError> {
+    let ports = Ports::for_command(dir, "retry")?;
+    let outcome = block_on(retry_op(ports.ctx(), &ports.settings, task_id, reason))?;
+    let (human, kind, count) = match &outcome {
+        RetryOutcome::Requeued { from, retry_count } => {
+            (format!("{task_id} was {from}; re-queued (attempt {retry_count})"), "requeued", Some(*retry_count))
+        }
+        RetryOutcome::Restarted { agent_id, pid, escalated, by_reaper, retry_count } => {
+            let how = if *escalated { "SIGKILL after the grace period" } else { "SIGTERM" };
+            let who = if *by_reaper { "; the reaper had re-queued it first" } else { "" };
+            (
+                format!("stopped {agent_id} (pid {pid}, {how}); {task_id} re-queued (attempt {retry_count}){who}"),
+                "restarted",
+                Some(*retry_count),
+            )
+        }
+        RetryOutcome::AlreadyOpen => (format!("{task_id} is already open; nothing to retry"), "already-open", None),
+        RetryOutcome::InFlight { agent_id, by } => {
+            (format!("{by} is already stopping {agent_id} for {task_id}; nothing more to do"), "in-flight", None)
+        }
+        RetryOutcome::FinishedMeanwhile { agent_id } => {
+            (format!("{agent_id} finished {task_id} while being stopped; it stays done"), "finished-meanwhile", None)
+        }
+    };
+    Ok(Output::new(human, json!({"ok": true, "task": task_id, "outcome": kind, "retry_count": count})))
+}
+
+pub fn recover(dir: &Path, filter: Option<String>, keep_agency: bool, apply: bool) -> Result<Output, CliError> {
+    let only_task = match filter.as_deref() {
+        None => None,
+        Some(filter) => Some(
+            filter
+                .strip_prefix("id=")
+                .ok_or_else(|| CliError::new(format!("--filter {filter:?}: only id=<task> is supported")))?
+                .to_string(),
+        ),
+    };
+    let ports = Ports::for_command(dir, "recover")?;
+    let plan = block_on(recover_op(ports.ctx(), only_task.as_deref(), keep_agency, apply))?;
+    let verb = if apply { "re-opened" } else { "would re-open" };
+    let mut human = format!("{verb}: {}\n", list_or_none(&plan.requeued));
+    if !keep_agency {
+        let verb = if apply { "abandoned" } else { "would abandon" };
+        human.push_str(&format!("{verb} companions: {}\n", list_or_none(&plan.companions_abandoned)));
+    }
+    if !apply {
+        human.push_str("dry run: nothing changed; add --yes to apply\n");
+    }
+    let body = json!({"ok": true, "applied": apply, "requeued": plan.requeued, "companions_abandoned": plan.companions_abandoned});
+    Ok(Output::new(human, body))
+}
+
+fn list_or_none(ids: &[String]) -> String {
+    if ids.is_empty() {
+        "none".to_string()
+    } else {
+        ids.join(", ")
+    }
+}

@@ -1,0 +1,85 @@
+//! `wg init`, `add`, `list`, `show`, `done`, `fail`.
+
+use super::{calling_agent, Ports};
+use crate::output::{CliError, Output};
+use crate::real::store::{write_atomically, WgPaths};
+use serde_json::json;
+use std::fs;
+use std::path::Path;
+use wg_core::block_on;
+use wg_core::model::Task;
+use wg_core::ops::{add_task, fail_task, finish_task, NewTask};
+
+pub fn init(dir: &Path) -> Result<Output, CliError> {
+    let paths = WgPaths::new(dir);
+    if paths.graph().exists() {
+        return Ok(Output::new(
+            format!("{} is already a workgraph folder; nothing changed", dir.display()),
+            json!({"ok": true, "created": false}),
+        ));
+    }
+    fs::create_dir_all(paths.service_dir()).map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+    write_atomically(&paths.graph(), b"")?;
+    Ok(Output::new(format!("Initialized {}", dir.display()), json!({"ok": true, "created": true})))
+}
+
+pub fn add(dir: &Path, new: &NewTask) -> Result<Output, CliError> {
+    let ports = Ports::for_command(dir, "add")?;
+    let id = block_on(add_task(ports.ctx(), new))?;
+    Ok(Output::new(format!("Added task {id}"), json!({"ok": true, "id": id})))
+}
+
+pub fn list(dir: &Path) -> Result<Output, CliError> {
+    let ports = Ports::for_command(dir, "list")?;
+    let state = ports.store.read()?;
+    let tasks: Vec<&Task> = state.graph.tasks().collect();
+    let mut human = String::new();
+    for task in &tasks {
+        let agent = task.assigned.as_deref().map(|agent| format!("  [{agent}]")).unwrap_or_default();
+        let retries = if task.retry_count > 0 { format!("  retries {}", task.retry_count) } else { String::new() };
+        human.push_str(&format!("{:<20} {:<12} {}{agent}{retries}\n", task.id, task.status.as_str(), task.title));
+    }
+    if tasks.is_empty() {
+        human.push_str("No tasks. Add one with `wg add <title> --exec <command>`.\n");
+    }
+    Ok(Output::new(human, json!({"ok": true, "tasks": tasks})))
+}
+
+pub fn show(dir: &Path, id: &str) -> Result<Output, CliError> {
+    let ports = Ports::for_command(dir, "show")?;
+    let state = ports.store.read()?;
+    let task = state.graph.task(id).ok_or_else(|| CliError::new(format!("no task {id:?} in the graph (see `wg list`)")))?;
+    let mut human = format!("{}  {}\n  status: {}\n", task.id, task.title, task.status);
+    let mut line = |label: &str, value: Option<String>| {
+        if let Some(value) = value {
+            human.push_str(&format!("  {label}: {value}\n"));
+        }
+    };
+    line("assigned", task.assigned.clone());
+    line("exec", task.exec.clone());
+    line("after", (!task.after.is_empty()).then(|| task.after.join(", ")));
+    line("retries", Some(format!("{}{}", task.retry_count, task.max_retries.map(|max| format!(" of {max}")).unwrap_or_default())));
+    line("failure", task.failure_reason.clone());
+    if !task.log.is_empty() {
+        human.push_str("  log:\n");
+        for entry in &task.log {
+            human.push_str(&format!("    {}  {}: {}\n", entry.timestamp, entry.user, entry.message));
+        }
+    }
+    Ok(Output::new(human, json!({"ok": true, "task": task})))
+}
+
+pub fn done(dir: &Path, id: &str) -> Result<Output, CliError> {
+    let ports = Ports::for_command(dir, "done")?;
+    let agent = calling_agent();
+    let changed = block_on(finish_task(ports.ctx(), id, agent.as_deref()))?;
+    let human = if changed { format!("{id} is done") } else { format!("{id} was already done; nothing changed") };
+    Ok(Output::new(human, json!({"ok": true, "task": id, "changed": changed})))
+}
+
+pub fn fail(dir: &Path, id: &str, reason: &str) -> Result<Output, CliError> {
+    let ports = Ports::for_command(dir, "fail")?;
+    let agent = calling_agent();
+    block_on(fail_task(ports.ctx(), id, reason, agent.as_deref()))?;
+    Ok(Output::new(format!("{id} failed: {reason}"), json!({"ok": true, "task": id})))
+}

@@ -1,0 +1,222 @@
+//! The file store: `.wg/graph.jsonl` and `.wg/service/registry.json`, under workgraph's locks.
+//!
+//! One transaction = lock `graph.lock`, then `service/.registry.lock` (always in that order, as
+//! upstream, so the two tools can run side by side), read and parse both files, run the change,
+//! write what changed atomically (temp file in the same folder, fsync, rename, fsync the folder),
+//! unlock. A file that does not parse aborts the transaction before anything is written.
+
+use nix::fcntl::{Flock, FlockArg};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use wg_core::graph::Graph;
+use wg_core::ports::{State, Store, StoreError};
+use wg_core::registry::Registry;
+
+/// The paths of one `.wg/` folder, named once.
+#[derive(Clone, Debug)]
+pub struct WgPaths {
+    pub dir: PathBuf,
+}
+
+impl WgPaths {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        WgPaths { dir: dir.into() }
+    }
+    pub fn graph(&self) -> PathBuf {
+        self.dir.join("graph.jsonl")
+    }
+    pub fn graph_lock(&self) -> PathBuf {
+        self.dir.join("graph.lock")
+    }
+    pub fn service_dir(&self) -> PathBuf {
+        self.dir.join("service")
+    }
+    pub fn registry(&self) -> PathBuf {
+        self.service_dir().join("registry.json")
+    }
+    pub fn registry_lock(&self) -> PathBuf {
+        self.service_dir().join(".registry.lock")
+    }
+    pub fn config(&self) -> PathBuf {
+        self.dir.join("config.toml")
+    }
+    /// The service listens here; any commit pokes it so the dispatcher need not wait for a tick.
+    pub fn wake_socket(&self) -> PathBuf {
+        self.service_dir().join("wg-recover-wake.sock")
+    }
+    pub fn service_pid_file(&self) -> PathBuf {
+        self.service_dir().join("wg-recover-service.json")
+    }
+    pub fn service_log(&self) -> PathBuf {
+        self.service_dir().join("wg-recover-service.log")
+    }
+}
+
+pub struct FileStore {
+    paths: WgPaths,
+    /// Whether a commit pokes the running service (everyone but the service itself).
+    wake_service: bool,
+    lock_timeout: Duration,
+}
+
+/// How long a command waits for a lock before saying who holds it.
+pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl FileStore {
+    pub fn new(paths: WgPaths, wake_service: bool) -> Self {
+        FileStore { paths, wake_service, lock_timeout: LOCK_TIMEOUT }
+    }
+
+    pub fn with_lock_timeout(mut self, lock_timeout: Duration) -> Self {
+        self.lock_timeout = lock_timeout;
+        self
+    }
+
+    pub fn paths(&self) -> &WgPaths {
+        &self.paths
+    }
+
+    /// Reads both files without locking, for display only.
+    pub fn read(&self) -> Result<State, StoreError> {
+        read_state(&self.paths)
+    }
+
+    fn transact_blocking<R>(&self, change: impl FnOnce(&mut State) -> R) -> Result<R, StoreError> {
+        if !self.paths.graph().is_file() {
+            return Err(StoreError::Io(format!(
+                "{} not found: {} is not a workgraph folder (run `wg init`, or pass --dir)",
+                self.paths.graph().display(),
+                self.paths.dir.display()
+            )));
+        }
+        let _graph_lock = lock(&self.paths.graph_lock(), self.lock_timeout)?;
+        fs::create_dir_all(self.paths.service_dir()).map_err(|e| io_error("create", &self.paths.service_dir(), e))?;
+        let _registry_lock = lock(&self.paths.registry_lock(), self.lock_timeout)?;
+        let mut state = read_state(&self.paths)?;
+        let result = change(&mut state);
+        if state.graph.is_changed() {
+            write_atomically(&self.paths.graph(), state.graph.render().as_bytes())?;
+        }
+        if state.registry.is_changed() {
+            write_atomically(&self.paths.registry(), state.registry.render().as_bytes())?;
+        }
+        if state.is_changed() && self.wake_service {
+            poke(&self.paths.wake_socket());
+        }
+        Ok(result)
+    }
+}
+
+impl Store for FileStore {
+    async fn transact<R>(&self, change: impl FnOnce(&mut State) -> R) -> Result<R, StoreError> {
+        self.transact_blocking(change)
+    }
+}
+
+fn io_error(what: &str, path: &Path, error: std::io::Error) -> StoreError {
+    StoreError::Io(format!("cannot {what} {}: {error}", path.display()))
+}
+
+fn read_state(paths: &WgPaths) -> Result<State, StoreError> {
+    let graph_bytes = fs::read(paths.graph()).map_err(|e| io_error("read", &paths.graph(), e))?;
+    let graph = Graph::parse(&graph_bytes).map_err(|error| StoreError::Corrupt {
+        file: paths.graph().display().to_string(),
+        line: Some(error.line),
+        message: error.message,
+    })?;
+    let registry = match fs::read(paths.registry()) {
+        Ok(bytes) => Registry::parse(&bytes).map_err(|message| StoreError::Corrupt {
+            file: paths.registry().display().to_string(),
+            line: None,
+            message,
+        })?,
+        Err(error) if error.kind() == ErrorKind::NotFound => Registry::empty(),
+        Err(error) => return Err(io_error("read", &paths.registry(), error)),
+    };
+    Ok(State { graph, registry })
+}
+
+/// Takes an exclusive `flock`, waiting up to `timeout`; the kernel drops it when we exit, so a
+/// crashed holder never leaves a stale lock. On timeout, says which process holds it.
+fn lock(path: &Path, timeout: Duration) -> Result<Flock<File>, StoreError> {
+    let started = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| io_error("open the lock file", path, e))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(locked) => return Ok(locked),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if started.elapsed() < timeout => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+                return Err(StoreError::Io(format!(
+                    "{} is still locked after {} s{}; wait for that command to finish, or stop it",
+                    path.display(),
+                    timeout.as_secs(),
+                    lock_holder(path).map(|holder| format!(" (held by {holder})")).unwrap_or_default()
+                )))
+            }
+            Err((_, errno)) => return Err(StoreError::Io(format!("cannot lock {}: {errno}", path.display()))),
+        }
+    }
+}
+
+/// Who holds the lock on `path`, from `/proc/locks` (the kernel's own record, so it is right
+/// even for a holder that is not us and wrote nothing into the file).
+fn lock_holder(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let inode = fs::metadata(path).ok()?.ino();
+    let locks = fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (pid, device_inode) = (fields.get(4)?, fields.get(5)?);
+        let lock_inode: u64 = device_inode.rsplit(':').next()?.parse().ok()?;
+        (lock_inode == inode).then(|| {
+            let command = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " ");
+            format!("pid {pid}: {}", command.trim())
+        })
+    })
+}
+
+/// Replaces `path` with `bytes` so that a crash at any moment leaves the old or the new file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
+    let temporary = folder.join(format!(".{name}.tmp.{}", std::process::id()));
+    let result = (|| {
+        let mut file = File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)?;
+        File::open(folder)?.sync_all()
+    })();
+    result.map_err(|error| {
+        let _ = fs::remove_file(&temporary);
+        io_error("write", path, error)
+    })
+}
+
+/// Wakes the service, if one listens. Best effort: without a service there is nobody to wake.
+fn poke(socket: &Path) {
+    if let Ok(sender) = UnixDatagram::unbound() {
+        let _ = sender.set_nonblocking(true);
+        let _ = sender.send_to(b"wake", socket);
+    }
+}
+
+/// Reads a whole small file, for the service pid file and similar.
+pub fn read_small(path: &Path) -> std::io::Result<String> {
+    let mut text = String::new();
+    File::open(path)?.take(1 << 20).read_to_string(&mut text)?;
+    Ok(text)
+}

@@ -1,0 +1,206 @@
+//! `wg service run|start|stop|status`: the dispatcher and reaper around the core's `reap` and
+//! `dispatch`.
+//!
+//! One thread, one loop: sweep (reap, then dispatch), then sleep in `poll` until a child exits
+//! (SIGCHLD through a signalfd), a command commits a change (a datagram on the wake socket), a
+//! stop is asked for (SIGTERM/SIGINT), or the poll interval passes. A `wg retry` therefore gets
+//! its new agent at once, not at the next tick.
+
+use crate::commands::{absolute, Ports};
+use crate::config::load_settings;
+use crate::output::{CliError, Output};
+use crate::real::clock::{epoch_ms_now, RealClock};
+use crate::real::processes::{read_start_ticks, RealProcesses};
+use crate::real::store::{read_small, write_atomically, FileStore, WgPaths};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use serde_json::json;
+use std::os::fd::AsFd;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::time::{Duration, Instant};
+use wg_core::block_on;
+use wg_core::ops::{dispatch, reap};
+
+/// What the pid file of a running service says.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ServiceRecord {
+    pid: i32,
+    start_ticks: u64,
+    started_at: String,
+}
+
+pub fn run(dir: &Path) -> Result<Output, CliError> {
+    let paths = WgPaths::new(dir);
+    if !paths.graph().is_file() {
+        return Err(CliError::new(format!("{} is not a workgraph folder (run `wg init`, or pass --dir)", dir.display())));
+    }
+    if let Some(record) = running_service(&paths) {
+        return Err(CliError::new(format!("a service already runs for {} (pid {})", dir.display(), record.pid)));
+    }
+    let settings = load_settings(&paths.config()).map_err(CliError::new)?;
+    put_own_folder_on_path();
+    let signals = block_signals()?;
+    let socket = bind_wake_socket(&paths)?;
+    write_record(&paths)?;
+    let ports = Ports {
+        clock: RealClock,
+        processes: RealProcesses::new(absolute(dir)),
+        store: FileStore::new(paths.clone(), false),
+        settings,
+        actor: format!("wg service (pid {})", std::process::id()),
+    };
+    eprintln!("wg service: running for {} (pid {})", dir.display(), std::process::id());
+    let result = serve(&ports, &signals, &socket);
+    let _ = std::fs::remove_file(paths.wake_socket());
+    let _ = std::fs::remove_file(paths.service_pid_file());
+    result?;
+    Ok(Output::new("wg service: stopped", json!({"ok": true, "stopped": true})))
+}
+
+/// The loop. Returns when SIGTERM or SIGINT arrives.
+fn serve(ports: &Ports, signals: &SignalFd, socket: &UnixDatagram) -> Result<(), CliError> {
+    let timeout = PollTimeout::try_from(ports.settings.poll_interval_ms.min(i32::MAX as u64) as i32)
+        .expect("bounded to i32 above");
+    loop {
+        sweep(ports);
+        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN), PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(errno) => return Err(CliError::new(format!("wg service: poll failed: {errno}"))),
+        }
+        let mut buffer = [0u8; 64];
+        while socket.recv(&mut buffer).is_ok() {}
+        while let Ok(Some(info)) = signals.read_signal() {
+            if info.ssi_signo == Signal::SIGTERM as u32 || info.ssi_signo == Signal::SIGINT as u32 {
+                eprintln!("wg service: stopping (agents keep running; the next service adopts them)");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// One reaper sweep and one dispatcher tick; failures are reported and the loop goes on, since a
+/// bad line in the graph is for a person to fix while the service waits.
+fn sweep(ports: &Ports) {
+    let ctx = ports.ctx();
+    match block_on(reap(ctx, &ports.settings)) {
+        Ok(reaped) => {
+            for event in reaped {
+                let task_now = event.task_now.map(|status| format!(", task now {status}")).unwrap_or_default();
+                eprintln!("wg service: reaped {} of {}: {}{task_now}", event.agent_id, event.task_id, event.cause);
+            }
+        }
+        Err(error) => eprintln!("wg service: reaper: {error}"),
+    }
+    match block_on(dispatch(ctx, &ports.settings)) {
+        Ok(dispatched) => {
+            for event in dispatched {
+                match event.result {
+                    Ok(pid) => eprintln!("wg service: spawned {} (pid {pid}) for {}", event.agent_id, event.task_id),
+                    Err(why) => eprintln!("wg service: could not spawn {} for {}: {why}", event.agent_id, event.task_id),
+                }
+            }
+        }
+        Err(error) => eprintln!("wg service: dispatcher: {error}"),
+    }
+    ports.processes.reap_children();
+}
+
+/// Agents call `wg done` and friends: make sure they find this very binary.
+fn put_own_folder_on_path() {
+    let Some(folder) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(Path::to_path_buf)) else { return };
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut folders: Vec<_> = std::env::split_paths(&path).collect();
+    if !folders.contains(&folder) {
+        folders.insert(0, folder);
+        // Set before any thread or child exists, so nothing reads the environment concurrently.
+        std::env::set_var("PATH", std::env::join_paths(folders).unwrap_or(path));
+    }
+}
+
+fn block_signals() -> Result<SignalFd, CliError> {
+    let mut mask = SigSet::empty();
+    for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
+        mask.add(signal);
+    }
+    mask.thread_block().map_err(|e| CliError::new(format!("wg service: cannot block signals: {e}")))?;
+    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+        .map_err(|e| CliError::new(format!("wg service: cannot create a signalfd: {e}")))
+}
+
+fn bind_wake_socket(paths: &WgPaths) -> Result<UnixDatagram, CliError> {
+    let path = paths.wake_socket();
+    let _ = std::fs::remove_file(&path); // stale from a crashed service; running_service() said none runs
+    let socket = UnixDatagram::bind(&path).map_err(|e| CliError::new(format!("cannot bind {}: {e}", path.display())))?;
+    socket.set_nonblocking(true).map_err(|e| CliError::new(format!("cannot configure {}: {e}", path.display())))?;
+    Ok(socket)
+}
+
+fn write_record(paths: &WgPaths) -> Result<(), CliError> {
+    let pid = std::process::id() as i32;
+    let start_ticks = read_start_ticks(pid).unwrap_or(0);
+    let record = ServiceRecord { pid, start_ticks, started_at: wg_core::time::format_rfc3339(epoch_ms_now()) };
+    let text = serde_json::to_string_pretty(&record).expect("records serialize");
+    write_atomically(&paths.service_pid_file(), text.as_bytes())?;
+    Ok(())
+}
+
+/// The service recorded in the pid file, if that very process still runs.
+fn running_service(paths: &WgPaths) -> Option<ServiceRecord> {
+    let text = read_small(&paths.service_pid_file()).ok()?;
+    let record: ServiceRecord = serde_json::from_str(&text).ok()?;
+    (read_start_ticks(record.pid) == Some(record.start_ticks)).then_some(record)
+}
+
+pub fn start(dir: &Path) -> Result<Output, CliError> {
+    let paths = WgPaths::new(dir);
+    if let Some(record) = running_service(&paths) {
+        return Ok(Output::new(format!("the service already runs (pid {})", record.pid), json!({"ok": true, "pid": record.pid, "started": false})));
+    }
+    let exe = std::env::current_exe().map_err(|e| CliError::new(format!("cannot find the wg binary: {e}")))?;
+    std::fs::create_dir_all(paths.service_dir()).map_err(|e| CliError::new(format!("cannot create {}: {e}", paths.service_dir().display())))?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(paths.service_log())
+        .map_err(|e| CliError::new(format!("cannot open {}: {e}", paths.service_log().display())))?;
+    let mut command = std::process::Command::new(exe);
+    command.arg("--dir").arg(absolute(dir)).args(["service", "run"]);
+    command.stdin(std::process::Stdio::null()).stdout(log.try_clone().map_err(|e| CliError::new(e.to_string()))?).stderr(log);
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    let mut child = command.spawn().map_err(|e| CliError::new(format!("cannot start the service: {e}")))?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Some(record) = running_service(&paths) {
+            return Ok(Output::new(format!("service started (pid {}); log: {}", record.pid, paths.service_log().display()), json!({"ok": true, "pid": record.pid, "started": true})));
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return Err(CliError::new(format!("the service exited at once ({status}); see {}", paths.service_log().display())));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Err(CliError::new(format!("the service did not come up within 5 s; see {}", paths.service_log().display())))
+}
+
+pub fn stop(dir: &Path) -> Result<Output, CliError> {
+    let paths = WgPaths::new(dir);
+    let Some(record) = running_service(&paths) else {
+        return Ok(Output::new("no service runs; nothing to stop", json!({"ok": true, "stopped": false})));
+    };
+    crate::real::processes::terminate_one(record.pid, record.start_ticks, Duration::from_secs(10))
+        .map_err(|why| CliError::new(format!("could not stop the service (pid {}): {why}", record.pid)))?;
+    Ok(Output::new(format!("service stopped (pid {}); its agents keep running", record.pid), json!({"ok": true, "stopped": true, "pid": record.pid})))
+}
+
+pub fn status(dir: &Path) -> Result<Output, CliError> {
+    let paths = WgPaths::new(dir);
+    match running_service(&paths) {
+        Some(record) => Ok(Output::new(
+            format!("the service runs (pid {}, since {})", record.pid, record.started_at),
+            json!({"ok": true, "running": true, "pid": record.pid, "started_at": record.started_at}),
+        )),
+        None => Ok(Output::new("the service is not running", json!({"ok": true, "running": false}))),
+    }
+}
