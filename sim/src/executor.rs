@@ -1,0 +1,579 @@
+//! The single-threaded executor: one step polls one actor chosen by the scheduler (or applies
+//! one fault). Virtual time moves only when no actor can run. The run has a safety phase (faults
+//! on) and a liveness phase (faults off) at whose end L1/L2 and the expectations are checked.
+
+use crate::actors::{self, ActorFuture};
+use crate::checks;
+use crate::scenario::{FaultKind, Scenario, SchedulerKind};
+use crate::world::{
+    ActorId, ActorKind, ActorSlot, Inner, ProcKind, StoreFault, Violation, Wait, World, EPOCH_START_MS, PID_SLOTS,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::task::{Context, Poll, Waker};
+use wg_core::settings::Settings;
+
+/// One entry of a trace: a scheduling decision or an injected fault.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "kebab-case")]
+pub enum Decision {
+    Run {
+        actor: ActorId,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fault: Option<StoreFault>,
+    },
+    /// The actor (a command, or the whole service) dies at its port call; a write it had in
+    /// flight lands whole or not at all.
+    Crash {
+        actor: ActorId,
+        write_lands: bool,
+    },
+    ReusePid {
+        pid: i64,
+    },
+    ClockJump {
+        by_ms: u64,
+    },
+    Stall {
+        pid: i64,
+        for_ms: u64,
+    },
+    IgnoreTerm {
+        pid: i64,
+    },
+}
+
+impl Decision {
+    pub fn is_fault(&self) -> bool {
+        !matches!(self, Decision::Run { fault: None, .. })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    pub seed: u64,
+    pub scheduler: SchedulerKind,
+    /// Fault kinds that may be injected in the safety phase.
+    pub faults: Vec<FaultKind>,
+    pub fault_rate: f64,
+    /// Replays these decisions instead of choosing; the run ends where the trace ends.
+    pub replay: Option<Vec<Decision>>,
+    pub record_timeline: bool,
+    pub hash_steps: bool,
+    pub steps_max: u64,
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<wg_core::settings::PlantedBug>,
+}
+
+impl RunOptions {
+    pub fn for_scenario(scenario: &Scenario, seed: u64) -> RunOptions {
+        RunOptions {
+            seed,
+            scheduler: scenario.sim.scheduler,
+            faults: scenario.sim.faults.clone(),
+            fault_rate: scenario.sim.fault_rate,
+            replay: None,
+            record_timeline: false,
+            hash_steps: false,
+            steps_max: scenario.sim.steps_max,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub checker: String,
+    pub detail: String,
+    /// Index of the trace entry after which it was seen (the end of the run for L1/L2/expect).
+    pub step: usize,
+    /// Virtual time since the start of the run.
+    pub tick_ms: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct RunReport {
+    pub failure: Option<Failure>,
+    pub trace: Vec<Decision>,
+    pub timeline: Vec<String>,
+    pub step_hashes: Vec<u64>,
+    /// A replayed decision named an actor that could not run, or a pid that was not free.
+    pub invalid: bool,
+    pub faults_fired: u32,
+}
+
+/// The most faults one run injects: enough to combine a few, few enough that runs progress.
+pub const FAULTS_MAX: u32 = 6;
+/// PCT's estimate of a run's length in steps, over which its priority change points spread.
+const PCT_STEPS_ESTIMATE: u64 = 400;
+
+fn settings_for(scenario: &Scenario) -> Settings {
+    let service = &scenario.service;
+    Settings {
+        grace_ms: service.grace_ms,
+        kill_wait_ms: service.kill_wait_ms,
+        heartbeat_timeout_ms: service.heartbeat_timeout_ms,
+        max_agents: service.max_agents,
+        poll_interval_ms: service.poll_interval_ms,
+        ..Settings::default()
+    }
+}
+
+/// How long the liveness phase lasts unless the scenario says: time for a sweep to notice a death
+/// (poll), stop a hung agent (heartbeat timeout, grace, kill wait), a service restart, and
+/// another sweep to dispatch.
+pub fn liveness_ms(scenario: &Scenario) -> u64 {
+    let service = &scenario.service;
+    scenario.sim.liveness_ms.unwrap_or(
+        3 * service.poll_interval_ms
+            + service.heartbeat_timeout_ms.unwrap_or(0)
+            + service.grace_ms
+            + service.kill_wait_ms
+            + 2_000,
+    )
+}
+
+fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
+    #[allow(unused_mut)]
+    let mut settings = settings_for(scenario);
+    #[cfg(feature = "planted-bugs")]
+    {
+        settings.planted_bug = options.planted_bug;
+    }
+    #[cfg(feature = "planted-bugs")]
+    let signal_without_identity_check =
+        options.planted_bug == Some(wg_core::settings::PlantedBug::SignalWithoutIdentity);
+    #[cfg(not(feature = "planted-bugs"))]
+    let signal_without_identity_check = false;
+    let initial = actors::initial_state(scenario);
+    let inner = Inner {
+        now_ms: EPOCH_START_MS,
+        current: 0,
+        actors: Vec::new(),
+        procs: BTreeMap::new(),
+        exited: BTreeMap::new(),
+        freed_pids: Vec::new(),
+        next_pid: crate::world::PID_FIRST,
+        last_ticks: 0,
+        timers: BTreeMap::new(),
+        timer_seq: 0,
+        committed: initial.clone(),
+        commits: 0,
+        lock: None,
+        pending_write: None,
+        poll_fault: None,
+        new_actors: Vec::new(),
+        violations: Vec::new(),
+        notes: Vec::new(),
+        recording: options.record_timeline,
+        spawns_per_task: BTreeMap::new(),
+        steps_fired: BTreeSet::new(),
+        service_generation: 0,
+        service_up: false,
+        retried_agents: Vec::new(),
+    };
+    World {
+        inner: RefCell::new(inner),
+        settings,
+        scenario: scenario.clone(),
+        seed: options.seed,
+        initial,
+        signal_without_identity_check,
+    }
+}
+
+/// Where decisions come from: the seeded generator (random walk or PCT) or a trace.
+enum Source {
+    Seeded { rng: ChaCha8Rng, pct: Option<Pct>, faults: Vec<FaultKind>, fault_rate: f64 },
+    Replay { trace: Vec<Decision>, position: usize },
+}
+
+/// Probabilistic concurrency testing: the runnable actor with the highest priority runs; at
+/// `depth - 1` random steps the running actor drops below every other.
+struct Pct {
+    priorities: BTreeMap<ActorId, u64>,
+    change_points: Vec<u64>,
+    steps: u64,
+}
+
+/// Runs one scenario with one seed (or one trace).
+pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
+    let world = new_world(scenario, options);
+    actors::boot(&world);
+    let mut source = source_for(options);
+    let mut futures: Vec<Option<ActorFuture<'_>>> = Vec::new();
+    let mut report = RunReport::default();
+    let safety_end_ms = EPOCH_START_MS + scenario.sim.safety_ms as i64;
+    // The liveness phase starts when the safety phase is over (a clock jump may overshoot it)
+    // and lasts its bound from there.
+    let mut liveness_start_ms: Option<i64> = None;
+    let mut end_ms = safety_end_ms;
+    loop {
+        if liveness_start_ms.is_none() && world.now_ms() >= safety_end_ms {
+            liveness_start_ms = Some(world.now_ms());
+            end_ms = world.now_ms() + liveness_ms(scenario) as i64;
+        }
+        world.fire_due_timers();
+        start_new_actors(&world, &mut futures);
+        drop_dead_actors(&world, &mut futures);
+        if let Some(failure) = first_violation(&world, report.trace.len()) {
+            report.failure = Some(failure);
+            break;
+        }
+        let runnable = runnable(&world.inner.borrow());
+        if runnable.is_empty() {
+            if !advance_time(&world, end_ms) && liveness_start_ms.is_some() {
+                break;
+            }
+            continue;
+        }
+        if report.trace.len() as u64 >= options.steps_max {
+            report.failure = Some(failure_at(
+                &world,
+                report.trace.len(),
+                "steps",
+                format!("no end after {} steps", options.steps_max),
+            ));
+            break;
+        }
+        let faults_on = world.now_ms() < safety_end_ms && report.faults_fired < FAULTS_MAX;
+        let Some(decision) = next_decision(&mut source, &world, &runnable, faults_on, &mut report) else { break };
+        report.faults_fired += u32::from(decision.is_fault());
+        let call = match &decision {
+            Decision::Run { actor, .. } => world.inner.borrow().actors[*actor].call,
+            _ => "",
+        };
+        apply(&world, &mut futures, &decision);
+        after_step(&world, &decision, call, options, &mut report);
+        report.trace.push(decision);
+        let violations = checks::after_step(&world.inner.borrow());
+        world.inner.borrow_mut().violations.extend(violations);
+    }
+    if report.failure.is_none() && !report.invalid {
+        report.failure = end_checks(&world, report.trace.len(), report.faults_fired, end_ms);
+    }
+    report
+}
+
+fn source_for(options: &RunOptions) -> Source {
+    if let Some(trace) = &options.replay {
+        return Source::Replay { trace: trace.clone(), position: 0 };
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+    let pct = match options.scheduler {
+        SchedulerKind::Random => None,
+        SchedulerKind::Pct { depth } => {
+            let change_points = (1..depth).map(|_| rng.gen_range(0..PCT_STEPS_ESTIMATE)).collect();
+            Some(Pct { priorities: BTreeMap::new(), change_points, steps: 0 })
+        }
+    };
+    Source::Seeded { rng, pct, faults: options.faults.clone(), fault_rate: options.fault_rate }
+}
+
+fn failure_at(world: &World, step: usize, checker: &str, detail: String) -> Failure {
+    Failure { checker: checker.to_string(), detail, step, tick_ms: world.now_ms() - EPOCH_START_MS }
+}
+
+fn first_violation(world: &World, step: usize) -> Option<Failure> {
+    let violation: Violation = world.inner.borrow().violations.first()?.clone();
+    Some(failure_at(world, step.saturating_sub(1), &violation.checker, violation.detail))
+}
+
+/// Actors whose wait is over, in id order.
+fn runnable(inner: &Inner) -> Vec<ActorId> {
+    let lock_free = inner.lock.is_none();
+    (0..inner.actors.len())
+        .filter(|&id| {
+            let slot = &inner.actors[id];
+            !slot.finished
+                && !slot.killed
+                && match &slot.wait {
+                    Wait::Ready => true,
+                    Wait::Until(at_ms) => inner.now_ms >= *at_ms,
+                    Wait::Exit { root, deadline_ms } => {
+                        inner.now_ms >= *deadline_ms || !World::tree_alive(inner, *root)
+                    }
+                    Wait::Lock => lock_free,
+                }
+        })
+        .collect()
+}
+
+/// Jumps to the earliest wake-up (timer, sleep, exit deadline). False when the run is over.
+fn advance_time(world: &World, end_ms: i64) -> bool {
+    let mut inner = world.inner.borrow_mut();
+    let timers = inner.timers.keys().next().map(|(at_ms, _)| *at_ms);
+    let waits = inner.actors.iter().filter(|slot| !slot.finished && !slot.killed).filter_map(|slot| match &slot.wait {
+        Wait::Until(at_ms) => Some(*at_ms),
+        Wait::Exit { deadline_ms, .. } => Some(*deadline_ms),
+        Wait::Ready | Wait::Lock => None,
+    });
+    let next_ms = waits.chain(timers).min();
+    match next_ms {
+        Some(next_ms) if next_ms <= end_ms => {
+            inner.now_ms = inner.now_ms.max(next_ms);
+            true
+        }
+        _ => {
+            inner.now_ms = inner.now_ms.max(end_ms);
+            false
+        }
+    }
+}
+
+fn start_new_actors<'w>(world: &'w World, futures: &mut Vec<Option<ActorFuture<'w>>>) {
+    loop {
+        let spec = {
+            let mut inner = world.inner.borrow_mut();
+            if inner.new_actors.is_empty() {
+                return;
+            }
+            inner.new_actors.remove(0)
+        };
+        let id = futures.len();
+        let name = actors::name_of(&spec, id);
+        let kind = actors::kind_of(&spec);
+        {
+            let mut inner = world.inner.borrow_mut();
+            let slot = ActorSlot {
+                name: name.clone(),
+                kind,
+                wait: Wait::Ready,
+                call: "start",
+                killed: false,
+                finished: false,
+                raised: BTreeMap::new(),
+            };
+            inner.actors.push(slot);
+            if let crate::world::ActorSpec::Script { pid, .. } = &spec {
+                match inner.procs.get_mut(pid) {
+                    Some(proc) => proc.actors.push(id),
+                    None => inner.actors[id].killed = true,
+                }
+            }
+        }
+        futures.push(Some(actors::make(world, name, spec)));
+    }
+}
+
+/// Drops the futures of actors that crashed or whose process exited.
+fn drop_dead_actors(world: &World, futures: &mut [Option<ActorFuture<'_>>]) {
+    for (id, future) in futures.iter_mut().enumerate() {
+        if future.is_some() && world.inner.borrow().actors[id].killed {
+            let lands = crate::world::mix(world.seed, &[id as u64, world.inner.borrow().commits]) % 2 == 0;
+            world.release_actor(&mut world.inner.borrow_mut(), id, lands);
+            *future = None;
+        }
+    }
+}
+
+fn next_decision(
+    source: &mut Source,
+    world: &World,
+    runnable: &[ActorId],
+    faults_on: bool,
+    report: &mut RunReport,
+) -> Option<Decision> {
+    match source {
+        Source::Replay { trace, position } => {
+            // Past the trace's end, a fixed default (the oldest runnable actor, no faults) runs
+            // the world to its end, so a shortened trace still ends where the run ends.
+            let Some(decision) = trace.get(*position).cloned() else {
+                return Some(Decision::Run { actor: runnable[0], fault: None });
+            };
+            *position += 1;
+            if !valid(world, runnable, &decision) {
+                report.invalid = true;
+                return None;
+            }
+            Some(decision)
+        }
+        Source::Seeded { rng, pct, faults, fault_rate } => {
+            let actor = match pct {
+                None => runnable[rng.gen_range(0..runnable.len())],
+                Some(pct) => pct.choose(rng, runnable),
+            };
+            if faults_on && !faults.is_empty() && rng.gen_bool(*fault_rate) {
+                let kind = faults[rng.gen_range(0..faults.len())];
+                if let Some(fault) = make_fault(world, rng, kind, actor) {
+                    return Some(fault);
+                }
+            }
+            Some(Decision::Run { actor, fault: None })
+        }
+    }
+}
+
+impl Pct {
+    fn choose(&mut self, rng: &mut ChaCha8Rng, runnable: &[ActorId]) -> ActorId {
+        let depth = self.change_points.len() as u64 + 1;
+        for &actor in runnable {
+            self.priorities.entry(actor).or_insert_with(|| depth + rng.gen_range(0..1_000_000));
+        }
+        let chosen =
+            *runnable.iter().max_by_key(|actor| (self.priorities[actor], **actor)).expect("runnable is not empty");
+        if let Some(index) = self.change_points.iter().position(|&at| at == self.steps) {
+            // Lower than every initial priority, and lower than earlier drops.
+            self.priorities.insert(chosen, depth - 1 - index as u64);
+        }
+        self.steps += 1;
+        chosen
+    }
+}
+
+fn make_fault(world: &World, rng: &mut ChaCha8Rng, kind: FaultKind, actor: ActorId) -> Option<Decision> {
+    let inner = world.inner.borrow();
+    let slot = &inner.actors[actor];
+    let live_agents: Vec<i64> =
+        inner.procs.values().filter(|p| matches!(p.kind, ProcKind::Agent { .. })).map(|p| p.pid).collect();
+    let pick = |rng: &mut ChaCha8Rng, pids: &[i64]| (!pids.is_empty()).then(|| pids[rng.gen_range(0..pids.len())]);
+    match kind {
+        FaultKind::CrashCli if slot.kind == ActorKind::Cli => Some(Decision::Crash { actor, write_lands: rng.gen() }),
+        FaultKind::CrashService if slot.kind == ActorKind::Service => {
+            Some(Decision::Crash { actor, write_lands: rng.gen() })
+        }
+        FaultKind::StoreSlow if slot.call == "transact" => Some(Decision::Run { actor, fault: Some(StoreFault::Slow) }),
+        FaultKind::StoreFail if slot.call == "transact" => Some(Decision::Run { actor, fault: Some(StoreFault::Fail) }),
+        FaultKind::PidReuse => {
+            let foreign = inner.procs.values().filter(|p| p.kind == ProcKind::Foreign).count() as i64;
+            let pid = *inner.freed_pids.last()?;
+            (foreign < PID_SLOTS / 3 && !inner.procs.contains_key(&pid)).then_some(Decision::ReusePid { pid })
+        }
+        FaultKind::ClockJump => Some(Decision::ClockJump { by_ms: rng.gen_range(1..30) * 1_000 }),
+        FaultKind::HeartbeatStall => {
+            let for_ms = world.settings.heartbeat_timeout_ms.unwrap_or(10_000) * 2;
+            pick(rng, &live_agents).map(|pid| Decision::Stall { pid, for_ms })
+        }
+        FaultKind::SigtermIgnored => pick(rng, &live_agents).map(|pid| Decision::IgnoreTerm { pid }),
+        _ => None,
+    }
+}
+
+/// Whether a replayed decision can be applied now.
+fn valid(world: &World, runnable: &[ActorId], decision: &Decision) -> bool {
+    let inner = world.inner.borrow();
+    match decision {
+        Decision::Run { actor, .. } => runnable.contains(actor),
+        Decision::Crash { actor, .. } => runnable.contains(actor) && inner.actors[*actor].kind != ActorKind::Agent,
+        Decision::ReusePid { pid } => !inner.procs.contains_key(pid),
+        Decision::Stall { pid, .. } | Decision::IgnoreTerm { pid } => inner.procs.contains_key(pid),
+        Decision::ClockJump { .. } => true,
+    }
+}
+
+fn apply<'w>(world: &'w World, futures: &mut [Option<ActorFuture<'w>>], decision: &Decision) {
+    match decision {
+        Decision::Run { actor, fault } => poll_actor(world, futures, *actor, *fault),
+        Decision::Crash { actor, write_lands } => {
+            let mut inner = world.inner.borrow_mut();
+            if inner.actors[*actor].kind == ActorKind::Service {
+                world.crash_service(&mut inner, *write_lands);
+            } else {
+                inner.actors[*actor].killed = true;
+                world.release_actor(&mut inner, *actor, *write_lands);
+            }
+        }
+        Decision::ReusePid { pid } => {
+            world.start_process(&mut world.inner.borrow_mut(), Some(*pid), ProcKind::Foreign, None);
+        }
+        Decision::ClockJump { by_ms } => world.inner.borrow_mut().now_ms += *by_ms as i64,
+        Decision::Stall { pid, for_ms } => {
+            let mut inner = world.inner.borrow_mut();
+            let until = inner.now_ms + *for_ms as i64;
+            inner.procs.get_mut(pid).expect("validated").stalled_until_ms = until;
+        }
+        Decision::IgnoreTerm { pid } => {
+            world.inner.borrow_mut().procs.get_mut(pid).expect("validated").ignore_term = true
+        }
+    }
+}
+
+fn poll_actor<'w>(
+    world: &'w World,
+    futures: &mut [Option<ActorFuture<'w>>],
+    actor: ActorId,
+    fault: Option<StoreFault>,
+) {
+    {
+        let mut inner = world.inner.borrow_mut();
+        inner.current = actor;
+        inner.poll_fault = fault;
+    }
+    let future = futures[actor].as_mut().expect("runnable actors have a future");
+    let mut context = Context::from_waker(Waker::noop());
+    let done = matches!(future.as_mut().poll(&mut context), Poll::Ready(()));
+    let mut inner = world.inner.borrow_mut();
+    inner.poll_fault = None;
+    if done {
+        inner.actors[actor].finished = true;
+        futures[actor] = None;
+        debug_assert!(inner.lock != Some(actor), "a finished actor holds no lock");
+    }
+}
+
+fn after_step(world: &World, decision: &Decision, call: &str, options: &RunOptions, report: &mut RunReport) {
+    let mut inner = world.inner.borrow_mut();
+    if options.hash_steps {
+        report.step_hashes.push(state_hash(&inner));
+    }
+    if !options.record_timeline {
+        return;
+    }
+    let notes = std::mem::take(&mut inner.notes);
+    let tick = format_tick(inner.now_ms - EPOCH_START_MS);
+    let step = report.trace.len();
+    let line = match decision {
+        Decision::Run { actor, fault } => {
+            let slot = &inner.actors[*actor];
+            let fault = fault.map(|f| format!(" [store fault: {f:?}]")).unwrap_or_default();
+            format!("#{step:<4} {tick:>8}  {:<36} {call}{fault}  {}", slot.name, notes.join("; "))
+        }
+        Decision::Crash { actor, write_lands } => {
+            let name = &inner.actors[*actor].name;
+            format!(
+                "#{step:<4} {tick:>8}  {name:<36} CRASH (write in flight lands: {write_lands})  {}",
+                notes.join("; ")
+            )
+        }
+        other => format!("#{step:<4} {tick:>8}  {:<36} {other:?}  {}", "FAULT", notes.join("; ")),
+    };
+    report.timeline.push(line);
+}
+
+pub fn format_tick(tick_ms: i64) -> String {
+    format!("{}.{:03}s", tick_ms / 1000, tick_ms % 1000)
+}
+
+/// A hash of everything a step can change, for the determinism self-check.
+fn state_hash(inner: &Inner) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    inner.now_ms.hash(&mut hasher);
+    inner.commits.hash(&mut hasher);
+    inner.committed.graph.render().hash(&mut hasher);
+    inner.committed.registry.render().hash(&mut hasher);
+    for proc in inner.procs.values() {
+        (proc.pid, proc.start_ticks, proc.ignore_term).hash(&mut hasher);
+    }
+    for slot in &inner.actors {
+        (slot.finished, slot.killed, slot.call, format!("{:?}", slot.wait)).hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+fn end_checks(world: &World, step: usize, faults_fired: u32, end_ms: i64) -> Option<Failure> {
+    let inner = world.inner.borrow();
+    debug_assert!(inner.now_ms >= end_ms, "end checks run at the end");
+    let mut found = checks::at_end(&inner, &world.settings, world.scenario.service.running);
+    found.extend(checks::expectations(&inner.committed, &world.scenario.expect_always));
+    if faults_fired == 0 {
+        found.extend(checks::expectations(&inner.committed, &world.scenario.expect_if_no_faults));
+    }
+    let violation = found.into_iter().next()?;
+    drop(inner);
+    Some(failure_at(world, step.saturating_sub(1), &violation.checker, violation.detail))
+}

@@ -1,0 +1,785 @@
+//! The scenario file format: a world, what happens to it, and what must hold.
+//!
+//! This module is the public parsing API shared by the simulator and the real-process runner:
+//! both read the same file through [`parse`]. Behaviours are named so that each maps to a shell
+//! command ([`Behaviour::shell`]), which is what the real runner executes and what the simulator
+//! writes into the task's `exec` field.
+//!
+//! Errors name the file, line and column and say what was expected.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// A scenario file that could not be read or understood.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScenarioError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ScenarioError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+    }
+}
+
+impl std::error::Error for ScenarioError {}
+
+/// What an agent process does. Each maps to a shell fragment for the real runner.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Runs until killed.
+    Hang,
+    /// Runs until SIGKILL: SIGTERM is ignored.
+    HangIgnoringTerm,
+    /// Ends on its own after `after_ms`: exits with `code`, or dies (as if OOM-killed) without one.
+    ExitAfter { after_ms: u64, code: Option<i32> },
+    /// Calls `wg done $WG_TASK_ID` after `after_ms`, then exits 0.
+    DoneAfter { after_ms: u64 },
+    /// Calls `wg fail $WG_TASK_ID` after `after_ms`, then exits 1.
+    FailAfter { after_ms: u64 },
+    /// Calls `wg heartbeat $WG_AGENT_ID` every `every_ms` while it runs.
+    HeartbeatEvery { every_ms: u64 },
+    /// Starts `count` children that hang (the kill must reach them too).
+    SpawnChildren { count: u32 },
+}
+
+impl Behaviour {
+    /// The shell fragment the real runner uses for this behaviour.
+    pub fn shell(&self) -> String {
+        let seconds = |ms: &u64| format!("{}.{:03}", ms / 1000, ms % 1000);
+        match self {
+            Behaviour::Hang => "sleep 3600".into(),
+            Behaviour::HangIgnoringTerm => "trap '' TERM; sleep 3600".into(),
+            Behaviour::ExitAfter { after_ms, code: Some(code) } => format!("sleep {}; exit {code}", seconds(after_ms)),
+            Behaviour::ExitAfter { after_ms, code: None } => format!("sleep {}; kill -9 $$", seconds(after_ms)),
+            Behaviour::DoneAfter { after_ms } => format!("sleep {}; wg done $WG_TASK_ID", seconds(after_ms)),
+            Behaviour::FailAfter { after_ms } => {
+                format!("sleep {}; wg fail $WG_TASK_ID --reason scripted; exit 1", seconds(after_ms))
+            }
+            Behaviour::HeartbeatEvery { every_ms } => {
+                format!("(while :; do wg heartbeat $WG_AGENT_ID; sleep {}; done) &", seconds(every_ms))
+            }
+            Behaviour::SpawnChildren { count } => format!("for i in $(seq {count}); do sleep 3600 & done"),
+        }
+    }
+
+    fn parse(text: &str) -> Result<Behaviour, String> {
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let duration = |index: usize| -> Result<u64, String> {
+            words
+                .get(index)
+                .ok_or_else(|| format!("{:?} needs a duration, e.g. `{} 2s`", words[0], words[0]))
+                .and_then(|word| parse_duration_ms(word))
+        };
+        let behaviour = match words.first().copied() {
+            Some("hang") => Behaviour::Hang,
+            Some("hang-ignoring-term") => Behaviour::HangIgnoringTerm,
+            Some("exit-after") => {
+                let code = match words.get(2..) {
+                    Some(["code", code]) => {
+                        Some(code.parse().map_err(|_| format!("exit code {code:?} is not a number"))?)
+                    }
+                    Some([]) | None => None,
+                    Some(_) => return Err("expected `exit-after <duration> [code <n>]`".into()),
+                };
+                Behaviour::ExitAfter { after_ms: duration(1)?, code }
+            }
+            Some("done-after") => Behaviour::DoneAfter { after_ms: duration(1)? },
+            Some("fail-after") => Behaviour::FailAfter { after_ms: duration(1)? },
+            Some("heartbeat-every") => Behaviour::HeartbeatEvery { every_ms: duration(1)? },
+            Some("spawn-children") => {
+                let count = words.get(1).and_then(|n| n.parse().ok()).ok_or("expected `spawn-children <count>`")?;
+                Behaviour::SpawnChildren { count }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown behaviour {text:?}; expected one of hang, hang-ignoring-term, exit-after T [code N], \
+                 done-after T, fail-after T, heartbeat-every T, spawn-children N"
+                ))
+            }
+        };
+        Ok(behaviour)
+    }
+}
+
+/// Parses `150ms`, `2s`, `1.5s`, `3m`.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let error = || format!("{text:?} is not a duration; write e.g. 150ms, 2s, 1.5s or 3m");
+    let (number, scale_ms) = if let Some(number) = text.strip_suffix("ms") {
+        (number, 1.0)
+    } else if let Some(number) = text.strip_suffix('s') {
+        (number, 1000.0)
+    } else if let Some(number) = text.strip_suffix('m') {
+        (number, 60_000.0)
+    } else {
+        return Err(error());
+    };
+    let value: f64 = number.parse().map_err(|_| error())?;
+    if !(0.0..1e12).contains(&value) {
+        return Err(error());
+    }
+    Ok((value * scale_ms).round() as u64)
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskSpec {
+    pub id: String,
+    pub title: String,
+    pub status: String,
+    /// What the first agent spawned for it does (also a pre-existing agent).
+    pub exec: Vec<Behaviour>,
+    /// What later agents do (after a retry or re-dispatch); defaults to `exec`.
+    pub respawn_exec: Option<Vec<Behaviour>>,
+    pub after: Vec<String>,
+    pub retry_count: u32,
+    pub max_retries: Option<u32>,
+    /// The running agent of an in-progress task.
+    pub agent: Option<String>,
+    /// Fields this tool does not know; they must survive every write (S8).
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// What stands at a pre-existing agent's pid when the run starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentProcess {
+    Running,
+    Exited,
+    /// The process exited and an unrelated program took its pid.
+    PidReused,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentSpec {
+    pub id: String,
+    pub task: String,
+    pub process: AgentProcess,
+    /// Whether the registry recorded the process start time (we spawned it) or not (another tool).
+    pub start_recorded: bool,
+    /// Registry status, default `working`.
+    pub status: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    pub max_agents: usize,
+    pub heartbeat_timeout_ms: Option<u64>,
+    pub grace_ms: u64,
+    pub kill_wait_ms: u64,
+    pub poll_interval_ms: u64,
+    /// Whether the service (dispatcher + reaper) runs at all.
+    pub running: bool,
+}
+
+/// When a step fires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    At {
+        at_ms: u64,
+    },
+    /// When an event happens (`spawn agent-2`, `signal agent-1`, `exit agent-1`), plus a delay.
+    On {
+        event: String,
+        delay_ms: u64,
+    },
+}
+
+/// A `wg` command line, as typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Retry { task: String, reason: String },
+    Kill { agent: String, force: bool },
+    Done { task: String, agent: Option<String> },
+    Fail { task: String, reason: String, agent: Option<String> },
+    Heartbeat { agent: String },
+    Recover { task: Option<String>, keep_agency: bool },
+    Add { id: String, exec: Option<String> },
+}
+
+/// A fault written into the scenario at a given moment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptedFault {
+    CrashService,
+    ClockJump {
+        by_ms: u64,
+    },
+    /// An unrelated program takes the pid of this agent's (exited) process.
+    ReusePid {
+        agent: String,
+    },
+    StallHeartbeat {
+        agent: String,
+        for_ms: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    Run(Command),
+    Fault(ScriptedFault),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Step {
+    pub trigger: Trigger,
+    pub action: Action,
+    /// The text as written, for timelines.
+    pub text: String,
+}
+
+/// A randomly injected fault kind (`[sim] faults`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum FaultKind {
+    CrashCli,
+    CrashService,
+    SigtermIgnored,
+    PidReuse,
+    HeartbeatStall,
+    ClockJump,
+    StoreSlow,
+    StoreFail,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 8] = [
+        FaultKind::CrashCli,
+        FaultKind::CrashService,
+        FaultKind::SigtermIgnored,
+        FaultKind::PidReuse,
+        FaultKind::HeartbeatStall,
+        FaultKind::ClockJump,
+        FaultKind::StoreSlow,
+        FaultKind::StoreFail,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::CrashCli => "crash-cli",
+            FaultKind::CrashService => "crash-service",
+            FaultKind::SigtermIgnored => "sigterm-ignored",
+            FaultKind::PidReuse => "pid-reuse",
+            FaultKind::HeartbeatStall => "heartbeat-stall",
+            FaultKind::ClockJump => "clock-jump",
+            FaultKind::StoreSlow => "store-slow",
+            FaultKind::StoreFail => "store-fail",
+        }
+    }
+
+    fn parse(text: &str) -> Result<FaultKind, String> {
+        FaultKind::ALL.into_iter().find(|kind| kind.name() == text).ok_or_else(|| {
+            let names: Vec<&str> = FaultKind::ALL.iter().map(|kind| kind.name()).collect();
+            format!("unknown fault {text:?}; expected one of {}", names.join(", "))
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SchedulerKind {
+    Random,
+    Pct { depth: u32 },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SimSpec {
+    pub seeds: u64,
+    pub scheduler: SchedulerKind,
+    pub faults: Vec<FaultKind>,
+    /// Chance per step that an enabled fault is injected.
+    pub fault_rate: f64,
+    pub safety_ms: u64,
+    /// How long the liveness phase may take to reach L1/L2; derived from the settings if absent.
+    pub liveness_ms: Option<u64>,
+    pub steps_max: u64,
+}
+
+/// One expectation, e.g. `t1.status in [open, in-progress]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expectation {
+    pub subject: String,
+    pub field: String,
+    pub op: ExpectOp,
+    pub text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExpectOp {
+    Equals(String),
+    NotEquals(String),
+    In(Vec<String>),
+    Contains(String),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    pub path: PathBuf,
+    pub name: String,
+    pub service: ServiceSpec,
+    pub tasks: Vec<TaskSpec>,
+    pub agents: Vec<AgentSpec>,
+    pub steps: Vec<Step>,
+    /// Checked at the end of every run.
+    pub expect_always: Vec<Expectation>,
+    /// Checked at the end of runs in which no fault fired.
+    pub expect_if_no_faults: Vec<Expectation>,
+    pub sim: SimSpec,
+}
+
+// ---- raw TOML shapes -------------------------------------------------------------------------
+
+type Text = Spanned<String>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScenario {
+    world: RawWorld,
+    #[serde(default)]
+    step: Vec<RawStep>,
+    #[serde(default)]
+    expect: RawExpect,
+    #[serde(default)]
+    sim: RawSim,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWorld {
+    #[serde(default = "default_max_agents")]
+    max_agents: usize,
+    heartbeat_timeout: Option<Text>,
+    grace: Option<Text>,
+    kill_wait: Option<Text>,
+    poll_interval: Option<Text>,
+    #[serde(default = "yes")]
+    service: bool,
+    #[serde(default)]
+    task: Vec<RawTask>,
+    #[serde(default)]
+    agent: Vec<RawAgent>,
+}
+
+fn default_max_agents() -> usize {
+    4
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A behaviour, or a list of them: `exec = "hang"` or `exec = ["heartbeat-every 1s", "hang"]`.
+type OneOrMany = Spanned<toml::Value>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTask {
+    id: String,
+    title: Option<String>,
+    #[serde(default = "open")]
+    status: Text,
+    exec: Option<OneOrMany>,
+    respawn_exec: Option<OneOrMany>,
+    #[serde(default)]
+    after: Vec<String>,
+    #[serde(default)]
+    retry_count: u32,
+    max_retries: Option<u32>,
+    agent: Option<String>,
+    #[serde(default)]
+    extra: BTreeMap<String, toml::Value>,
+}
+
+fn open() -> Text {
+    Spanned::new(0..0, "open".to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    id: String,
+    task: String,
+    #[serde(default)]
+    process: Option<Text>,
+    #[serde(default = "yes")]
+    start_recorded: bool,
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStep {
+    at: Option<Text>,
+    on: Option<Text>,
+    delay: Option<Text>,
+    run: Option<Text>,
+    fault: Option<Text>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawExpect {
+    #[serde(default)]
+    always: Vec<Text>,
+    #[serde(default)]
+    if_no_faults: Vec<Text>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSim {
+    seeds: Option<u64>,
+    scheduler: Option<Text>,
+    pct_depth: Option<u32>,
+    #[serde(default)]
+    faults: Vec<Text>,
+    fault_rate: Option<f64>,
+    safety: Option<Text>,
+    liveness: Option<Text>,
+    steps_max: Option<u64>,
+}
+
+// ---- parsing ---------------------------------------------------------------------------------
+
+/// Reads and parses a scenario file.
+pub fn parse(path: &Path) -> Result<Scenario, ScenarioError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
+        file: file.clone(),
+        line: 1,
+        column: 1,
+        message: format!("cannot read: {e}"),
+    })?;
+    parse_str(path, &text)
+}
+
+/// Parses scenario text; `path` names it in errors and gives the scenario its name.
+pub fn parse_str(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
+    let file = path.display().to_string();
+    let at = |span: Range<usize>, message: String| {
+        let (line, column) = line_column(text, span.start);
+        ScenarioError { file: file.clone(), line, column, message }
+    };
+    let raw: RawScenario = toml::from_str(text).map_err(|e| at(e.span().unwrap_or(0..0), e.message().to_string()))?;
+    let name = path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+    let service = service_spec(&raw.world).map_err(|(span, message)| at(span, message))?;
+    let tasks = raw.world.task.iter().map(task_spec).collect::<Result<Vec<_>, _>>().map_err(|(s, m)| at(s, m))?;
+    let agents = agent_specs(&raw.world, &tasks).map_err(|(s, m)| at(s, m))?;
+    let steps = raw.step.iter().map(step_spec).collect::<Result<Vec<_>, _>>().map_err(|(s, m)| at(s, m))?;
+    let expectations = |list: &[Text]| list.iter().map(expectation).collect::<Result<Vec<_>, _>>();
+    let expect_always = expectations(&raw.expect.always).map_err(|(s, m)| at(s, m))?;
+    let expect_if_no_faults = expectations(&raw.expect.if_no_faults).map_err(|(s, m)| at(s, m))?;
+    let sim = sim_spec(&raw.sim).map_err(|(s, m)| at(s, m))?;
+    Ok(Scenario {
+        path: path.to_path_buf(),
+        name,
+        service,
+        tasks,
+        agents,
+        steps,
+        expect_always,
+        expect_if_no_faults,
+        sim,
+    })
+}
+
+type Spanful<T> = Result<T, (Range<usize>, String)>;
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |tail| tail.chars().count()) + 1;
+    (line, column)
+}
+
+fn duration(text: &Text) -> Spanful<u64> {
+    parse_duration_ms(text.get_ref()).map_err(|message| (text.span(), message))
+}
+
+fn optional_duration(text: &Option<Text>, default_ms: u64) -> Spanful<u64> {
+    text.as_ref().map_or(Ok(default_ms), duration)
+}
+
+fn service_spec(world: &RawWorld) -> Spanful<ServiceSpec> {
+    let defaults = wg_core::settings::Settings::default();
+    Ok(ServiceSpec {
+        max_agents: world.max_agents,
+        heartbeat_timeout_ms: world.heartbeat_timeout.as_ref().map(duration).transpose()?,
+        grace_ms: optional_duration(&world.grace, defaults.grace_ms)?,
+        kill_wait_ms: optional_duration(&world.kill_wait, defaults.kill_wait_ms)?,
+        poll_interval_ms: optional_duration(&world.poll_interval, defaults.poll_interval_ms)?,
+        running: world.service,
+    })
+}
+
+fn behaviours(raw: &OneOrMany) -> Spanful<Vec<Behaviour>> {
+    let expected = || (raw.span(), "expected a behaviour string or a list of them, e.g. \"hang\"".to_string());
+    let list: Vec<&str> = match raw.get_ref() {
+        toml::Value::String(one) => vec![one.as_str()],
+        toml::Value::Array(many) => many.iter().map(|v| v.as_str().ok_or_else(expected)).collect::<Result<_, _>>()?,
+        _ => return Err(expected()),
+    };
+    list.into_iter().map(|text| Behaviour::parse(text).map_err(|m| (raw.span(), m))).collect()
+}
+
+const TASK_STATUSES: [&str; 5] = ["open", "in-progress", "done", "failed", "abandoned"];
+
+fn task_spec(raw: &RawTask) -> Spanful<TaskSpec> {
+    if !TASK_STATUSES.contains(&raw.status.get_ref().as_str()) {
+        let message = format!("task status {:?}: expected one of {}", raw.status.get_ref(), TASK_STATUSES.join(", "));
+        return Err((raw.status.span(), message));
+    }
+    let extra = raw
+        .extra
+        .iter()
+        .map(|(key, value)| (key.clone(), serde_json::to_value(value).expect("TOML values are JSON values")))
+        .collect();
+    Ok(TaskSpec {
+        id: raw.id.clone(),
+        title: raw.title.clone().unwrap_or_else(|| raw.id.clone()),
+        status: raw.status.get_ref().clone(),
+        exec: raw.exec.as_ref().map(behaviours).transpose()?.unwrap_or_default(),
+        respawn_exec: raw.respawn_exec.as_ref().map(behaviours).transpose()?,
+        after: raw.after.clone(),
+        retry_count: raw.retry_count,
+        max_retries: raw.max_retries,
+        agent: raw.agent.clone(),
+        extra,
+    })
+}
+
+/// Explicit `[[world.agent]]` entries, plus a running one for each in-progress task naming an
+/// agent that has no entry.
+fn agent_specs(world: &RawWorld, tasks: &[TaskSpec]) -> Spanful<Vec<AgentSpec>> {
+    let mut agents = Vec::new();
+    for raw in &world.agent {
+        let process = match raw.process.as_ref().map(|p| (p.get_ref().as_str(), p.span())) {
+            None | Some(("running", _)) => AgentProcess::Running,
+            Some(("exited", _)) => AgentProcess::Exited,
+            Some(("pid-reused", _)) => AgentProcess::PidReused,
+            Some((other, span)) => {
+                return Err((span, format!("agent process {other:?}: expected running, exited or pid-reused")))
+            }
+        };
+        let status = raw.status.clone().unwrap_or_else(|| "working".into());
+        agents.push(AgentSpec {
+            id: raw.id.clone(),
+            task: raw.task.clone(),
+            process,
+            start_recorded: raw.start_recorded,
+            status,
+        });
+    }
+    for task in tasks {
+        let Some(agent) = &task.agent else { continue };
+        if !agents.iter().any(|spec| &spec.id == agent) {
+            agents.push(AgentSpec {
+                id: agent.clone(),
+                task: task.id.clone(),
+                process: AgentProcess::Running,
+                start_recorded: true,
+                status: "working".into(),
+            });
+        }
+    }
+    Ok(agents)
+}
+
+fn step_spec(raw: &RawStep) -> Spanful<Step> {
+    let trigger = match (&raw.at, &raw.on) {
+        (Some(at), None) => Trigger::At { at_ms: duration(at)? },
+        (None, Some(on)) => {
+            let words: Vec<&str> = on.get_ref().split_whitespace().collect();
+            if !matches!(words.as_slice(), ["spawn" | "signal" | "exit", _]) {
+                return Err((on.span(), "expected `on = \"spawn|signal|exit <agent-id>\"`".into()));
+            }
+            Trigger::On { event: words.join(" "), delay_ms: optional_duration(&raw.delay, 0)? }
+        }
+        _ => return Err((0..0, "each [[step]] needs exactly one of `at` or `on`".into())),
+    };
+    let (action, text) = match (&raw.run, &raw.fault) {
+        (Some(run), None) => (Action::Run(command(run)?), run.get_ref().clone()),
+        (None, Some(fault)) => (Action::Fault(scripted_fault(fault)?), format!("fault: {}", fault.get_ref())),
+        _ => return Err((0..0, "each [[step]] needs exactly one of `run` or `fault`".into())),
+    };
+    Ok(Step { trigger, action, text })
+}
+
+/// Splits a command line on spaces, honouring double quotes.
+fn words(text: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut current = String::new();
+    let mut quoted = false;
+    let mut any = false;
+    for c in text.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                any = true;
+            }
+            ' ' if !quoted => {
+                if any {
+                    words.push(std::mem::take(&mut current));
+                }
+                any = false;
+            }
+            _ => {
+                current.push(c);
+                any = true;
+            }
+        }
+    }
+    if any {
+        words.push(current);
+    }
+    words
+}
+
+fn flag(words: &mut Vec<String>, name: &str) -> Option<String> {
+    let index = words.iter().position(|word| word == name)?;
+    words.remove(index);
+    (index < words.len()).then(|| words.remove(index))
+}
+
+fn switch(words: &mut Vec<String>, name: &str) -> bool {
+    let found = words.iter().position(|word| word == name);
+    found.map(|index| words.remove(index)).is_some()
+}
+
+fn command(text: &Text) -> Spanful<Command> {
+    let error = |message: &str| (text.span(), message.to_string());
+    let mut words = words(text.get_ref());
+    if words.first().map(String::as_str) != Some("wg") {
+        return Err(error("a command starts with `wg`, e.g. \"wg retry t1 --reason hung\""));
+    }
+    words.remove(0);
+    let reason = flag(&mut words, "--reason");
+    let agent = flag(&mut words, "--agent");
+    let exec = flag(&mut words, "--exec");
+    let force = switch(&mut words, "--force");
+    let keep_agency = switch(&mut words, "--keep-agency");
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let command = match words.as_slice() {
+        ["retry", task] => Command::Retry { task: task.to_string(), reason: reason.unwrap_or_else(|| "retry".into()) },
+        ["agents", "kill", agent] => Command::Kill { agent: agent.to_string(), force },
+        ["done", task] => Command::Done { task: task.to_string(), agent },
+        ["fail", task] => {
+            Command::Fail { task: task.to_string(), reason: reason.unwrap_or_else(|| "failed".into()), agent }
+        }
+        ["heartbeat", agent] => Command::Heartbeat { agent: agent.to_string() },
+        ["recover"] => Command::Recover { task: None, keep_agency },
+        ["recover", task] => Command::Recover { task: Some(task.to_string()), keep_agency },
+        ["add", id] => Command::Add { id: id.to_string(), exec },
+        _ => {
+            return Err(error(
+                "expected one of: wg retry <task> [--reason R] | wg agents kill <agent> [--force] | \
+                 wg done <task> [--agent A] | wg fail <task> [--reason R] [--agent A] | wg heartbeat <agent> | \
+                 wg recover [<task>] [--keep-agency] | wg add <id> [--exec CMD]",
+            ))
+        }
+    };
+    Ok(command)
+}
+
+fn scripted_fault(text: &Text) -> Spanful<ScriptedFault> {
+    let words: Vec<&str> = text.get_ref().split_whitespace().collect();
+    let span = text.span();
+    let fault = match words.as_slice() {
+        ["crash", "service"] => ScriptedFault::CrashService,
+        ["clock-jump", by] => ScriptedFault::ClockJump { by_ms: parse_duration_ms(by).map_err(|m| (span.clone(), m))? },
+        ["reuse-pid", agent] => ScriptedFault::ReusePid { agent: agent.to_string() },
+        ["stall-heartbeat", agent, period] => ScriptedFault::StallHeartbeat {
+            agent: agent.to_string(),
+            for_ms: parse_duration_ms(period).map_err(|m| (span.clone(), m))?,
+        },
+        _ => {
+            return Err((
+                span,
+                "expected one of: crash service | clock-jump <duration> | reuse-pid <agent> | \
+                 stall-heartbeat <agent> <duration>"
+                    .into(),
+            ))
+        }
+    };
+    Ok(fault)
+}
+
+/// `<subject>.<field> (= | != | in | contains) <value>`; the subject is a task or agent id and
+/// may itself contain dots (`.evaluate-t1.status = open`), so the field is after the last dot.
+fn expectation(text: &Text) -> Spanful<Expectation> {
+    let error = || {
+        (
+            text.span(),
+            format!(
+                "expectation {:?}: expected `<task-or-agent>.<field> = V`, `!= V`, `in [A, B]` or \
+                 `contains \"text\"`",
+                text.get_ref()
+            ),
+        )
+    };
+    let line = text.get_ref().trim();
+    let (left, op, right) = [" != ", " = ", " in ", " contains "]
+        .iter()
+        .find_map(|op| line.split_once(op).map(|(left, right)| (left.trim(), op.trim(), right.trim())))
+        .ok_or_else(error)?;
+    let (subject, field) = left.rsplit_once('.').filter(|(subject, _)| !subject.is_empty()).ok_or_else(error)?;
+    let unquote = |value: &str| value.trim().trim_matches('"').to_string();
+    let op = match op {
+        "=" => ExpectOp::Equals(unquote(right)),
+        "!=" => ExpectOp::NotEquals(unquote(right)),
+        "contains" => ExpectOp::Contains(unquote(right)),
+        _ => {
+            let inner = right.strip_prefix('[').and_then(|r| r.strip_suffix(']')).ok_or_else(error)?;
+            ExpectOp::In(inner.split(',').map(unquote).filter(|value| !value.is_empty()).collect())
+        }
+    };
+    Ok(Expectation { subject: subject.to_string(), field: field.to_string(), op, text: line.to_string() })
+}
+
+fn sim_spec(raw: &RawSim) -> Spanful<SimSpec> {
+    let scheduler = match raw.scheduler.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        None | Some(("random", _)) => SchedulerKind::Random,
+        Some(("pct", _)) => SchedulerKind::Pct { depth: raw.pct_depth.unwrap_or(3) },
+        Some((other, span)) => return Err((span, format!("scheduler {other:?}: expected random or pct"))),
+    };
+    let faults = raw
+        .faults
+        .iter()
+        .map(|f| FaultKind::parse(f.get_ref()).map_err(|m| (f.span(), m)))
+        .collect::<Result<_, _>>()?;
+    Ok(SimSpec {
+        seeds: raw.seeds.unwrap_or(100),
+        scheduler,
+        faults,
+        fault_rate: raw.fault_rate.unwrap_or(0.02),
+        safety_ms: optional_duration(&raw.safety, 20_000)?,
+        liveness_ms: raw.liveness.as_ref().map(duration).transpose()?,
+        steps_max: raw.steps_max.unwrap_or(20_000),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn behaviours_parse_and_map_to_shell() {
+        assert_eq!(
+            Behaviour::parse("exit-after 2s code 3"),
+            Ok(Behaviour::ExitAfter { after_ms: 2000, code: Some(3) })
+        );
+        assert_eq!(Behaviour::parse("done-after 150ms").unwrap().shell(), "sleep 0.150; wg done $WG_TASK_ID");
+        assert!(Behaviour::parse("explode").is_err());
+    }
+
+    #[test]
+    fn expectations_split_on_the_last_dot() {
+        let text = Spanned::new(0..0, ".evaluate-t1.status in [open, in-progress]".to_string());
+        let parsed = expectation(&text).unwrap();
+        assert_eq!(parsed.subject, ".evaluate-t1");
+        assert_eq!(parsed.op, ExpectOp::In(vec!["open".into(), "in-progress".into()]));
+    }
+}

@@ -1,0 +1,577 @@
+//! The simulated world behind the core's ports: a virtual clock, a process table that reuses
+//! pids, and an in-memory store with the file store's transaction semantics.
+//!
+//! `World` implements `Clock`, `Processes` and `Store` itself, so a core operation runs with
+//! `Ctx { clock: &world, processes: &world, store: &world, .. }`. Every async port call first
+//! suspends once with what it waits for ([`Wait`]); the executor polls it again only when that
+//! wait is over, and may instead drop the actor there (a crash at a port call).
+
+use crate::checks::{self, CommitCheck};
+use crate::scenario::{Behaviour, Scenario};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use wg_core::graph::Graph;
+use wg_core::model::ProcessRef;
+use wg_core::ports::{
+    Clock, ExitKind, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnRequest, Spawned, State, Store,
+    StoreError,
+};
+use wg_core::registry::Registry;
+use wg_core::settings::Settings;
+use wg_core::time::EpochMs;
+
+pub type ActorId = usize;
+
+/// The pids agents and foreign programs share: small, so that pids are reused.
+pub const PID_FIRST: i64 = 100;
+pub const PID_SLOTS: i64 = 12;
+/// Virtual time of the run's start: 2026-01-01T00:00:00Z.
+pub const EPOCH_START_MS: EpochMs = 1_767_225_600_000;
+/// How long a slow store write holds the lock.
+pub const SLOW_WRITE_MS: u64 = 400;
+
+/// What a suspended actor waits for before it may be polled again.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Wait {
+    /// Nothing: only a switch point.
+    Ready,
+    Until(EpochMs),
+    /// Every process of the tree rooted at this identity has exited, or the deadline passed.
+    Exit {
+        root: Root,
+        deadline_ms: EpochMs,
+    },
+    /// The store lock is free.
+    Lock,
+}
+
+/// Identity of an agent process tree: leader pid and its start ticks.
+pub type Root = (i64, u64);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActorKind {
+    Service,
+    Cli,
+    Agent,
+}
+
+#[derive(Clone, Debug)]
+pub struct ActorSlot {
+    pub name: String,
+    pub kind: ActorKind,
+    pub wait: Wait,
+    /// The port call it is suspended at (what runs when it is next polled).
+    pub call: &'static str,
+    /// Set when its process exited or it crashed: the executor drops the future.
+    pub killed: bool,
+    pub finished: bool,
+    /// Recovery counts its commits raised, per task (S3: one invocation counts once).
+    pub raised: BTreeMap<String, u32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcKind {
+    Agent { agent_id: String, task_id: String },
+    Child,
+    Foreign,
+}
+
+#[derive(Clone, Debug)]
+pub struct Proc {
+    pub pid: i64,
+    pub start_ticks: u64,
+    pub start_ms: EpochMs,
+    pub kind: ProcKind,
+    /// The agent tree it belongs to (`None` for foreign programs).
+    pub root: Option<Root>,
+    pub ignore_term: bool,
+    pub stalled_until_ms: EpochMs,
+    pub actors: Vec<ActorId>,
+}
+
+/// What the executor should start next (ports cannot build futures that borrow the world).
+#[derive(Clone, Debug)]
+pub enum ActorSpec {
+    Dispatcher { generation: u32 },
+    Reaper { generation: u32 },
+    Cli { command: crate::scenario::Command, text: String },
+    Script { pid: i64, agent_id: String, task_id: String, behaviour: Behaviour },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Timer {
+    ProcessExit { pid: i64, start_ticks: u64, code: Option<i32> },
+    Step { index: usize },
+    ServiceRestart,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StoreFault {
+    Slow,
+    Fail,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    pub checker: String,
+    pub detail: String,
+}
+
+/// Everything that changes during a run.
+pub struct Inner {
+    pub now_ms: EpochMs,
+    pub current: ActorId,
+    pub actors: Vec<ActorSlot>,
+    pub procs: BTreeMap<i64, Proc>,
+    /// The last exit seen at each pid: (start ticks, how).
+    pub exited: BTreeMap<i64, (u64, ExitKind)>,
+    /// Pids freed by an exit, most recent last (candidates for reuse).
+    pub freed_pids: Vec<i64>,
+    pub next_pid: i64,
+    pub last_ticks: u64,
+    pub timers: BTreeMap<(EpochMs, u64), Timer>,
+    pub timer_seq: u64,
+    pub committed: State,
+    pub commits: u64,
+    pub lock: Option<ActorId>,
+    pub pending_write: Option<State>,
+    pub poll_fault: Option<StoreFault>,
+    pub new_actors: Vec<ActorSpec>,
+    pub violations: Vec<Violation>,
+    /// Notes for the timeline of the current step (only when recording).
+    pub notes: Vec<String>,
+    pub recording: bool,
+    pub spawns_per_task: BTreeMap<String, u32>,
+    pub steps_fired: BTreeSet<usize>,
+    pub service_generation: u32,
+    pub service_up: bool,
+    /// Completed retries of in-progress tasks: (old agent) for L2.
+    pub retried_agents: Vec<String>,
+}
+
+pub struct World {
+    pub inner: RefCell<Inner>,
+    pub settings: Settings,
+    pub scenario: Scenario,
+    pub seed: u64,
+    /// Unknown fields of the initial files, which must survive every write (S8).
+    pub initial: State,
+    pub signal_without_identity_check: bool,
+}
+
+/// A port call's switch point: suspends once with `wait`, completes when polled again.
+pub struct Suspend<'w> {
+    world: &'w World,
+    wait: Option<(Wait, &'static str)>,
+}
+
+impl Future for Suspend<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        match self.wait.take() {
+            Some((wait, call)) => {
+                let mut inner = self.world.inner.borrow_mut();
+                let me = inner.current;
+                inner.actors[me].wait = wait;
+                inner.actors[me].call = call;
+                Poll::Pending
+            }
+            // The executor polls a suspended actor only once its wait is over.
+            None => Poll::Ready(()),
+        }
+    }
+}
+
+/// A cheap deterministic mix of the seed with some numbers (for per-process choices that must
+/// not depend on the order of scheduling decisions, so shrinking keeps them).
+pub fn mix(seed: u64, values: &[u64]) -> u64 {
+    let mut hash = seed ^ 0x9E37_79B9_7F4A_7C15;
+    for value in values {
+        hash = (hash ^ value).wrapping_mul(0x100_0000_01B3).rotate_left(29);
+    }
+    hash ^ (hash >> 31)
+}
+
+impl World {
+    pub fn suspend(&self, wait: Wait, call: &'static str) -> Suspend<'_> {
+        Suspend { world: self, wait: Some((wait, call)) }
+    }
+
+    pub fn now_ms(&self) -> EpochMs {
+        self.inner.borrow().now_ms
+    }
+
+    pub fn note(&self, text: impl FnOnce() -> String) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.recording {
+            inner.notes.push(text());
+        }
+    }
+
+    pub fn violate(&self, checker: &str, detail: String) {
+        self.inner.borrow_mut().violations.push(Violation { checker: checker.to_string(), detail });
+    }
+
+    pub fn add_timer(inner: &mut Inner, at_ms: EpochMs, timer: Timer) {
+        inner.timer_seq += 1;
+        let seq = inner.timer_seq;
+        inner.timers.insert((at_ms, seq), timer);
+    }
+
+    /// Fires the steps waiting for `event` (`spawn agent-2`, `signal agent-1`, `exit agent-1`).
+    pub fn emit(&self, inner: &mut Inner, event: &str) {
+        for (index, step) in self.scenario.steps.iter().enumerate() {
+            let crate::scenario::Trigger::On { event: wanted, delay_ms } = &step.trigger else { continue };
+            if wanted == event && inner.steps_fired.insert(index) {
+                let at_ms = inner.now_ms + *delay_ms as i64;
+                World::add_timer(inner, at_ms, Timer::Step { index });
+            }
+        }
+        if inner.recording {
+            inner.notes.push(format!("event: {event}"));
+        }
+    }
+
+    /// Allocates a pid the way a kernel does: the next one in a small range, skipping live ones.
+    fn allocate_pid(inner: &mut Inner) -> Option<i64> {
+        for _ in 0..PID_SLOTS {
+            let pid = inner.next_pid;
+            inner.next_pid = PID_FIRST + (inner.next_pid - PID_FIRST + 1) % PID_SLOTS;
+            if !inner.procs.contains_key(&pid) {
+                return Some(pid);
+            }
+        }
+        None
+    }
+
+    fn next_ticks(inner: &mut Inner) -> u64 {
+        // Kernel start ticks are 10 ms; two processes on one pid never share them here.
+        inner.last_ticks = (inner.now_ms as u64 / 10).max(inner.last_ticks + 1);
+        inner.last_ticks
+    }
+
+    /// Starts a process at `pid` (or a fresh pid). Returns its identity.
+    pub fn start_process(
+        &self,
+        inner: &mut Inner,
+        pid: Option<i64>,
+        kind: ProcKind,
+        root: Option<Root>,
+    ) -> Option<Proc> {
+        let pid = match pid {
+            Some(pid) => pid,
+            None => World::allocate_pid(inner)?,
+        };
+        assert!(!inner.procs.contains_key(&pid), "pid {pid} is taken");
+        let start_ticks = World::next_ticks(inner);
+        let root = match kind {
+            ProcKind::Agent { .. } => Some((pid, start_ticks)),
+            ProcKind::Child => root,
+            ProcKind::Foreign => None,
+        };
+        let proc = Proc {
+            pid,
+            start_ticks,
+            start_ms: inner.now_ms,
+            kind,
+            root,
+            ignore_term: false,
+            stalled_until_ms: 0,
+            actors: Vec::new(),
+        };
+        inner.freed_pids.retain(|freed| *freed != pid);
+        inner.procs.insert(pid, proc.clone());
+        Some(proc)
+    }
+
+    /// Starts an agent process running `behaviours`, with its children and script actors.
+    pub fn start_agent(
+        &self,
+        inner: &mut Inner,
+        agent_id: &str,
+        task_id: &str,
+        behaviours: &[Behaviour],
+    ) -> Option<Proc> {
+        let kind = ProcKind::Agent { agent_id: agent_id.to_string(), task_id: task_id.to_string() };
+        let proc = self.start_process(inner, None, kind, None)?;
+        let root = proc.root;
+        for behaviour in behaviours {
+            match behaviour {
+                Behaviour::Hang => {}
+                Behaviour::HangIgnoringTerm => inner.procs.get_mut(&proc.pid).expect("just started").ignore_term = true,
+                Behaviour::SpawnChildren { count } => {
+                    for _ in 0..*count {
+                        let child = self.start_process(inner, None, ProcKind::Child, root);
+                        if let Some(child) = child {
+                            let ignore = behaviours.contains(&Behaviour::HangIgnoringTerm);
+                            inner.procs.get_mut(&child.pid).expect("just started").ignore_term = ignore;
+                        }
+                    }
+                }
+                scripted => inner.new_actors.push(ActorSpec::Script {
+                    pid: proc.pid,
+                    agent_id: agent_id.to_string(),
+                    task_id: task_id.to_string(),
+                    behaviour: scripted.clone(),
+                }),
+            }
+        }
+        self.emit(inner, &format!("spawn {agent_id}"));
+        Some(proc)
+    }
+
+    /// A process ends: its script actors stop, its pid is free for reuse.
+    pub fn exit_process(&self, inner: &mut Inner, pid: i64, kind: ExitKind) {
+        let Some(proc) = inner.procs.remove(&pid) else { return };
+        inner.exited.insert(pid, (proc.start_ticks, kind));
+        inner.freed_pids.push(pid);
+        for actor in &proc.actors {
+            if !inner.actors[*actor].finished {
+                inner.actors[*actor].killed = true;
+            }
+        }
+        if let ProcKind::Agent { agent_id, .. } = &proc.kind {
+            self.emit(inner, &format!("exit {agent_id}"));
+        }
+        if inner.recording {
+            inner.notes.push(format!("pid {pid} exited ({kind:?})"));
+        }
+    }
+
+    /// Which live process `process` means, if it is still that process.
+    fn identity_of(inner: &Inner, process: &ProcessRef) -> Option<Root> {
+        let proc = inner.procs.get(&process.pid)?;
+        let same = match (process.start_ticks, process.started_at_ms) {
+            (Some(ticks), _) => proc.start_ticks == ticks,
+            (None, Some(started_at_ms)) => proc.start_ms <= started_at_ms,
+            (None, None) => true,
+        };
+        same.then_some((proc.pid, proc.start_ticks))
+    }
+
+    /// The root a wait or a tree signal means: the live leader, or the recorded identity.
+    fn root_of(inner: &Inner, process: &ProcessRef) -> Option<Root> {
+        World::identity_of(inner, process).or_else(|| process.start_ticks.map(|ticks| (process.pid, ticks)))
+    }
+
+    pub fn tree_alive(inner: &Inner, root: Root) -> bool {
+        inner.procs.values().any(|proc| proc.root == Some(root))
+    }
+
+    /// Delivers `signal` to the process at `pid` and the tree it belongs to; records each
+    /// delivery against the process it was meant for (S2).
+    fn deliver(&self, inner: &mut Inner, intended: &ProcessRef, targets: Vec<i64>, signal: Signal) {
+        for pid in targets {
+            let Some(proc) = inner.procs.get(&pid).cloned() else { continue };
+            let meant = proc.root.is_some_and(|(root_pid, ticks)| {
+                root_pid == intended.pid && intended.start_ticks.is_none_or(|wanted| wanted == ticks)
+            });
+            if !meant {
+                let detail = format!(
+                    "{signal:?} meant for pid {} (start {:?}) hit pid {pid} ({:?}, start {})",
+                    intended.pid, intended.start_ticks, proc.kind, proc.start_ticks
+                );
+                inner.violations.push(Violation { checker: "S2".into(), detail });
+            }
+            if let ProcKind::Agent { agent_id, .. } = &proc.kind {
+                self.emit(inner, &format!("signal {agent_id}"));
+            }
+            if inner.recording {
+                inner.notes.push(format!("{signal:?} -> pid {pid}"));
+            }
+            match signal {
+                Signal::Kill => self.exit_process(inner, pid, ExitKind::Died),
+                Signal::Term if proc.ignore_term => {}
+                Signal::Term => {
+                    // A cooperative process takes a moment to exit; which moment is the seed's.
+                    let delay_ms = [0, 0, 30, 250][(mix(self.seed, &[pid as u64, proc.start_ticks]) % 4) as usize];
+                    let timer = Timer::ProcessExit { pid, start_ticks: proc.start_ticks, code: None };
+                    if delay_ms == 0 {
+                        self.exit_process(inner, pid, ExitKind::Died);
+                    } else {
+                        let at_ms = inner.now_ms + delay_ms;
+                        World::add_timer(inner, at_ms, timer);
+                    }
+                }
+            }
+        }
+    }
+
+    fn signal_now(&self, process: &ProcessRef, signal: Signal) -> SignalOutcome {
+        let mut inner = self.inner.borrow_mut();
+        if process.pid <= 1 {
+            return SignalOutcome::NotOurs(format!("pid {} is never signalled", process.pid));
+        }
+        let leader = World::identity_of(&inner, process);
+        let root = leader.or_else(|| process.start_ticks.map(|ticks| (process.pid, ticks)));
+        let mut targets: Vec<i64> =
+            inner.procs.values().filter(|proc| root.is_some() && proc.root == root).map(|proc| proc.pid).collect();
+        let stranger = inner.procs.contains_key(&process.pid) && leader.is_none();
+        if stranger && self.signal_without_identity_check {
+            // Planted bug 5: the pid is signalled without asking whose it is now.
+            targets.push(process.pid);
+        } else if stranger && targets.is_empty() {
+            return SignalOutcome::NotOurs(format!("pid {} now belongs to a process started later", process.pid));
+        }
+        if targets.is_empty() {
+            return SignalOutcome::Gone;
+        }
+        self.deliver(&mut inner, process, targets, signal);
+        SignalOutcome::Delivered
+    }
+
+    fn liveness_now(&self, process: &ProcessRef) -> Liveness {
+        let inner = self.inner.borrow();
+        if process.pid <= 1 {
+            return Liveness::Refused(format!("pid {} is never an agent", process.pid));
+        }
+        if World::identity_of(&inner, process).is_some() {
+            return Liveness::Alive;
+        }
+        if inner.procs.contains_key(&process.pid) {
+            return Liveness::Replaced;
+        }
+        let exit = inner.exited.get(&process.pid).filter(|(ticks, _)| process.start_ticks.is_none_or(|t| t == *ticks));
+        Liveness::Gone(exit.map_or(ExitKind::Died, |(_, kind)| *kind))
+    }
+
+    fn spawn_now(&self, request: &SpawnRequest) -> Result<Spawned, String> {
+        let mut inner = self.inner.borrow_mut();
+        let spawned_before =
+            *inner.spawns_per_task.entry(request.task_id.clone()).and_modify(|n| *n += 1).or_insert(1) - 1;
+        let spec = self.scenario.tasks.iter().find(|task| task.id == request.task_id);
+        let behaviours = match spec {
+            Some(spec) if spawned_before > 0 => spec.respawn_exec.clone().unwrap_or_else(|| spec.exec.clone()),
+            Some(spec) => spec.exec.clone(),
+            None => vec![Behaviour::Hang],
+        };
+        let proc = self
+            .start_agent(&mut inner, &request.agent_id, &request.task_id, &behaviours)
+            .ok_or_else(|| "no free pid".to_string())?;
+        if inner.recording {
+            inner.notes.push(format!("spawned {} as pid {}", request.agent_id, proc.pid));
+        }
+        Ok(Spawned { pid: proc.pid, start_ticks: Some(proc.start_ticks) })
+    }
+
+    /// Commits `state` (already changed): the write, the re-read (S8) and the per-commit checks.
+    pub fn commit(&self, inner: &mut Inner, actor: ActorId, state: State) {
+        let graph_text = state.graph.render();
+        let registry_text = state.registry.render();
+        let reread = Graph::parse(graph_text.as_bytes())
+            .map_err(|e| format!("graph.jsonl: {e}"))
+            .and_then(|graph| Ok(State { graph, registry: Registry::parse(registry_text.as_bytes())? }));
+        let fresh = match reread {
+            Ok(fresh) => fresh,
+            Err(message) => {
+                inner.violations.push(Violation { checker: "S8".into(), detail: message });
+                return;
+            }
+        };
+        debug_assert!(!fresh.is_changed(), "a fresh read is unchanged");
+        let check = CommitCheck { before: &inner.committed, after: &fresh, initial: &self.initial };
+        let kind = inner.actors[actor].kind;
+        let mut found = checks::on_commit(&check, kind, &mut inner.actors[actor].raised);
+        if inner.recording {
+            let diff = checks::describe_diff(&inner.committed, &fresh);
+            inner.notes.push(format!("commit: {diff}"));
+        }
+        inner.violations.append(&mut found);
+        inner.committed = fresh;
+        inner.commits += 1;
+    }
+
+    /// Drops what a dead actor held: the lock, and a write in flight lands whole or not at all.
+    pub fn release_actor(&self, inner: &mut Inner, actor: ActorId, write_lands: bool) {
+        if inner.lock == Some(actor) {
+            inner.lock = None;
+            if let Some(state) = inner.pending_write.take() {
+                if write_lands {
+                    self.commit(inner, actor, state);
+                }
+            }
+        }
+    }
+}
+
+impl Clock for World {
+    fn now_ms(&self) -> EpochMs {
+        self.inner.borrow().now_ms
+    }
+
+    async fn sleep_ms(&self, duration_ms: u64) {
+        let until = self.now_ms() + duration_ms as i64;
+        self.suspend(Wait::Until(until), "sleep").await;
+    }
+}
+
+impl Processes for World {
+    async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, String> {
+        self.suspend(Wait::Ready, "spawn").await;
+        self.spawn_now(request)
+    }
+
+    async fn liveness(&self, process: &ProcessRef) -> Liveness {
+        self.suspend(Wait::Ready, "liveness").await;
+        self.liveness_now(process)
+    }
+
+    async fn signal(&self, process: &ProcessRef, signal: Signal) -> SignalOutcome {
+        self.suspend(Wait::Ready, if signal == Signal::Term { "signal TERM" } else { "signal KILL" }).await;
+        self.signal_now(process, signal)
+    }
+
+    async fn wait_exit(&self, process: &ProcessRef, deadline_ms: EpochMs) -> ExitWait {
+        let root = World::root_of(&self.inner.borrow(), process);
+        let Some(root) = root else {
+            self.suspend(Wait::Ready, "wait_exit").await;
+            return ExitWait::Exited;
+        };
+        self.suspend(Wait::Exit { root, deadline_ms }, "wait_exit").await;
+        if World::tree_alive(&self.inner.borrow(), root) {
+            ExitWait::TimedOut
+        } else {
+            ExitWait::Exited
+        }
+    }
+}
+
+impl Store for World {
+    async fn transact<R>(&self, change: impl FnOnce(&mut State) -> R) -> Result<R, StoreError> {
+        self.suspend(Wait::Lock, "transact").await;
+        let (mut state, fault, me) = {
+            let mut inner = self.inner.borrow_mut();
+            debug_assert!(inner.lock.is_none(), "polled only when the lock is free");
+            (inner.committed.clone(), inner.poll_fault.take(), inner.current)
+        };
+        assert!(!state.is_changed(), "each transaction starts from a fresh, unchanged read");
+        if fault == Some(StoreFault::Fail) {
+            self.note(|| "store: write failed (fault)".into());
+            return Err(StoreError::Io("simulated store failure: nothing was written".into()));
+        }
+        let result = change(&mut state);
+        if !state.is_changed() {
+            return Ok(result);
+        }
+        if fault == Some(StoreFault::Slow) {
+            {
+                let mut inner = self.inner.borrow_mut();
+                inner.lock = Some(me);
+                inner.pending_write = Some(state);
+            }
+            let until = self.now_ms() + SLOW_WRITE_MS as i64;
+            self.suspend(Wait::Until(until), "write (slow)").await;
+            let mut inner = self.inner.borrow_mut();
+            state = inner.pending_write.take().expect("the writer holds its pending write");
+            inner.lock = None;
+        }
+        let mut inner = self.inner.borrow_mut();
+        self.commit(&mut inner, me, state);
+        Ok(result)
+    }
+}
