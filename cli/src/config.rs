@@ -51,7 +51,8 @@ fn settings_from(table: &toml::Table) -> Result<Settings, String> {
             "crash_loop_window_ms" => settings.crash_loop.window_ms = whole(value, &name)?,
             "crash_loop_backoffs_ms" => {
                 let list = value.as_array().ok_or(format!("{name} must be a list of milliseconds"))?;
-                settings.crash_loop.backoffs_ms = list.iter().map(|item| whole(item, &name)).collect::<Result<_, _>>()?;
+                settings.crash_loop.backoffs_ms =
+                    list.iter().map(|item| whole(item, &name)).collect::<Result<_, _>>()?;
             }
             other => return Err(format!("unknown key recovery.{other} (see README, Configuration)")),
         }

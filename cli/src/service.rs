@@ -34,7 +34,10 @@ struct ServiceRecord {
 pub fn run(dir: &Path) -> Result<Output, CliError> {
     let paths = WgPaths::new(dir);
     if !paths.graph().is_file() {
-        return Err(CliError::new(format!("{} is not a workgraph folder (run `wg init`, or pass --dir)", dir.display())));
+        return Err(CliError::new(format!(
+            "{} is not a workgraph folder (run `wg init`, or pass --dir)",
+            dir.display()
+        )));
     }
     if let Some(record) = running_service(&paths) {
         return Err(CliError::new(format!("a service already runs for {} (pid {})", dir.display(), record.pid)));
@@ -99,7 +102,9 @@ fn sweep(ports: &Ports) {
             for event in dispatched {
                 match event.result {
                     Ok(pid) => eprintln!("wg service: spawned {} (pid {pid}) for {}", event.agent_id, event.task_id),
-                    Err(why) => eprintln!("wg service: could not spawn {} for {}: {why}", event.agent_id, event.task_id),
+                    Err(why) => {
+                        eprintln!("wg service: could not spawn {} for {}: {why}", event.agent_id, event.task_id)
+                    }
                 }
             }
         }
@@ -133,7 +138,8 @@ fn block_signals() -> Result<SignalFd, CliError> {
 fn bind_wake_socket(paths: &WgPaths) -> Result<UnixDatagram, CliError> {
     let path = paths.wake_socket();
     let _ = std::fs::remove_file(&path); // stale from a crashed service; running_service() said none runs
-    let socket = UnixDatagram::bind(&path).map_err(|e| CliError::new(format!("cannot bind {}: {e}", path.display())))?;
+    let socket =
+        UnixDatagram::bind(&path).map_err(|e| CliError::new(format!("cannot bind {}: {e}", path.display())))?;
     socket.set_nonblocking(true).map_err(|e| CliError::new(format!("cannot configure {}: {e}", path.display())))?;
     Ok(socket)
 }
@@ -157,10 +163,14 @@ fn running_service(paths: &WgPaths) -> Option<ServiceRecord> {
 pub fn start(dir: &Path) -> Result<Output, CliError> {
     let paths = WgPaths::new(dir);
     if let Some(record) = running_service(&paths) {
-        return Ok(Output::new(format!("the service already runs (pid {})", record.pid), json!({"ok": true, "pid": record.pid, "started": false})));
+        return Ok(Output::new(
+            format!("the service already runs (pid {})", record.pid),
+            json!({"ok": true, "pid": record.pid, "started": false}),
+        ));
     }
     let exe = std::env::current_exe().map_err(|e| CliError::new(format!("cannot find the wg binary: {e}")))?;
-    std::fs::create_dir_all(paths.service_dir()).map_err(|e| CliError::new(format!("cannot create {}: {e}", paths.service_dir().display())))?;
+    std::fs::create_dir_all(paths.service_dir())
+        .map_err(|e| CliError::new(format!("cannot create {}: {e}", paths.service_dir().display())))?;
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -168,16 +178,25 @@ pub fn start(dir: &Path) -> Result<Output, CliError> {
         .map_err(|e| CliError::new(format!("cannot open {}: {e}", paths.service_log().display())))?;
     let mut command = std::process::Command::new(exe);
     command.arg("--dir").arg(absolute(dir)).args(["service", "run"]);
-    command.stdin(std::process::Stdio::null()).stdout(log.try_clone().map_err(|e| CliError::new(e.to_string()))?).stderr(log);
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().map_err(|e| CliError::new(e.to_string()))?)
+        .stderr(log);
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut child = command.spawn().map_err(|e| CliError::new(format!("cannot start the service: {e}")))?;
     let deadline = Instant::now() + Duration::from_secs(5);
     while Instant::now() < deadline {
         if let Some(record) = running_service(&paths) {
-            return Ok(Output::new(format!("service started (pid {}); log: {}", record.pid, paths.service_log().display()), json!({"ok": true, "pid": record.pid, "started": true})));
+            return Ok(Output::new(
+                format!("service started (pid {}); log: {}", record.pid, paths.service_log().display()),
+                json!({"ok": true, "pid": record.pid, "started": true}),
+            ));
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(CliError::new(format!("the service exited at once ({status}); see {}", paths.service_log().display())));
+            return Err(CliError::new(format!(
+                "the service exited at once ({status}); see {}",
+                paths.service_log().display()
+            )));
         }
         std::thread::sleep(Duration::from_millis(10));
     }
@@ -191,7 +210,10 @@ pub fn stop(dir: &Path) -> Result<Output, CliError> {
     };
     crate::real::processes::terminate_one(record.pid, record.start_ticks, Duration::from_secs(10))
         .map_err(|why| CliError::new(format!("could not stop the service (pid {}): {why}", record.pid)))?;
-    Ok(Output::new(format!("service stopped (pid {}); its agents keep running", record.pid), json!({"ok": true, "stopped": true, "pid": record.pid})))
+    Ok(Output::new(
+        format!("service stopped (pid {}); its agents keep running", record.pid),
+        json!({"ok": true, "stopped": true, "pid": record.pid}),
+    ))
 }
 
 pub fn status(dir: &Path) -> Result<Output, CliError> {

@@ -116,7 +116,9 @@ fn retry_leaves_companion_tasks_alone() {
     wg.wg_json(&["retry", "t1", "--reason", "hung"]);
     let after = std::fs::read_to_string(wg.graph_path()).unwrap();
     for companion in [".evaluate-t1", ".flip-t1"] {
-        let line = |text: &str| text.lines().find(|line| line.contains(&format!("\"id\":\"{companion}\""))).unwrap().to_string();
+        let line = |text: &str| {
+            text.lines().find(|line| line.contains(&format!("\"id\":\"{companion}\""))).unwrap().to_string()
+        };
         assert_eq!(line(&before), line(&after), "{companion} is byte-for-byte unchanged");
     }
     let refused = wg.wg(&["retry", ".evaluate-t1"]);

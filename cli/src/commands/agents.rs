@@ -26,7 +26,11 @@ pub fn list(dir: &Path) -> Result<Output, CliError> {
         };
         human.push_str(&format!(
             "{:<10} {:<14} pid {:<8} {:<10} {}\n",
-            agent.id, agent.task_id, agent.pid, agent.status.as_str(), checked
+            agent.id,
+            agent.task_id,
+            agent.pid,
+            agent.status.as_str(),
+            checked
         ));
         rows.push(json!({"agent": agent, "process": checked}));
     }
@@ -42,7 +46,9 @@ pub fn kill(dir: &Path, agent_id: &str, force: bool, grace_ms: Option<u64>) -> R
     let outcome = block_on(kill_agent(ports.ctx(), &ports.settings, agent_id, &options))?;
     let (human, kind) = match &outcome {
         KillOutcome::Unknown => (format!("no agent {agent_id} in the registry; nothing to kill"), "unknown"),
-        KillOutcome::AlreadyDead { status } => (format!("{agent_id} is already {status}; nothing to kill"), "already-dead"),
+        KillOutcome::AlreadyDead { status } => {
+            (format!("{agent_id} is already {status}; nothing to kill"), "already-dead")
+        }
         KillOutcome::Killed { pid, escalated: false } => {
             (format!("killed {agent_id} (pid {pid}){}", if force { " with SIGKILL" } else { "" }), "killed")
         }
@@ -50,9 +56,10 @@ pub fn kill(dir: &Path, agent_id: &str, force: bool, grace_ms: Option<u64>) -> R
             format!("killed {agent_id} (pid {pid}) with SIGKILL: it ignored SIGTERM for {} ms", options.grace_ms),
             "killed",
         ),
-        KillOutcome::NotOurs { pid, why } => {
-            (format!("{agent_id}'s pid {pid} is not its process any more ({why}); nothing signalled, entry marked dead"), "not-ours")
-        }
+        KillOutcome::NotOurs { pid, why } => (
+            format!("{agent_id}'s pid {pid} is not its process any more ({why}); nothing signalled, entry marked dead"),
+            "not-ours",
+        ),
     };
     let pid = match outcome {
         KillOutcome::Killed { pid, .. } | KillOutcome::NotOurs { pid, .. } => Some(pid),

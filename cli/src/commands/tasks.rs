@@ -18,7 +18,8 @@ pub fn init(dir: &Path) -> Result<Output, CliError> {
             json!({"ok": true, "created": false}),
         ));
     }
-    fs::create_dir_all(paths.service_dir()).map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
+    fs::create_dir_all(paths.service_dir())
+        .map_err(|e| CliError::new(format!("cannot create {}: {e}", dir.display())))?;
     write_atomically(&paths.graph(), b"")?;
     Ok(Output::new(format!("Initialized {}", dir.display()), json!({"ok": true, "created": true})))
 }
@@ -48,7 +49,8 @@ pub fn list(dir: &Path) -> Result<Output, CliError> {
 pub fn show(dir: &Path, id: &str) -> Result<Output, CliError> {
     let ports = Ports::for_command(dir, "show")?;
     let state = ports.store.read()?;
-    let task = state.graph.task(id).ok_or_else(|| CliError::new(format!("no task {id:?} in the graph (see `wg list`)")))?;
+    let task =
+        state.graph.task(id).ok_or_else(|| CliError::new(format!("no task {id:?} in the graph (see `wg list`)")))?;
     let mut human = format!("{}  {}\n  status: {}\n", task.id, task.title, task.status);
     let mut line = |label: &str, value: Option<String>| {
         if let Some(value) = value {
@@ -58,7 +60,10 @@ pub fn show(dir: &Path, id: &str) -> Result<Output, CliError> {
     line("assigned", task.assigned.clone());
     line("exec", task.exec.clone());
     line("after", (!task.after.is_empty()).then(|| task.after.join(", ")));
-    line("retries", Some(format!("{}{}", task.retry_count, task.max_retries.map(|max| format!(" of {max}")).unwrap_or_default())));
+    line(
+        "retries",
+        Some(format!("{}{}", task.retry_count, task.max_retries.map(|max| format!(" of {max}")).unwrap_or_default())),
+    );
     line("failure", task.failure_reason.clone());
     if !task.log.is_empty() {
         human.push_str("  log:\n");

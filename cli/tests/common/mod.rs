@@ -43,7 +43,13 @@ impl Workgraph {
     }
 
     pub fn wg(&self, args: &[&str]) -> Output {
-        Command::new(wg_binary()).arg("--dir").arg(&self.dir).args(args).env_remove("WG_AGENT_ID").output().expect("run wg")
+        Command::new(wg_binary())
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(args)
+            .env_remove("WG_AGENT_ID")
+            .output()
+            .expect("run wg")
     }
 
     /// `wg --json ...`, asserting success, returning the JSON.
@@ -103,7 +109,9 @@ impl Workgraph {
         let mut command = Command::new(wg_binary());
         command.arg("--dir").arg(&self.dir).args(["service", "run"]).stdin(Stdio::null()).stderr(Stdio::null());
         self.children.push(command.spawn().expect("start the service"));
-        wait_until("the service is up", Duration::from_secs(10), || self.dir.join("service/wg-recover-service.json").exists());
+        wait_until("the service is up", Duration::from_secs(10), || {
+            self.dir.join("service/wg-recover-service.json").exists()
+        });
     }
 
     /// Reaps agent children of the test that have exited (they would linger as zombies).
@@ -119,7 +127,9 @@ impl Drop for Workgraph {
         // Agents the service spawned: end them by pid, from the registry.
         if let Some(agents) = self.registry().get("agents").and_then(Value::as_object) {
             for agent in agents.values() {
-                let (Some(pid), Some(ticks)) = (agent["pid"].as_i64(), agent["process_start_ticks"].as_u64()) else { continue };
+                let (Some(pid), Some(ticks)) = (agent["pid"].as_i64(), agent["process_start_ticks"].as_u64()) else {
+                    continue;
+                };
                 if pid > 1 && start_ticks(pid as i32) == Some(ticks) {
                     let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
                 }
@@ -141,7 +151,12 @@ impl Drop for Workgraph {
 }
 
 pub fn describe(output: &Output) -> String {
-    format!("status {:?}\nstdout: {}\nstderr: {}", output.status, String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    format!(
+        "status {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
 
 /// Field 22 of /proc/<pid>/stat, or None when the process is gone or a zombie.
@@ -174,7 +189,10 @@ pub fn now_rfc3339() -> String {
 }
 
 pub fn log_messages(task: &Value) -> Vec<String> {
-    task["log"].as_array().map(|log| log.iter().map(|entry| entry["message"].as_str().unwrap_or("").to_string()).collect()).unwrap_or_default()
+    task["log"]
+        .as_array()
+        .map(|log| log.iter().map(|entry| entry["message"].as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default()
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
