@@ -2,8 +2,8 @@
 //! settles the task as the reaper would (re-queued, if it is still this agent's): the reaper only
 //! watches running entries, so a task left in progress here would never be re-queued (L1, S6).
 
-use super::stop::{stop_process, StopResult};
 use super::reaper::{on_agent_ended, DeathCause};
+use super::stop::{stop_process, StopResult};
 use super::OpError;
 use crate::model::{AgentStatus, ProcessRef, StopRequest};
 use crate::ports::{Clock, Ctx, ExitKind, Liveness, Processes, Store};
@@ -78,6 +78,8 @@ async fn mark_dead<C: Clock, P: Processes, S: Store>(
 ) -> Result<(), OpError> {
     let now_ms = ctx.clock.now_ms();
     let cause = DeathCause::Exited(ExitKind::Died);
-    ctx.store.transact(|state| on_agent_ended(state, settings, ctx.actor, agent_id, process.pid, cause, now_ms)).await?;
+    ctx.store
+        .transact(|state| on_agent_ended(state, settings, ctx.actor, agent_id, process.pid, cause, now_ms))
+        .await?;
     Ok(())
 }
