@@ -50,7 +50,7 @@ pub fn make<'w>(world: &'w World, name: String, spec: ActorSpec) -> ActorFuture<
         ActorSpec::Dispatcher { .. } => Box::pin(dispatcher(world, name)),
         ActorSpec::Reaper { .. } => Box::pin(reaper(world, name)),
         ActorSpec::Cli { command, .. } => Box::pin(cli(world, name, command)),
-        ActorSpec::Script { pid, agent_id, task_id, behaviour } => {
+        ActorSpec::Script { pid, agent_id, task_id, behaviour, .. } => {
             Box::pin(script(world, name, pid, agent_id, task_id, behaviour))
         }
     }

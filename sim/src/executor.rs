@@ -127,13 +127,18 @@ fn settings_for(scenario: &Scenario) -> Settings {
 /// How long the liveness phase lasts unless the scenario says: time for a sweep to notice a death
 /// (poll), stop a hung agent (heartbeat timeout, grace, kill wait), a service restart, and
 /// another sweep to dispatch.
-pub fn liveness_ms(scenario: &Scenario) -> u64 {
+/// A service crash between reserving a task and recording its pid leaves a `starting` entry
+/// that only the starting timeout settles, so with that fault on, the bound includes it.
+pub fn liveness_ms(scenario: &Scenario, faults: &[FaultKind]) -> u64 {
     let service = &scenario.service;
+    let crash_recovery_ms =
+        if faults.contains(&FaultKind::CrashService) { Settings::default().starting_timeout_ms + 1_000 } else { 0 };
     scenario.sim.liveness_ms.unwrap_or(
         3 * service.poll_interval_ms
             + service.heartbeat_timeout_ms.unwrap_or(0)
             + service.grace_ms
             + service.kill_wait_ms
+            + crash_recovery_ms
             + 2_000,
     )
 }
@@ -216,7 +221,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     loop {
         if liveness_start_ms.is_none() && world.now_ms() >= safety_end_ms {
             liveness_start_ms = Some(world.now_ms());
-            end_ms = world.now_ms() + liveness_ms(scenario) as i64;
+            end_ms = world.now_ms() + liveness_ms(scenario, &options.faults) as i64;
         }
         world.fire_due_timers();
         start_new_actors(&world, &mut futures);
@@ -350,8 +355,9 @@ fn start_new_actors<'w>(world: &'w World, futures: &mut Vec<Option<ActorFuture<'
                 raised: BTreeMap::new(),
             };
             inner.actors.push(slot);
-            if let crate::world::ActorSpec::Script { pid, .. } = &spec {
-                match inner.procs.get_mut(pid) {
+            if let crate::world::ActorSpec::Script { pid, start_ticks, .. } = &spec {
+                // The process may have exited (and its pid been taken) before its script starts.
+                match inner.procs.get_mut(pid).filter(|proc| proc.start_ticks == *start_ticks) {
                     Some(proc) => proc.actors.push(id),
                     None => inner.actors[id].killed = true,
                 }

@@ -98,7 +98,7 @@ pub enum ActorSpec {
     Dispatcher { generation: u32 },
     Reaper { generation: u32 },
     Cli { command: crate::scenario::Command, text: String },
-    Script { pid: i64, agent_id: String, task_id: String, behaviour: Behaviour },
+    Script { pid: i64, start_ticks: u64, agent_id: String, task_id: String, behaviour: Behaviour },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -315,6 +315,7 @@ impl World {
                 }
                 scripted => inner.new_actors.push(ActorSpec::Script {
                     pid: proc.pid,
+                    start_ticks: proc.start_ticks,
                     agent_id: agent_id.to_string(),
                     task_id: task_id.to_string(),
                     behaviour: scripted.clone(),
