@@ -31,6 +31,26 @@ pub struct Settings {
     /// The service sweeps at least this often, even when nothing wakes it.
     pub poll_interval_ms: u64,
     pub crash_loop: CrashLoopPolicy,
+    /// Test-only: a known bug to plant, so the simulator can prove it finds it.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Known bugs the simulator must find (`wg-sim`'s `tests/planted.rs`). Exists only with the
+/// `planted-bugs` feature, which no normal build enables.
+#[cfg(feature = "planted-bugs")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// 1: retry re-queues without checking the task is still its agent's.
+    UnconditionalRetry,
+    /// 2: the reaper settles a task without checking it is still the dead agent's.
+    ReaperUnchecked,
+    /// 3: a retry that finds another retry in flight counts an attempt too.
+    DoubleCountRetries,
+    /// 4: the reaper marks the agent dead and re-queues its task in two transactions.
+    SplitReap,
+    /// 5: signals go to the pid without the identity check (honoured by the process port).
+    SignalWithoutIdentity,
 }
 
 impl Default for Settings {
@@ -44,6 +64,8 @@ impl Default for Settings {
             max_agents: 4,
             poll_interval_ms: 1_000,
             crash_loop: CrashLoopPolicy::default(),
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
         }
     }
 }

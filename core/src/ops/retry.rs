@@ -41,6 +41,18 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
 ) -> Result<RetryOutcome, OpError> {
     let now_ms = ctx.clock.now_ms();
     let claim = ctx.store.transact(|state| claim(state, settings, ctx.actor, task_id, reason, now_ms)).await??;
+    #[cfg(feature = "planted-bugs")]
+    if settings.planted_bug == Some(crate::settings::PlantedBug::DoubleCountRetries) {
+        if let Claim::Done(RetryOutcome::InFlight { .. }) = &claim {
+            ctx.store
+                .transact(|state| {
+                    let task = state.graph.task_mut(task_id).expect("found by the claim");
+                    task.retry_count += 1;
+                    task.push_log(format_rfc3339(now_ms), ctx.actor, format!("Retried: {reason}"));
+                })
+                .await?;
+        }
+    }
     let (agent_id, process) = match claim {
         Claim::Done(outcome) => return Ok(outcome),
         Claim::Stop { agent_id, process } => (agent_id, process),
@@ -49,6 +61,22 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
         stop_process(ctx, &agent_id, &process, false, settings.grace_ms, settings.kill_wait_ms).await?;
     let escalated = matches!(stopped, StopResult::Stopped { escalated: true });
     let now_ms = ctx.clock.now_ms();
+    #[cfg(feature = "planted-bugs")]
+    if settings.planted_bug == Some(crate::settings::PlantedBug::UnconditionalRetry) {
+        let outcome = ctx
+            .store
+            .transact(|state| {
+                mark_agent_ended(state, &agent_id, process.pid, now_ms);
+                let task = state.graph.task_mut(task_id).expect("tasks are never deleted");
+                if task.status != TaskStatus::Done {
+                    requeue(task, now_ms, ctx.actor, format!("Retried: {reason}"));
+                }
+                let (pid, retry_count) = (process.pid, task.retry_count);
+                RetryOutcome::Restarted { agent_id: agent_id.clone(), pid, escalated, by_reaper: false, retry_count }
+            })
+            .await?;
+        return Ok(outcome);
+    }
     let outcome = ctx
         .store
         .transact(|state| finish(state, ctx.actor, task_id, &agent_id, process.pid, escalated, reason, now_ms))

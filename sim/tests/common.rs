@@ -1,0 +1,23 @@
+//! Shared by the simulator's tests: loading the scenario folder.
+
+use std::path::{Path, PathBuf};
+use wg_sim::scenario::{self, Scenario};
+
+pub fn scenarios_folder() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
+}
+
+pub fn load(name: &str) -> Scenario {
+    let path = scenarios_folder().join(format!("{name}.toml"));
+    scenario::parse(&path).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// The planted-bug campaigns: which bug, in which scenario, found by which checker, within how
+/// many seeds. The same campaigns must find nothing without the bug.
+pub const CAMPAIGNS: [(&str, &str, u64); 5] = [
+    ("retry_vs_reaper", "S6", 200),
+    ("retry_while_done", "S4", 200),
+    ("two_retries", "S3", 200),
+    ("retry_vs_reaper", "S6", 200),
+    ("pid_reuse_not_signalled", "S2", 200),
+];

@@ -1,0 +1,119 @@
+//! Every scenario passes across a modest number of seeds; runs are deterministic; failures shrink;
+//! a malformed scenario is reported with its line and column.
+
+mod common;
+
+use common::{load, scenarios_folder, CAMPAIGNS};
+use std::path::Path;
+use wg_sim::executor::{self, RunOptions};
+use wg_sim::runner;
+use wg_sim::scenario::{self, SchedulerKind};
+
+/// Seeds per scenario in `cargo test` (debug build, CI budget): the `run` command uses more.
+const SEEDS_PER_SCENARIO: u64 = 40;
+
+fn all_scenarios() -> Vec<scenario::Scenario> {
+    let mut paths: Vec<_> = std::fs::read_dir(scenarios_folder())
+        .expect("the scenarios folder exists")
+        .map(|entry| entry.expect("readable").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    paths.sort();
+    assert!(paths.len() >= 15, "the scenario set is complete");
+    paths.iter().map(|path| scenario::parse(path).unwrap_or_else(|error| panic!("{error}"))).collect()
+}
+
+#[test]
+fn every_scenario_passes_with_random_and_pct_schedules() {
+    for scenario in all_scenarios() {
+        for scheduler in [SchedulerKind::Random, SchedulerKind::Pct { depth: 3 }] {
+            let found =
+                runner::first_failure(&scenario, 0..SEEDS_PER_SCENARIO, |options| options.scheduler = scheduler);
+            if let Some(found) = found {
+                let path = runner::default_trace_path(None, &scenario, found.seed);
+                panic!("{}", runner::render_failure(&scenario, &found, &path));
+            }
+        }
+    }
+}
+
+#[test]
+fn swarm_fault_mixes_find_nothing_in_the_retry_race() {
+    let scenario = load("retry_vs_reaper");
+    let found = runner::first_failure(&scenario, 0..100, |options| {
+        options.faults = runner::swarm_faults(options.seed);
+        options.faults.retain(|kind| *kind != scenario::FaultKind::CrashService);
+        // known bug, see scenarios/known-bugs
+    });
+    assert!(found.is_none(), "{:?}", found.map(|found| found.shrunk.failure));
+}
+
+#[test]
+fn same_seed_same_run_step_by_step() {
+    for name in ["retry_vs_reaper", "kill_with_children", "heartbeat_timeout_reaped"] {
+        let scenario = load(name);
+        for seed in 0..10 {
+            let options = RunOptions::for_scenario(&scenario, seed);
+            runner::determinism_check(&scenario, &options).unwrap_or_else(|difference| panic!("{name}: {difference}"));
+        }
+    }
+}
+
+#[test]
+fn the_known_bug_is_found_shrunk_and_replayed_from_its_trace() {
+    let path = scenarios_folder().join("known-bugs/service_crash_after_spawn.toml");
+    let scenario = scenario::parse(&path).unwrap();
+    let found = runner::first_failure(&scenario, 0..1, |_| {}).expect("the known bug reproduces");
+    assert_eq!(found.shrunk.failure.as_ref().unwrap().checker, "S1");
+    assert!(found.shrunk_trace.len() <= found.original.trace.len(), "shrinking never grows a trace");
+    let file = std::env::temp_dir().join(format!("wg-sim-test-{}.jsonl", std::process::id()));
+    runner::write_trace(&file, &scenario, found.seed, &found.shrunk_trace).unwrap();
+    let (seed, trace) = runner::read_trace(&file).unwrap();
+    assert_eq!(seed, Some(found.seed));
+    let options = RunOptions::for_scenario(&scenario, found.seed);
+    let replayed = runner::replay(&scenario, &options, trace, true);
+    assert_eq!(replayed.failure.map(|failure| failure.checker), Some("S1".to_string()));
+    let report = runner::render_failure(&scenario, &found, &file);
+    assert!(report.starts_with("FAIL scenario=service_crash_after_spawn seed=0 checker=S1 step="), "{report}");
+    assert!(report.contains("  replay: wg-sim replay "), "{report}");
+    let _ = std::fs::remove_file(file);
+}
+
+#[test]
+fn a_failing_trace_shrinks_to_fewer_steps() {
+    // A scenario whose expectation is wrong on purpose fails on every seed; the shrinker must
+    // cut the trace down while the same checker still fails.
+    let text = std::fs::read_to_string(scenarios_folder().join("two_retries.toml")).unwrap();
+    let text = text.replace("always = [\"t1.retry_count = 1\"", "always = [\"t1.retry_count = 7\"");
+    let scenario = scenario::parse_str(Path::new("two_retries_wrong.toml"), &text).unwrap();
+    let options = RunOptions::for_scenario(&scenario, 3);
+    let original = executor::run(&scenario, &options);
+    assert_eq!(original.failure.as_ref().unwrap().checker, "expect");
+    let shrunk = runner::shrink(&scenario, &options, &original);
+    assert!(shrunk.len() < original.trace.len() / 2, "{} -> {}", original.trace.len(), shrunk.len());
+    let replayed = runner::replay(&scenario, &options, shrunk, false);
+    assert_eq!(replayed.failure.unwrap().checker, "expect");
+}
+
+#[test]
+fn malformed_scenario_names_line_and_column() {
+    let text = "[world]\nmax_agents = 2\n\n[[world.task]]\nid = \"t1\"\nexec = \"explode 3s\"\n";
+    let error = scenario::parse_str(Path::new("bad.toml"), text).unwrap_err();
+    assert_eq!((error.line, error.column), (6, 8), "{error}");
+    assert!(error.to_string().starts_with("bad.toml:6:8: unknown behaviour"), "{error}");
+    let error = scenario::parse_str(Path::new("bad.toml"), "[world]\nmax_agents = \"two\"\n").unwrap_err();
+    assert_eq!(error.line, 2, "{error}");
+    let text = "[world]\n[[step]]\nat = \"1s\"\nrun = \"wg retry\"\n";
+    let error = scenario::parse_str(Path::new("bad.toml"), text).unwrap_err();
+    assert_eq!((error.line, error.column), (4, 7), "{error}");
+}
+
+#[cfg(not(feature = "planted-bugs"))]
+#[test]
+fn planted_bug_campaigns_find_nothing_without_the_bugs() {
+    for (name, _, seeds) in CAMPAIGNS {
+        let scenario = load(name);
+        let found = runner::first_failure(&scenario, 0..seeds, |_| {});
+        assert!(found.is_none(), "{name}: {:?}", found.map(|found| found.shrunk.failure));
+    }
+}
