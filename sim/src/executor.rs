@@ -193,6 +193,8 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
 }
 
 /// Where decisions come from: the seeded generator (random walk or PCT) or a trace.
+// One per run, never moved around: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Source {
     Seeded { rng: ChaCha8Rng, pct: Option<Pct>, faults: Vec<FaultKind>, fault_rate: f64 },
     Replay { trace: Vec<Decision>, position: usize },
@@ -371,7 +373,7 @@ fn start_new_actors<'w>(world: &'w World, futures: &mut Vec<Option<ActorFuture<'
 fn drop_dead_actors(world: &World, futures: &mut [Option<ActorFuture<'_>>]) {
     for (id, future) in futures.iter_mut().enumerate() {
         if future.is_some() && world.inner.borrow().actors[id].killed {
-            let lands = crate::world::mix(world.seed, &[id as u64, world.inner.borrow().commits]) % 2 == 0;
+            let lands = crate::world::mix(world.seed, &[id as u64, world.inner.borrow().commits]) & 1 == 0;
             world.release_actor(&mut world.inner.borrow_mut(), id, lands);
             *future = None;
         }

@@ -1,4 +1,6 @@
 //! Shared by the simulator's tests: loading the scenario folder.
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use wg_sim::scenario::{self, Scenario};

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{load, scenarios_folder, CAMPAIGNS};
+#[cfg(not(feature = "planted-bugs"))]
+use common::CAMPAIGNS;
+use common::{load, scenarios_folder};
 use std::path::Path;
 use wg_sim::executor::{self, RunOptions};
 use wg_sim::runner;
@@ -116,4 +118,19 @@ fn planted_bug_campaigns_find_nothing_without_the_bugs() {
         let found = runner::first_failure(&scenario, 0..seeds, |_| {});
         assert!(found.is_none(), "{name}: {:?}", found.map(|found| found.shrunk.failure));
     }
+}
+
+/// Speed of the fuzz loop (run in release: `cargo test --release -p wg-sim -- --ignored speed`).
+#[test]
+#[ignore]
+fn speed_of_retry_vs_reaper() {
+    let scenario = load("retry_vs_reaper");
+    let started = std::time::Instant::now();
+    let seeds: u64 = std::env::var("WG_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000);
+    for seed in 0..seeds {
+        let report = executor::run(&scenario, &RunOptions::for_scenario(&scenario, seed));
+        assert!(report.failure.is_none(), "seed {seed}: {:?}", report.failure);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    println!("retry_vs_reaper: {seeds} seeds in {elapsed:.2}s = {:.0} seeds/s", seeds as f64 / elapsed);
 }
