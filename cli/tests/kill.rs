@@ -16,7 +16,7 @@ fn kill_stops_a_cooperative_agent_and_marks_it_dead() {
     wg.reap_finished();
     assert!(!alive(pid));
     assert_eq!(wg.registry()["agents"]["agent-1"]["status"], "dead");
-    assert_eq!(wg.task("t1")["status"], "in-progress", "kill leaves the task to the reaper");
+    assert_eq!(wg.task("t1")["status"], "in-progress", "kill leaves the task to the reaper (none runs here)");
 }
 
 #[test]

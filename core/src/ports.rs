@@ -94,7 +94,16 @@ pub enum ExitWait {
 }
 
 pub trait Processes {
+    /// Starts the agent's process held at a gate: it runs nothing until [`Processes::release`]
+    /// says go. Should the spawner die first, the gate closes and the process ends without
+    /// having run the command, so a crash between spawn and recording the pid leaves no
+    /// unrecorded agent at work (S1).
     async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, String>;
+    /// Opens the gate of a process from [`Processes::spawn`] (`go`), or closes it for good, which
+    /// makes the process end without running its command.
+    async fn release(&self, spawned: &Spawned, go: bool) {
+        let _ = (spawned, go); // a port whose processes need no gate (the simulator, for now)
+    }
     /// Checks the identity of the recorded process (pid, start time) before anything else.
     async fn liveness(&self, process: &ProcessRef) -> Liveness;
     /// Signals the agent's whole process tree, after the identity check.

@@ -16,7 +16,7 @@ use rustix::process::{kill_process, pidfd_open, pidfd_send_signal, Pid, PidfdFla
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -272,12 +272,22 @@ pub struct RealProcesses {
     wg_dir: PathBuf,
     children: RefCell<BTreeMap<i32, Child>>,
     trees: RefCell<BTreeMap<i32, Tree>>,
+    /// Write ends of the gates of spawned agents not yet released (see [`AGENT_GATE`]).
+    gates: RefCell<BTreeMap<i32, OwnedFd>>,
 }
+
+/// The agent's shell waits on fd 3 for the spawner's go before it runs the task's command
+/// (`exec` keeps pid and start time). If the spawner closes the gate or dies first, `read` sees
+/// end-of-file and the shell kills itself: a death by signal, which the reaper re-queues.
+const AGENT_GATE: &str = r#"read -r _ <&3 || kill -KILL $$; exec 3<&-; exec sh -c "$WG_AGENT_COMMAND""#;
+
+/// The fd the gate's read end gets in the agent.
+const GATE_FD: i32 = 3;
 
 impl RealProcesses {
     pub fn new(wg_dir: PathBuf) -> RealProcesses {
         let wg_dir = std::path::absolute(&wg_dir).unwrap_or(wg_dir);
-        RealProcesses { wg_dir, children: RefCell::default(), trees: RefCell::default() }
+        RealProcesses { wg_dir, children: RefCell::default(), trees: RefCell::default(), gates: RefCell::default() }
     }
 
     pub fn wg_dir(&self) -> &Path {
@@ -317,32 +327,61 @@ impl RealProcesses {
     fn spawn_now(&self, request: &SpawnRequest) -> Result<Spawned, String> {
         let log = self.open_log(&request.agent_id)?;
         let log_err = log.try_clone().map_err(|error| format!("output.log: {error}"))?;
+        // Both ends close on exec, so no other child inherits the write end and keeps a gate open.
+        let (gate_read, gate_write) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|error| format!("gate pipe: {error}"))?;
         let mut command = Command::new("sh");
         command
             .arg("-c")
-            .arg(&request.command)
+            .arg(AGENT_GATE)
             // Own group: a kill reaches the agent's whole group, and never ours.
             .process_group(0)
+            .env("WG_AGENT_COMMAND", &request.command)
             .env("WG_TASK_ID", &request.task_id)
             .env("WG_AGENT_ID", &request.agent_id)
             .env("WG_DIR", &self.wg_dir)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
+        let gate_read_raw = gate_read.as_raw_fd();
         // The service blocks SIGTERM/SIGINT/SIGCHLD for its signalfd, and a blocked mask survives
-        // fork and exec: without this an agent could never be stopped by SIGTERM.
-        // SAFETY: runs in the forked child before exec; it only calls pthread_sigmask (a plain
-        // syscall, async-signal-safe) on a stack value and allocates nothing.
+        // fork and exec: without clearing it an agent could never be stopped by SIGTERM. The gate's
+        // read end goes to fd 3 without close-on-exec.
+        // SAFETY: runs in the forked child before exec; it only makes plain syscalls
+        // (pthread_sigmask, dup2, fcntl), which are async-signal-safe, and allocates nothing.
         unsafe {
-            command.pre_exec(|| SigSet::empty().thread_set_mask().map_err(std::io::Error::from));
+            command.pre_exec(move || {
+                SigSet::empty().thread_set_mask().map_err(std::io::Error::from)?;
+                if gate_read_raw == GATE_FD {
+                    let flags = nix::fcntl::FdFlag::empty();
+                    nix::fcntl::fcntl(GATE_FD, nix::fcntl::FcntlArg::F_SETFD(flags)).map_err(std::io::Error::from)?;
+                } else {
+                    nix::unistd::dup2(gate_read_raw, GATE_FD).map_err(std::io::Error::from)?;
+                }
+                Ok(())
+            });
         }
         let child = command.spawn().map_err(|error| format!("spawning `sh -c` for {}: {error}", request.agent_id))?;
+        drop(gate_read);
         // `Child` does not wait on drop; we reap by pid with waitpid.
         let pid = i32::try_from(child.id()).map_err(|_| format!("pid {} out of range", child.id()))?;
         // Unreaped, the child keeps its pid (even as a zombie), so this reads the right process.
         let start_ticks = read_start_ticks(pid);
         self.children.borrow_mut().insert(pid, Child { start_ticks, exit: None });
+        self.gates.borrow_mut().insert(pid, gate_write);
         Ok(Spawned { pid: i64::from(pid), start_ticks })
+    }
+
+    /// Opens (`go`) or closes the gate of a process from `spawn_now`.
+    fn release_now(&self, spawned: &Spawned, go: bool) {
+        let Some(gate) = i32::try_from(spawned.pid).ok().and_then(|pid| self.gates.borrow_mut().remove(&pid)) else {
+            return;
+        };
+        if go {
+            // A failed write leaves the gate to close on drop below: the agent ends unrun, and the
+            // reaper re-queues its task.
+            let _ = rustix::io::write(&gate, b"go\n");
+        }
     }
 
     /// `<wg_dir>/agents/<agent-id>/output.log`, appended to.
@@ -430,7 +469,16 @@ impl RealProcesses {
         };
         let mut roots = remembered.map(|tree| tree.members).unwrap_or_default();
         roots.push(leader_member);
-        match signal_tree(leader, roots, group, signal) {
+        // The leader was verified just now, and a group id is not handed out again while any
+        // process of the group exists: the group is the agent's. A group-wide signal also reaches
+        // a child being forked right now (the kernel restarts such a fork), which a scan misses.
+        // Sent after the per-process signals, so the tree snapshot still sees every member.
+        let group_signal = if leader.is_some() { group.filter(|pgid| guard_pid(i64::from(*pgid)).is_ok()) } else { None };
+        let result = signal_tree(leader, roots, group, signal);
+        if let (Some(pgid), Ok(_)) = (group_signal, &result) {
+            let _ = rustix::process::kill_process_group(Pid::from_raw(pgid).expect("guarded > 1"), raw_signal(signal));
+        }
+        match result {
             Err(why) => SignalOutcome::NotOurs(why),
             Ok((delivered, signalled)) => {
                 self.trees.borrow_mut().insert(pid, Tree { leader: leader_member, members: signalled });
@@ -604,7 +652,14 @@ fn signal_tree(
     let mut batch: Vec<Held> = leader.into_iter().collect();
     let mut signalled: Vec<Member> = Vec::new();
     let mut delivered = false;
-    for _ in 0..MAX_SIGNAL_ROUNDS {
+    // SIGTERM goes to the tree as it stands, once: what a cooperative agent starts in response
+    // (its `wg done`, a cleanup helper) must be left to finish. SIGKILL is final, so it chases
+    // processes forked meanwhile (one with a fatal signal pending cannot fork any more).
+    let rounds = match signal {
+        Signal::Term => 1,
+        Signal::Kill => MAX_SIGNAL_ROUNDS,
+    };
+    for _ in 0..rounds {
         let known: BTreeSet<i32> = signalled.iter().map(|m| m.pid).chain(batch.iter().map(|h| h.pid)).collect();
         batch.extend(collect_new(&roots, group, &known, &scan_processes()));
         if batch.is_empty() {
@@ -677,6 +732,10 @@ impl Processes for RealProcesses {
         self.spawn_now(request)
     }
 
+    async fn release(&self, spawned: &Spawned, go: bool) {
+        self.release_now(spawned, go)
+    }
+
     async fn liveness(&self, process: &ProcessRef) -> Liveness {
         self.liveness_now(process)
     }
@@ -699,6 +758,34 @@ mod tests {
 
     fn request(agent_id: &str, command: &str) -> SpawnRequest {
         SpawnRequest { task_id: "task-1".into(), agent_id: agent_id.into(), command: command.into() }
+    }
+
+    /// Spawns and opens the gate at once, as the dispatcher does after recording the pid.
+    fn spawn_released(processes: &RealProcesses, request: &SpawnRequest) -> Result<Spawned, String> {
+        let spawned = block_on(processes.spawn(request))?;
+        block_on(processes.release(&spawned, true));
+        Ok(spawned)
+    }
+
+    #[test]
+    fn a_closed_gate_ends_the_agent_before_it_runs_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("ran");
+        let command = format!("touch {}", marker.display());
+        for close in ["by release", "by the spawner going away"] {
+            let processes = RealProcesses::new(dir.path().to_path_buf());
+            let spawned = block_on(processes.spawn(&request("agent-1", &command))).expect("spawns");
+            let process = ProcessRef { pid: spawned.pid, start_ticks: spawned.start_ticks, started_at_ms: None };
+            if close == "by release" {
+                block_on(processes.release(&spawned, false));
+            } else {
+                drop(processes.gates.borrow_mut().remove(&(spawned.pid as i32)));
+            }
+            let deadline_ms = now_ms() + 5_000;
+            assert_eq!(block_on(processes.wait_exit(&process, deadline_ms)), ExitWait::Exited, "gate closed {close}");
+            assert_eq!(block_on(processes.liveness(&process)), Liveness::Gone(ExitKind::Died), "{close}");
+            assert!(!marker.exists(), "the command never ran (gate closed {close})");
+        }
     }
 
     fn process_ref(spawned: Spawned) -> ProcessRef {
@@ -848,13 +935,13 @@ mod tests {
         let processes = RealProcesses::new(dir.path().join(".wg"));
         let mut cleanup = Cleanup::new();
         let command = r#"echo "$WG_TASK_ID $WG_AGENT_ID $WG_DIR"; echo oops >&2; read line || echo "stdin closed""#;
-        let spawned = block_on(processes.spawn(&request("agent-7", command))).expect("spawns");
+        let spawned = spawn_released(&processes, &request("agent-7", command)).expect("spawns");
         cleanup.child(spawned);
         assert_eq!(block_on(processes.wait_exit(&process_ref(spawned), in_ms(5_000))), ExitWait::Exited);
         let log = fs::read_to_string(dir.path().join(".wg/agents/agent-7/output.log")).expect("log written");
         let wg_dir = dir.path().join(".wg");
         assert_eq!(log, format!("task-1 agent-7 {}\noops\nstdin closed\n", wg_dir.display()));
-        assert!(block_on(processes.spawn(&request("../escape", "true"))).is_err());
+        assert!(spawn_released(&processes, &request("../escape", "true")).is_err());
     }
 
     #[test]
@@ -868,7 +955,7 @@ mod tests {
         blocked.add(NixSignal::SIGTERM);
         let mut previous = SigSet::empty();
         pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&blocked), Some(&mut previous)).expect("blocks");
-        let spawned = block_on(processes.spawn(&request("agent-1", "exec sleep 30")));
+        let spawned = spawn_released(&processes, &request("agent-1", "exec sleep 30"));
         pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None).expect("restores");
         let spawned = spawned.expect("spawns");
         let leader = cleanup.child(spawned);
@@ -893,7 +980,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let processes = RealProcesses::new(dir.path().join(".wg"));
         let mut cleanup = Cleanup::new();
-        let spawned = block_on(processes.spawn(&request("agent-1", "sleep 0.3; exit 3"))).expect("spawns");
+        let spawned = spawn_released(&processes, &request("agent-1", "sleep 0.3; exit 3")).expect("spawns");
         let leader = cleanup.child(spawned);
         assert_eq!(read_stat(leader.pid).map(|stat| stat.pgid), Some(leader.pid), "own process group");
         let process = process_ref(spawned);
@@ -908,7 +995,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let processes = RealProcesses::new(dir.path().join(".wg"));
         let mut cleanup = Cleanup::new();
-        let spawned = block_on(processes.spawn(&request("agent-1", "sleep 30"))).expect("spawns");
+        let spawned = spawn_released(&processes, &request("agent-1", "sleep 30")).expect("spawns");
         cleanup.child(spawned);
         let process = process_ref(spawned);
         let start = Instant::now();
@@ -924,7 +1011,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let processes = RealProcesses::new(dir.path().join(".wg"));
         let mut cleanup = Cleanup::new();
-        let spawned = block_on(processes.spawn(&request("agent-1", "trap '' TERM; sleep 30"))).expect("spawns");
+        let spawned = spawn_released(&processes, &request("agent-1", "trap '' TERM; sleep 30")).expect("spawns");
         let leader = cleanup.child(spawned);
         // The sleep exists only after the trap was set.
         assert!(wait_for(5_000, || live_tree(leader.pid).len() == 2));
@@ -948,7 +1035,7 @@ mod tests {
         let processes = RealProcesses::new(dir.path().join(".wg"));
         let mut cleanup = Cleanup::new();
         let command = "sleep 30 & (sleep 30 &); setsid sleep 30 & sh -c 'sleep 30' & wait";
-        let spawned = block_on(processes.spawn(&request("agent-1", command))).expect("spawns");
+        let spawned = spawn_released(&processes, &request("agent-1", command)).expect("spawns");
         let leader = cleanup.child(spawned);
         // sh, three sleeps, the inner sh and its sleep (the subshell that forked one has exited).
         assert!(wait_for(5_000, || live_tree(leader.pid).len() == 6), "tree: {:?}", live_tree(leader.pid));
@@ -972,7 +1059,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let processes = RealProcesses::new(dir.path().join(".wg"));
         let mut cleanup = Cleanup::new();
-        let spawned = block_on(processes.spawn(&request("agent-1", "sleep 30"))).expect("spawns");
+        let spawned = spawn_released(&processes, &request("agent-1", "sleep 30")).expect("spawns");
         let leader = cleanup.child(spawned);
         let stranger = ProcessRef { start_ticks: Some(leader.start_ticks + 1), ..process_ref(spawned) };
         assert!(matches!(block_on(processes.signal(&stranger, Signal::Kill)), SignalOutcome::NotOurs(_)));
@@ -1002,7 +1089,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let processes = RealProcesses::new(dir.path().join(".wg"));
         let mut cleanup = Cleanup::new();
-        let spawned = block_on(processes.spawn(&request("agent-1", "exit 4"))).expect("spawns");
+        let spawned = spawn_released(&processes, &request("agent-1", "exit 4")).expect("spawns");
         let leader = cleanup.child(spawned);
         assert!(wait_for(5_000, || read_stat(leader.pid).is_some_and(|stat| stat.has_ended())));
         assert_eq!(block_on(processes.signal(&process_ref(spawned), Signal::Term)), SignalOutcome::Gone);
@@ -1025,7 +1112,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let processes = RealProcesses::new(dir.path().join(".wg"));
         let mut cleanup = Cleanup::new();
-        let spawned = block_on(processes.spawn(&request("agent-1", "sleep 0.2; exit 5"))).expect("spawns");
+        let spawned = spawn_released(&processes, &request("agent-1", "sleep 0.2; exit 5")).expect("spawns");
         let leader = cleanup.child(spawned);
         assert_eq!(processes.reap_children(), Vec::new());
         let pidfds = processes.child_pidfds();

@@ -1,13 +1,13 @@
 //! The dispatcher: starts an agent for each ready task, up to `max_agents` running.
 //!
-//! Reserve (task in-progress, agent entry `starting`) in one transaction, spawn, then record the
-//! pid in a second. If the entry was stopped or settled in between, the fresh process is an
-//! orphan and is killed at once rather than left to run beside a successor (S1).
+//! Reserve (task in-progress, agent entry `starting`) in one transaction, spawn the process held
+//! at its gate, record the pid in a second transaction, and only then let the process run. If
+//! the entry was stopped or settled in between, the gate is closed instead and the process ends
+//! without having run anything; if the dispatcher crashes, the gate closes by itself (S1).
 
 use super::reaper::{on_agent_ended, DeathCause};
-use super::stop::stop_process;
 use super::OpError;
-use crate::model::{Agent, AgentStatus, ProcessRef, Task, TaskStatus};
+use crate::model::{Agent, AgentStatus, Task, TaskStatus};
 use crate::ports::{Clock, Ctx, Processes, SpawnRequest, Spawned, State, Store};
 use crate::settings::Settings;
 use crate::time::format_rfc3339;
@@ -31,7 +31,7 @@ pub async fn dispatch<C: Clock, P: Processes, S: Store>(
     let mut dispatched = Vec::with_capacity(requests.len());
     for request in requests {
         let result = match ctx.processes.spawn(&request).await {
-            Ok(spawned) => record_spawn(ctx, settings, &request, spawned).await.map(|()| spawned.pid),
+            Ok(spawned) => record_spawn(ctx, &request, spawned).await.map(|()| spawned.pid),
             Err(why) => {
                 let now_ms = ctx.clock.now_ms();
                 let cause = DeathCause::SpawnFailed(why.clone());
@@ -94,10 +94,10 @@ fn reserve(state: &mut State, settings: &Settings, actor: &str, now_ms: i64) -> 
     requests
 }
 
-/// Records the pid of a fresh process, or kills it when its entry was stopped meanwhile.
+/// Records the pid of a fresh process and lets it run, or closes its gate when its entry was
+/// stopped meanwhile.
 async fn record_spawn<C: Clock, P: Processes, S: Store>(
     ctx: Ctx<'_, C, P, S>,
-    settings: &Settings,
     request: &SpawnRequest,
     spawned: Spawned,
 ) -> Result<(), String> {
@@ -116,12 +116,12 @@ async fn record_spawn<C: Clock, P: Processes, S: Store>(
             agent.last_heartbeat = Some(format_rfc3339(now_ms));
             true
         })
-        .await
-        .map_err(|error| error.to_string())?;
-    if recorded {
-        return Ok(());
+        .await;
+    let go = matches!(recorded, Ok(true));
+    ctx.processes.release(&spawned, go).await;
+    match recorded {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(format!("{} was stopped before it was recorded; it never ran", request.agent_id)),
+        Err(error) => Err(format!("recording {} failed ({error}); it never ran", request.agent_id)),
     }
-    let orphan = ProcessRef { pid: spawned.pid, start_ticks: spawned.start_ticks, started_at_ms: None };
-    stop_process(ctx, &request.agent_id, &orphan, true, 0, settings.kill_wait_ms).await.map_err(|e| e.to_string())?;
-    Err(format!("{} was stopped before it was recorded; its process was killed", request.agent_id))
 }

@@ -1,12 +1,11 @@
-//! `wg agents kill`: stop an agent's process tree and mark its entry dead. The same transaction
-//! settles the task as the reaper would (re-queued, if it is still this agent's): the reaper only
-//! watches running entries, so a task left in progress here would never be re-queued (L1, S6).
+//! `wg agents kill`: stop an agent's process tree and mark its entry dead. The task is left to
+//! the reaper, whose next sweep (woken by this commit) re-queues it if it is still this agent's;
+//! the entry keeps its stop request, so that re-queue is not counted as a crash.
 
-use super::reaper::{on_agent_ended, DeathCause};
 use super::stop::{stop_process, StopResult};
-use super::OpError;
+use super::{mark_agent_ended, OpError};
 use crate::model::{AgentStatus, ProcessRef, StopRequest};
-use crate::ports::{Clock, Ctx, ExitKind, Liveness, Processes, Store};
+use crate::ports::{Clock, Ctx, Liveness, Processes, Store};
 use crate::settings::Settings;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,20 +65,16 @@ pub async fn kill_agent<C: Clock, P: Processes, S: Store>(
             }
         }
     };
-    mark_dead(ctx, settings, agent_id, &process).await?;
+    mark_dead(ctx, agent_id, &process).await?;
     Ok(outcome)
 }
 
 async fn mark_dead<C: Clock, P: Processes, S: Store>(
     ctx: Ctx<'_, C, P, S>,
-    settings: &Settings,
     agent_id: &str,
     process: &ProcessRef,
 ) -> Result<(), OpError> {
     let now_ms = ctx.clock.now_ms();
-    let cause = DeathCause::Exited(ExitKind::Died);
-    ctx.store
-        .transact(|state| on_agent_ended(state, settings, ctx.actor, agent_id, process.pid, cause, now_ms))
-        .await?;
+    ctx.store.transact(|state| mark_agent_ended(state, agent_id, process.pid, now_ms)).await?;
     Ok(())
 }

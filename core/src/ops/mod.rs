@@ -88,7 +88,8 @@ fn mark_agent_ended(state: &mut State, agent_id: &str, pid: i64, now_ms: i64) ->
         _ => AgentStatus::Dead,
     };
     agent.completed_at = Some(format_rfc3339(now_ms));
-    agent.stop_requested = None;
+    // `stop_requested` stays: it records who ended the agent, so the reaper does not count a
+    // requested stop as a crash when it settles the task later.
     true
 }
 

@@ -19,6 +19,8 @@ pub enum DeathCause {
     /// The entry stayed `starting` without a pid: the dispatcher crashed before spawning.
     NeverStarted,
     SpawnFailed(String),
+    /// The registry entry was already ended (with this status) while its task was in progress.
+    EntryEnded(AgentStatus),
 }
 
 impl fmt::Display for DeathCause {
@@ -31,6 +33,7 @@ impl fmt::Display for DeathCause {
             DeathCause::HeartbeatTimeout { silent_ms } => write!(f, "no heartbeat for {} s", silent_ms / 1000),
             DeathCause::NeverStarted => write!(f, "it never started"),
             DeathCause::SpawnFailed(why) => write!(f, "it could not be spawned: {why}"),
+            DeathCause::EntryEnded(status) => write!(f, "its registry entry is {status}"),
         }
     }
 }
@@ -57,8 +60,14 @@ pub async fn reap<C: Clock, P: Processes, S: Store>(
     ctx: Ctx<'_, C, P, S>,
     settings: &Settings,
 ) -> Result<Vec<Reaped>, OpError> {
-    let watched = ctx.store.transact(|state| watch_list(state)).await?;
-    let mut reaped = Vec::new();
+    let now_ms = ctx.clock.now_ms();
+    let (watched, mut reaped) = ctx
+        .store
+        .transact(|state| {
+            let orphans = settle_orphans(state, settings, ctx.actor, now_ms);
+            (watch_list(state), orphans)
+        })
+        .await?;
     for agent in watched {
         let Some(cause) = diagnose(ctx, settings, &agent).await? else { continue };
         let now_ms = ctx.clock.now_ms();
@@ -74,6 +83,31 @@ pub async fn reap<C: Clock, P: Processes, S: Store>(
         reaped.extend(settled);
     }
     Ok(reaped)
+}
+
+/// Re-queues in-progress tasks whose agent's entry has already ended without settling them:
+/// `wg agents kill` marks the entry dead and leaves the task to the reaper, and so may another
+/// tool. Same rule as a death seen by the reaper; a requested stop is not counted as a crash.
+fn settle_orphans(state: &mut State, settings: &Settings, actor: &str, now_ms: i64) -> Vec<Reaped> {
+    let orphans: Vec<(String, String, AgentStatus, Option<String>)> = state
+        .graph
+        .tasks()
+        .filter(|task| task.status == TaskStatus::InProgress)
+        .filter_map(|task| {
+            let agent = state.registry.agent(task.assigned.as_deref()?)?;
+            let ended = !agent.status.is_running() && agent.task_id == task.id;
+            let stopped_by = agent.stop_requested.as_ref().map(|request| request.by.clone());
+            ended.then(|| (task.id.clone(), agent.id.clone(), agent.status.clone(), stopped_by))
+        })
+        .collect();
+    let mut reaped = Vec::with_capacity(orphans.len());
+    for (task_id, agent_id, status, stopped_by) in orphans {
+        let cause = DeathCause::EntryEnded(status);
+        let task = state.graph.task_mut(&task_id).expect("listed above");
+        settle_task(task, &settings.crash_loop, actor, &agent_id, &cause, stopped_by, now_ms);
+        reaped.push(Reaped { agent_id, task_id, cause, task_now: Some(task.status.clone()) });
+    }
+    reaped
 }
 
 fn watch_list(state: &State) -> Vec<Watched> {
