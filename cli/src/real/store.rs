@@ -66,8 +66,14 @@ pub struct FileStore {
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl FileStore {
+    /// `WG_LOCK_TIMEOUT_MS` overrides [`LOCK_TIMEOUT`] (tests, and people who would rather fail fast).
     pub fn new(paths: WgPaths, wake_service: bool) -> Self {
-        FileStore { paths, wake_service, lock_timeout: LOCK_TIMEOUT }
+        let lock_timeout = std::env::var("WG_LOCK_TIMEOUT_MS")
+            .ok()
+            .and_then(|text| text.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(LOCK_TIMEOUT);
+        FileStore { paths, wake_service, lock_timeout }
     }
 
     pub fn with_lock_timeout(mut self, lock_timeout: Duration) -> Self {
