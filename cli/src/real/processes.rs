@@ -473,7 +473,8 @@ impl RealProcesses {
         // process of the group exists: the group is the agent's. A group-wide signal also reaches
         // a child being forked right now (the kernel restarts such a fork), which a scan misses.
         // Sent after the per-process signals, so the tree snapshot still sees every member.
-        let group_signal = if leader.is_some() { group.filter(|pgid| guard_pid(i64::from(*pgid)).is_ok()) } else { None };
+        let group_signal =
+            if leader.is_some() { group.filter(|pgid| guard_pid(i64::from(*pgid)).is_ok()) } else { None };
         let result = signal_tree(leader, roots, group, signal);
         if let (Some(pgid), Ok(_)) = (group_signal, &result) {
             let _ = rustix::process::kill_process_group(Pid::from_raw(pgid).expect("guarded > 1"), raw_signal(signal));

@@ -124,6 +124,14 @@ impl Workgraph {
 
 impl Drop for Workgraph {
     fn drop(&mut self) {
+        // A background service (`wg service start`) is not our child: stop it by its verified pid.
+        let record = std::fs::read_to_string(self.dir.join("service/wg-recover-service.json")).unwrap_or_default();
+        if let Ok(record) = serde_json::from_str::<Value>(&record) {
+            let (pid, ticks) = (record["pid"].as_i64().unwrap_or(0) as i32, record["start_ticks"].as_u64());
+            if pid > 1 && ticks.is_some() && start_ticks(pid) == ticks {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGTERM);
+            }
+        }
         // Agents the service spawned: end them by pid, from the registry.
         if let Some(agents) = self.registry().get("agents").and_then(Value::as_object) {
             for agent in agents.values() {

@@ -1,10 +1,14 @@
 //! `wg service run|start|stop|status`: the dispatcher and reaper around the core's `reap` and
 //! `dispatch`.
 //!
-//! One thread, one loop: sweep (reap, then dispatch), then sleep in `poll` until a child exits
-//! (SIGCHLD through a signalfd), a command commits a change (a datagram on the wake socket), a
-//! stop is asked for (SIGTERM/SIGINT), or the poll interval passes. A `wg retry` therefore gets
-//! its new agent at once, not at the next tick.
+//! The dispatcher loop runs on the main thread: sweep (reap, then dispatch), then wait on the
+//! [`Doorbell`] until a child exits, a command commits a change, a stop is asked for, or the poll
+//! interval passes. Two watcher threads ring it: one reads a signalfd (SIGCHLD rings, SIGTERM and
+//! SIGINT stop), one receives the datagrams every `wg` command sends to the wake socket after a
+//! commit. A `wg retry` therefore gets its new agent at once, not at the next tick. Only the main
+//! thread touches the store and the processes: the watchers only ring.
+
+pub mod doorbell;
 
 use crate::commands::{absolute, Ports};
 use crate::config::load_settings;
@@ -12,13 +16,13 @@ use crate::output::{CliError, Output};
 use crate::real::clock::{epoch_ms_now, RealClock};
 use crate::real::processes::{read_start_ticks, RealProcesses};
 use crate::real::store::{read_small, write_atomically, FileStore, WgPaths};
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use doorbell::{Doorbell, Wake};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde_json::json;
-use std::os::fd::AsFd;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wg_core::block_on;
 use wg_core::ops::{dispatch, reap};
@@ -55,7 +59,7 @@ pub fn run(dir: &Path) -> Result<Output, CliError> {
         actor: format!("wg service (pid {})", std::process::id()),
     };
     eprintln!("wg service: running for {} (pid {})", dir.display(), std::process::id());
-    let result = serve(&ports, &signals, &socket);
+    let result = serve(&ports, signals, socket);
     let _ = std::fs::remove_file(paths.wake_socket());
     let _ = std::fs::remove_file(paths.service_pid_file());
     result?;
@@ -63,25 +67,61 @@ pub fn run(dir: &Path) -> Result<Output, CliError> {
 }
 
 /// The loop. Returns when SIGTERM or SIGINT arrives.
-fn serve(ports: &Ports, signals: &SignalFd, socket: &UnixDatagram) -> Result<(), CliError> {
-    let timeout = PollTimeout::try_from(ports.settings.poll_interval_ms.min(i32::MAX as u64) as i32)
-        .expect("bounded to i32 above");
+fn serve(ports: &Ports, signals: SignalFd, socket: UnixDatagram) -> Result<(), CliError> {
+    let doorbell = Arc::new(Doorbell::new());
+    watch_signals(signals, Arc::clone(&doorbell))?;
+    watch_socket(socket, Arc::clone(&doorbell))?;
+    let interval = Duration::from_millis(ports.settings.poll_interval_ms);
     loop {
         sweep(ports);
-        let mut fds = [PollFd::new(signals.as_fd(), PollFlags::POLLIN), PollFd::new(socket.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, timeout) {
-            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-            Err(errno) => return Err(CliError::new(format!("wg service: poll failed: {errno}"))),
-        }
-        let mut buffer = [0u8; 64];
-        while socket.recv(&mut buffer).is_ok() {}
-        while let Ok(Some(info)) = signals.read_signal() {
-            if info.ssi_signo == Signal::SIGTERM as u32 || info.ssi_signo == Signal::SIGINT as u32 {
-                eprintln!("wg service: stopping (agents keep running; the next service adopts them)");
-                return Ok(());
-            }
+        if doorbell.wait(&(Instant::now() + interval)) == Wake::Stop {
+            eprintln!("wg service: stopping (agents keep running; the next service adopts them)");
+            return Ok(());
         }
     }
+}
+
+/// SIGCHLD rings (a child exited: reap it now); SIGTERM and SIGINT stop the loop.
+fn watch_signals(signals: SignalFd, doorbell: Arc<Doorbell>) -> Result<(), CliError> {
+    let watcher = move || loop {
+        match signals.read_signal() {
+            Ok(Some(info)) if info.ssi_signo == Signal::SIGCHLD as u32 => doorbell.ring(),
+            Ok(Some(_)) => return doorbell.stop(),
+            Ok(None) | Err(nix::errno::Errno::EINTR) => {}
+            Err(errno) => {
+                eprintln!("wg service: reading signals failed ({errno}); stopping");
+                return doorbell.stop();
+            }
+        }
+    };
+    spawn_watcher("signals", watcher)
+}
+
+/// Every datagram on the wake socket is a command's commit: ring.
+fn watch_socket(socket: UnixDatagram, doorbell: Arc<Doorbell>) -> Result<(), CliError> {
+    let watcher = move || {
+        let mut buffer = [0u8; 64];
+        loop {
+            match socket.recv(&mut buffer) {
+                Ok(_) => doorbell.ring(),
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => {
+                    // Without wake-ups the loop still sweeps every poll interval.
+                    eprintln!("wg service: wake socket failed ({error}); falling back to the poll interval");
+                    return;
+                }
+            }
+        }
+    };
+    spawn_watcher("wake-socket", watcher)
+}
+
+fn spawn_watcher(name: &str, watcher: impl FnOnce() + Send + 'static) -> Result<(), CliError> {
+    std::thread::Builder::new()
+        .name(format!("wg-service-{name}"))
+        .spawn(watcher)
+        .map(drop)
+        .map_err(|e| CliError::new(format!("wg service: cannot start the {name} watcher: {e}")))
 }
 
 /// One reaper sweep and one dispatcher tick; failures are reported and the loop goes on, since a
@@ -130,8 +170,10 @@ fn block_signals() -> Result<SignalFd, CliError> {
     for signal in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD] {
         mask.add(signal);
     }
+    // Blocked before any thread starts, so every thread inherits the mask and only the signalfd
+    // sees these signals. Agents get a clear mask at spawn (see real::processes).
     mask.thread_block().map_err(|e| CliError::new(format!("wg service: cannot block signals: {e}")))?;
-    SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
+    SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
         .map_err(|e| CliError::new(format!("wg service: cannot create a signalfd: {e}")))
 }
 
@@ -140,7 +182,6 @@ fn bind_wake_socket(paths: &WgPaths) -> Result<UnixDatagram, CliError> {
     let _ = std::fs::remove_file(&path); // stale from a crashed service; running_service() said none runs
     let socket =
         UnixDatagram::bind(&path).map_err(|e| CliError::new(format!("cannot bind {}: {e}", path.display())))?;
-    socket.set_nonblocking(true).map_err(|e| CliError::new(format!("cannot configure {}: {e}", path.display())))?;
     Ok(socket)
 }
 
