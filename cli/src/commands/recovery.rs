@@ -5,7 +5,7 @@ use crate::output::{CliError, Output};
 use serde_json::json;
 use std::path::Path;
 use wg_core::block_on;
-use wg_core::ops::{recover as recover_op, retry as retry_op, RetryOutcome};
+use wg_core::ops::{recover as recover_op, retry as retry_op, RetryOutcome, StopResult};
 
 pub fn retry(dir: &Path, task_id: &str, reason: &str) -> Result<Output, CliError> {
     let ports = Ports::for_command(dir, "retry")?;
@@ -14,14 +14,17 @@ pub fn retry(dir: &Path, task_id: &str, reason: &str) -> Result<Output, CliError
         RetryOutcome::Requeued { from, retry_count } => {
             (format!("{task_id} was {from}; re-queued (attempt {retry_count})"), "requeued", Some(*retry_count))
         }
-        RetryOutcome::Restarted { agent_id, pid, escalated, by_reaper, retry_count } => {
-            let how = if *escalated { "SIGKILL after the grace period" } else { "SIGTERM" };
+        RetryOutcome::Restarted { agent_id, pid, stop, by_reaper, retry_count } => {
+            let stopped = match stop {
+                StopResult::Stopped { escalated: false } => format!("stopped {agent_id} (pid {pid}, SIGTERM)"),
+                StopResult::Stopped { escalated: true } => {
+                    format!("stopped {agent_id} (pid {pid}, SIGKILL after the grace period)")
+                }
+                StopResult::AlreadyGone => format!("{agent_id} (pid {pid}) had already exited"),
+                StopResult::NotOurs(why) => format!("{agent_id}'s pid {pid} is not its process ({why}); not signalled"),
+            };
             let who = if *by_reaper { "; the reaper had re-queued it first" } else { "" };
-            (
-                format!("stopped {agent_id} (pid {pid}, {how}); {task_id} re-queued (attempt {retry_count}){who}"),
-                "restarted",
-                Some(*retry_count),
-            )
+            (format!("{stopped}; {task_id} re-queued (attempt {retry_count}){who}"), "restarted", Some(*retry_count))
         }
         RetryOutcome::AlreadyOpen => (format!("{task_id} is already open; nothing to retry"), "already-open", None),
         RetryOutcome::InFlight { agent_id, by } => {

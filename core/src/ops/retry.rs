@@ -18,7 +18,7 @@ pub enum RetryOutcome {
     Requeued { from: TaskStatus, retry_count: u32 },
     /// The agent was stopped and the task re-opened; `by_reaper` when the reaper re-queued it
     /// first (then the count is the reaper's and this retry only logged its reason).
-    Restarted { agent_id: String, pid: i64, escalated: bool, by_reaper: bool, retry_count: u32 },
+    Restarted { agent_id: String, pid: i64, stop: StopResult, by_reaper: bool, retry_count: u32 },
     /// The task was already open: nothing to do.
     AlreadyOpen,
     /// Another `wg retry` is stopping this task's agent right now; it will finish the job.
@@ -59,7 +59,6 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
     };
     let stopped =
         stop_process(ctx, &agent_id, &process, false, settings.grace_ms, settings.kill_wait_ms).await?;
-    let escalated = matches!(stopped, StopResult::Stopped { escalated: true });
     let now_ms = ctx.clock.now_ms();
     #[cfg(feature = "planted-bugs")]
     if settings.planted_bug == Some(crate::settings::PlantedBug::UnconditionalRetry) {
@@ -72,14 +71,14 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
                     requeue(task, now_ms, ctx.actor, format!("Retried: {reason}"));
                 }
                 let (pid, retry_count) = (process.pid, task.retry_count);
-                RetryOutcome::Restarted { agent_id: agent_id.clone(), pid, escalated, by_reaper: false, retry_count }
+                RetryOutcome::Restarted { agent_id: agent_id.clone(), pid, stop: stopped.clone(), by_reaper: false, retry_count }
             })
             .await?;
         return Ok(outcome);
     }
     let outcome = ctx
         .store
-        .transact(|state| finish(state, ctx.actor, task_id, &agent_id, process.pid, escalated, reason, now_ms))
+        .transact(|state| finish(state, ctx.actor, task_id, &agent_id, process.pid, stopped.clone(), reason, now_ms))
         .await?;
     Ok(outcome)
 }
@@ -158,7 +157,7 @@ fn finish(
     task_id: &str,
     agent_id: &str,
     pid: i64,
-    escalated: bool,
+    stop: StopResult,
     reason: &str,
     now_ms: i64,
 ) -> RetryOutcome {
@@ -181,7 +180,7 @@ fn finish(
     RetryOutcome::Restarted {
         agent_id: agent_id.to_string(),
         pid,
-        escalated,
+        stop,
         by_reaper,
         retry_count: task.retry_count,
     }
