@@ -101,9 +101,7 @@ pub trait Processes {
     async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, String>;
     /// Opens the gate of a process from [`Processes::spawn`] (`go`), or closes it for good, which
     /// makes the process end without running its command.
-    async fn release(&self, spawned: &Spawned, go: bool) {
-        let _ = (spawned, go); // a port whose processes need no gate (the simulator, for now)
-    }
+    async fn release(&self, spawned: &Spawned, go: bool);
     /// Checks the identity of the recorded process (pid, start time) before anything else.
     async fn liveness(&self, process: &ProcessRef) -> Liveness;
     /// Signals the agent's whole process tree, after the identity check.

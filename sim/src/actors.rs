@@ -319,7 +319,7 @@ pub fn boot(world: &World) {
         let behaviours =
             world.scenario.tasks.iter().find(|t| t.id == spec.task).map(|t| t.exec.clone()).unwrap_or_default();
         *inner.spawns_per_task.entry(spec.task.clone()).or_insert(0) += 1;
-        let proc = world.start_agent(&mut inner, &spec.id, &spec.task, &behaviours).expect("free pids at boot");
+        let proc = world.start_agent(&mut inner, &spec.id, &spec.task, &behaviours, None).expect("free pids at boot");
         let entry = serde_json::json!({
             "id": spec.id, "pid": proc.pid, "task_id": spec.task, "executor": "shell",
             "started_at": format_rfc3339(proc.start_ms), "status": spec.status,

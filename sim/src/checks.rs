@@ -101,7 +101,8 @@ pub fn after_step(inner: &Inner) -> Vec<Violation> {
     let mut found = Vec::new();
     let mut live_per_task: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for proc in inner.procs.values() {
-        if let ProcKind::Agent { agent_id, task_id } = &proc.kind {
+        // A process still held at its spawn gate runs nothing: it is not an agent at work (yet).
+        if let (ProcKind::Agent { agent_id, task_id }, None) = (&proc.kind, &proc.gate) {
             live_per_task.entry(task_id).or_default().push(agent_id);
         }
     }
@@ -118,7 +119,11 @@ pub fn after_step(inner: &Inner) -> Vec<Violation> {
 }
 
 /// S6: a running entry's task is assigned to it (in progress, or finished by it); an in-progress
-/// task's entry is still running (so the reaper will settle it if its process is gone).
+/// task's agent is live or about to be reaped: its entry is running (the reaper watches it), or
+/// has ended (dead, done, failed) and the reaper's orphan sweep re-queues the task on its next
+/// pass (`wg agents kill` leaves the task to it). What no path settles is an in-progress task
+/// assigned to an entry of another task: neither the watch list nor the orphan sweep takes it.
+/// Whether the sweep really comes is L1's business (checked at the end).
 fn check_agreement(state: &State, found: &mut Vec<Violation>) {
     for agent in state.registry.agents().filter(|agent| agent.status.is_running()) {
         let task = state.graph.task(&agent.task_id);
@@ -137,10 +142,10 @@ fn check_agreement(state: &State, found: &mut Vec<Violation>) {
     }
     for task in state.graph.tasks().filter(|task| task.status == TaskStatus::InProgress) {
         let Some(agent) = task.assigned.as_deref().and_then(|id| state.registry.agent(id)) else { continue };
-        if !agent.status.is_running() {
+        if agent.task_id != task.id {
             let detail = format!(
-                "{} is in-progress for {} whose entry is {}: nothing will re-queue it",
-                task.id, agent.id, agent.status
+                "{} is in-progress for {} whose entry is for {} ({}): nothing will re-queue it",
+                task.id, agent.id, agent.task_id, agent.status
             );
             found.push(violation("S6", detail));
         }

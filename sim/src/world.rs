@@ -90,6 +90,26 @@ pub struct Proc {
     pub ignore_term: bool,
     pub stalled_until_ms: EpochMs,
     pub actors: Vec<ActorId>,
+    /// An agent held at its spawn gate: alive (pid, identity, signals) but running nothing yet.
+    pub gate: Option<Gate>,
+}
+
+/// The spawn gate of an agent process (`Processes::spawn` / `Processes::release`).
+#[derive(Clone, Debug)]
+pub struct Gate {
+    /// The actor that spawned it: if it dies before the release, the gate closes by itself.
+    pub spawner: ActorId,
+    /// What the process does once released.
+    pub behaviours: Vec<Behaviour>,
+    /// Closed (release(go = false), or the spawner died): the process is about to end unrun.
+    pub closed: bool,
+}
+
+impl Proc {
+    /// An agent process that runs its command: released from its gate (or never gated).
+    pub fn runs_agent(&self) -> bool {
+        matches!(self.kind, ProcKind::Agent { .. }) && self.gate.is_none()
+    }
 }
 
 /// What the executor should start next (ports cannot build futures that borrow the world).
@@ -283,27 +303,44 @@ impl World {
             ignore_term: false,
             stalled_until_ms: 0,
             actors: Vec::new(),
+            gate: None,
         };
         inner.freed_pids.retain(|freed| *freed != pid);
         inner.procs.insert(pid, proc.clone());
         Some(proc)
     }
 
-    /// Starts an agent process running `behaviours`, with its children and script actors.
+    /// Starts an agent process: running `behaviours` at once, or, with `spawner`, held at its
+    /// gate until [`World::open_gate`] (the dispatcher's spawn).
     pub fn start_agent(
         &self,
         inner: &mut Inner,
         agent_id: &str,
         task_id: &str,
         behaviours: &[Behaviour],
+        spawner: Option<ActorId>,
     ) -> Option<Proc> {
         let kind = ProcKind::Agent { agent_id: agent_id.to_string(), task_id: task_id.to_string() };
         let proc = self.start_process(inner, None, kind, None)?;
+        match spawner {
+            Some(spawner) => {
+                let gate = Gate { spawner, behaviours: behaviours.to_vec(), closed: false };
+                inner.procs.get_mut(&proc.pid).expect("just started").gate = Some(gate);
+            }
+            None => self.run_behaviours(inner, &proc, behaviours),
+        }
+        self.emit(inner, &format!("spawn {agent_id}"));
+        Some(proc)
+    }
+
+    /// What an agent process starts doing when it runs: children, scripts, a TERM trap.
+    fn run_behaviours(&self, inner: &mut Inner, proc: &Proc, behaviours: &[Behaviour]) {
+        let ProcKind::Agent { agent_id, task_id } = &proc.kind else { return };
         let root = proc.root;
         for behaviour in behaviours {
             match behaviour {
                 Behaviour::Hang => {}
-                Behaviour::HangIgnoringTerm => inner.procs.get_mut(&proc.pid).expect("just started").ignore_term = true,
+                Behaviour::HangIgnoringTerm => inner.procs.get_mut(&proc.pid).expect("running").ignore_term = true,
                 Behaviour::SpawnChildren { count } => {
                     for _ in 0..*count {
                         let child = self.start_process(inner, None, ProcKind::Child, root);
@@ -316,14 +353,44 @@ impl World {
                 scripted => inner.new_actors.push(ActorSpec::Script {
                     pid: proc.pid,
                     start_ticks: proc.start_ticks,
-                    agent_id: agent_id.to_string(),
-                    task_id: task_id.to_string(),
+                    agent_id: agent_id.clone(),
+                    task_id: task_id.clone(),
                     behaviour: scripted.clone(),
                 }),
             }
         }
-        self.emit(inner, &format!("spawn {agent_id}"));
-        Some(proc)
+    }
+
+    /// `release(go = true)`: a gated process still waiting at its gate starts its behaviours.
+    pub fn open_gate(&self, inner: &mut Inner, pid: i64, start_ticks: u64) {
+        let Some(proc) = inner.procs.get_mut(&pid).filter(|proc| proc.start_ticks == start_ticks) else { return };
+        if proc.gate.as_ref().is_none_or(|gate| gate.closed) {
+            return;
+        }
+        let gate = proc.gate.take().expect("checked");
+        let proc = proc.clone();
+        if inner.recording {
+            inner.notes.push(format!("pid {pid} released"));
+        }
+        self.run_behaviours(inner, &proc, &gate.behaviours);
+    }
+
+    /// `release(go = false)`, or the spawner died: the process ends (killed by signal) without
+    /// having run anything, a moment later (the seed's choice, as for SIGTERM).
+    pub fn close_gate(&self, inner: &mut Inner, pid: i64, start_ticks: u64) {
+        let Some(proc) = inner.procs.get_mut(&pid).filter(|proc| proc.start_ticks == start_ticks) else { return };
+        let Some(gate) = proc.gate.as_mut().filter(|gate| !gate.closed) else { return };
+        gate.closed = true;
+        if inner.recording {
+            inner.notes.push(format!("pid {pid}'s gate closed"));
+        }
+        let delay_ms = [0, 0, 10, 100][(mix(self.seed, &[pid as u64, start_ticks, 7]) % 4) as usize];
+        if delay_ms == 0 {
+            self.exit_process(inner, pid, ExitKind::Died);
+        } else {
+            let at_ms = inner.now_ms + delay_ms;
+            World::add_timer(inner, at_ms, Timer::ProcessExit { pid, start_ticks, code: None });
+        }
     }
 
     /// A process ends: its script actors stop, its pid is free for reuse.
@@ -451,8 +518,9 @@ impl World {
             Some(spec) => spec.exec.clone(),
             None => vec![Behaviour::Hang],
         };
+        let spawner = Some(inner.current);
         let proc = self
-            .start_agent(&mut inner, &request.agent_id, &request.task_id, &behaviours)
+            .start_agent(&mut inner, &request.agent_id, &request.task_id, &behaviours, spawner)
             .ok_or_else(|| "no free pid".to_string())?;
         if inner.recording {
             inner.notes.push(format!("spawned {} as pid {}", request.agent_id, proc.pid));
@@ -487,8 +555,18 @@ impl World {
         inner.commits += 1;
     }
 
-    /// Drops what a dead actor held: the lock, and a write in flight lands whole or not at all.
+    /// Drops what a dead actor held: the lock, and a write in flight lands whole or not at all;
+    /// the gates of processes it spawned and did not release close (pipe EOF).
     pub fn release_actor(&self, inner: &mut Inner, actor: ActorId, write_lands: bool) {
+        let orphans: Vec<Root> = inner
+            .procs
+            .values()
+            .filter(|proc| proc.gate.as_ref().is_some_and(|gate| gate.spawner == actor && !gate.closed))
+            .map(|proc| (proc.pid, proc.start_ticks))
+            .collect();
+        for (pid, start_ticks) in orphans {
+            self.close_gate(inner, pid, start_ticks);
+        }
         if inner.lock == Some(actor) {
             inner.lock = None;
             if let Some(state) = inner.pending_write.take() {
@@ -515,6 +593,17 @@ impl Processes for World {
     async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, String> {
         self.suspend(Wait::Ready, "spawn").await;
         self.spawn_now(request)
+    }
+
+    async fn release(&self, spawned: &Spawned, go: bool) {
+        self.suspend(Wait::Ready, if go { "release go" } else { "release close" }).await;
+        let Some(start_ticks) = spawned.start_ticks else { return };
+        let mut inner = self.inner.borrow_mut();
+        if go {
+            self.open_gate(&mut inner, spawned.pid, start_ticks);
+        } else {
+            self.close_gate(&mut inner, spawned.pid, start_ticks);
+        }
     }
 
     async fn liveness(&self, process: &ProcessRef) -> Liveness {

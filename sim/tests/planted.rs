@@ -14,6 +14,7 @@ const BUGS: [PlantedBug; 5] = [
     PlantedBug::UnconditionalRetry,
     PlantedBug::ReaperUnchecked,
     PlantedBug::DoubleCountRetries,
+    // Found by S3 since the orphan sweep (3dc0e4b): see CAMPAIGNS in common.rs.
     PlantedBug::SplitReap,
     PlantedBug::SignalWithoutIdentity,
 ];

@@ -61,12 +61,18 @@ fn same_seed_same_run_step_by_step() {
     }
 }
 
+/// `two_retries` with an expectation that is wrong on purpose: fails on every seed.
+fn two_retries_wrong() -> scenario::Scenario {
+    let text = std::fs::read_to_string(scenarios_folder().join("two_retries.toml")).unwrap();
+    let text = text.replace("always = [\"t1.retry_count = 1\"", "always = [\"t1.retry_count = 7\"");
+    scenario::parse_str(Path::new("two_retries_wrong.toml"), &text).unwrap()
+}
+
 #[test]
-fn the_known_bug_is_found_shrunk_and_replayed_from_its_trace() {
-    let path = scenarios_folder().join("known-bugs/service_crash_after_spawn.toml");
-    let scenario = scenario::parse(&path).unwrap();
-    let found = runner::first_failure(&scenario, 0..1, |_| {}).expect("the known bug reproduces");
-    assert_eq!(found.shrunk.failure.as_ref().unwrap().checker, "S1");
+fn a_failure_is_found_shrunk_and_replayed_from_its_trace() {
+    let scenario = two_retries_wrong();
+    let found = runner::first_failure(&scenario, 0..1, |_| {}).expect("the wrong expectation fails");
+    assert_eq!(found.shrunk.failure.as_ref().unwrap().checker, "expect");
     assert!(found.shrunk_trace.len() <= found.original.trace.len(), "shrinking never grows a trace");
     let file = std::env::temp_dir().join(format!("wg-sim-test-{}.jsonl", std::process::id()));
     runner::write_trace(&file, &scenario, found.seed, &found.shrunk_trace).unwrap();
@@ -74,9 +80,9 @@ fn the_known_bug_is_found_shrunk_and_replayed_from_its_trace() {
     assert_eq!(seed, Some(found.seed));
     let options = RunOptions::for_scenario(&scenario, found.seed);
     let replayed = runner::replay(&scenario, &options, trace, true);
-    assert_eq!(replayed.failure.map(|failure| failure.checker), Some("S1".to_string()));
+    assert_eq!(replayed.failure.map(|failure| failure.checker), Some("expect".to_string()));
     let report = runner::render_failure(&scenario, &found, &file);
-    assert!(report.starts_with("FAIL scenario=service_crash_after_spawn seed=0 checker=S1 step="), "{report}");
+    assert!(report.starts_with("FAIL scenario=two_retries_wrong seed=0 checker=expect step="), "{report}");
     assert!(report.contains("  replay: wg-sim replay "), "{report}");
     let _ = std::fs::remove_file(file);
 }
@@ -85,9 +91,7 @@ fn the_known_bug_is_found_shrunk_and_replayed_from_its_trace() {
 fn a_failing_trace_shrinks_to_fewer_steps() {
     // A scenario whose expectation is wrong on purpose fails on every seed; the shrinker must
     // cut the trace down while the same checker still fails.
-    let text = std::fs::read_to_string(scenarios_folder().join("two_retries.toml")).unwrap();
-    let text = text.replace("always = [\"t1.retry_count = 1\"", "always = [\"t1.retry_count = 7\"");
-    let scenario = scenario::parse_str(Path::new("two_retries_wrong.toml"), &text).unwrap();
+    let scenario = two_retries_wrong();
     let options = RunOptions::for_scenario(&scenario, 3);
     let original = executor::run(&scenario, &options);
     assert_eq!(original.failure.as_ref().unwrap().checker, "expect");

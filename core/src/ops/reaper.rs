@@ -214,7 +214,11 @@ pub(super) fn on_agent_ended(
     Some(Reaped { agent_id: agent_id.to_string(), task_id, cause, task_now })
 }
 
-/// Planted bug 4: the agent is marked dead in one transaction and its task re-queued in another.
+/// Planted bug 4: the agent is marked dead in one transaction and its task re-queued in another,
+/// which does not check that the task is still this agent's (only that it is not done). The
+/// split alone is now repaired by the orphan sweep (a dead entry beside an in-progress task is a
+/// legitimate, transient state); what stays wrong is the second transaction acting on a task
+/// that a retry re-queued, or the dispatcher gave to a new agent, in between.
 #[cfg(feature = "planted-bugs")]
 async fn planted_split_reap<C: Clock, P: Processes, S: Store>(
     ctx: Ctx<'_, C, P, S>,
@@ -233,7 +237,7 @@ async fn planted_split_reap<C: Clock, P: Processes, S: Store>(
     let Some(task_id) = task_id else { return Ok(()) };
     ctx.store
         .transact(|state| {
-            if let Some(task) = state.graph.task_mut_if(&task_id, |task| still_running_for(task, agent_id)) {
+            if let Some(task) = state.graph.task_mut_if(&task_id, |task| task.status != TaskStatus::Done) {
                 requeue(task, now_ms, ctx.actor, format!("{agent_id} ended; re-queued"));
             }
         })
