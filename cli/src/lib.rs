@@ -7,3 +7,4 @@ pub mod duration;
 pub mod output;
 pub mod real;
 pub mod service;
+pub mod smoke;

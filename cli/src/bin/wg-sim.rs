@@ -33,9 +33,8 @@ enum Mode {
         /// Seeds per scenario (default: the scenario's `[sim] seeds`).
         #[arg(long)]
         seeds: Option<u64>,
-        // ---- hook for real mode (another engineer adds it): --real runs the same files
-        // against real processes through `wg_cli::smoke::run_real(paths, junit)`.
-        /// Runs the scenarios against real processes and the real `wg` (not yet available).
+        /// Runs each scenario once against real processes, the real `wg` (next to this binary)
+        /// and a temp `.wg/`; faults only the simulator can make are skipped, visibly.
         #[arg(long)]
         real: bool,
         /// With --real: writes a JUnit report here.
@@ -119,10 +118,7 @@ fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
 
 fn run(paths: &[PathBuf], seeds: Option<u64>, real: bool, junit: Option<PathBuf>) -> Result<ExitCode, String> {
     if real {
-        // Hook for real mode: `wg_cli::smoke::run_real(paths, junit)` does not exist yet.
-        let _ = junit;
-        eprintln!("wg-sim run --real: not yet");
-        return Ok(ExitCode::from(2));
+        return Ok(wg_cli::smoke::run_real(paths, junit.as_deref()));
     }
     let files = scenario_files(paths)?;
     let scenarios = files.iter().map(|file| load(file)).collect::<Result<Vec<_>, _>>()?;

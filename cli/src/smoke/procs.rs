@@ -1,0 +1,157 @@
+//! The processes a smoke run starts, and how each is identified and ended.
+//!
+//! Every process is ended by its pid, never by name. A pid we signal is either our own child
+//! that we have not waited for yet (the kernel cannot give its pid to anyone else until we do),
+//! or a registry entry whose start ticks we have just checked in `/proc`. [`guard_pid`] comes
+//! first every time, so pid 0, 1, negative pids and our own process group are never signalled.
+
+use crate::real::processes::{guard_pid, read_stat, scan_processes};
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+use wg_core::model::Agent;
+use wg_core::time::parse_rfc3339;
+
+/// `/proc/<pid>/stat` counts start times in USER_HZ ticks, which is 100 on every Linux we run on.
+const TICKS_PER_S: u64 = 100;
+
+/// `btime` has one-second granularity; the same slack as the real processes port.
+const START_SLACK_MS: i64 = 2_000;
+
+/// How long a process gets to end after SIGTERM before SIGKILL, when we stop it at the end.
+const TERM_WAIT: Duration = Duration::from_secs(3);
+
+/// A child process we started, still unwaited while `status` is `None`.
+pub struct Spawned {
+    pub child: Child,
+    pub pid: i32,
+    pub start_ticks: u64,
+    /// Whether it leads its own process group (then the group is ended with it).
+    pub group_leader: bool,
+    pub status: Option<ExitStatus>,
+}
+
+impl Spawned {
+    /// Starts `command`; `own_group` puts it in a process group of its own.
+    pub fn start(command: &mut Command, own_group: bool) -> Result<Spawned, String> {
+        if own_group {
+            command.process_group(0);
+        }
+        let child = command.spawn().map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;
+        let pid = child.id() as i32;
+        // Our unwaited child: it is in /proc, at worst as a zombie, so its stat is readable.
+        let start_ticks = read_stat(pid).map_or(0, |stat| stat.start_ticks);
+        Ok(Spawned { child, pid, start_ticks, group_leader: own_group, status: None })
+    }
+
+    /// Reaps it if it has exited; returns whether it still runs.
+    pub fn poll(&mut self) -> bool {
+        if self.status.is_none() {
+            self.status = self.child.try_wait().ok().flatten();
+        }
+        self.status.is_none()
+    }
+
+    /// Sends `signal` to it (and its group when it leads one), only while it is unwaited.
+    pub fn signal(&mut self, signal: Signal) {
+        if !self.poll() {
+            return;
+        }
+        let Ok(pid) = guard_pid(self.pid as i64) else { return };
+        if self.group_leader {
+            let _ = killpg(Pid::from_raw(pid), signal);
+        }
+        let _ = kill(Pid::from_raw(pid), signal);
+    }
+
+    /// SIGTERM, up to [`TERM_WAIT`] for the exit, then SIGKILL; always waits for it.
+    pub fn end(&mut self, gently: bool) {
+        if gently {
+            self.signal(Signal::SIGTERM);
+            let deadline = Instant::now() + TERM_WAIT;
+            while self.poll() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.signal(Signal::SIGKILL);
+        if self.status.is_none() {
+            self.status = self.child.wait().ok();
+        }
+    }
+}
+
+/// Whether the process a registry entry names is alive and is that entry's process: exact start
+/// ticks when recorded, otherwise not started after the entry's `started_at` (DESIGN.md).
+pub fn is_live(agent: &Agent) -> bool {
+    let Ok(pid) = guard_pid(agent.pid) else { return false };
+    let Some(stat) = read_stat(pid) else { return false };
+    if stat.has_ended() {
+        return false;
+    }
+    match agent.process_start_ticks {
+        Some(ticks) => ticks == stat.start_ticks,
+        None => started_no_later_than(stat.start_ticks, &agent.started_at),
+    }
+}
+
+fn started_no_later_than(start_ticks: u64, started_at: &str) -> bool {
+    let (Some(boot_s), Some(started_at_ms)) = (boot_time_s(), parse_rfc3339(started_at)) else { return true };
+    let start_ms = boot_s * 1000 + (start_ticks * 1000 / TICKS_PER_S) as i64;
+    start_ms <= started_at_ms + START_SLACK_MS
+}
+
+fn boot_time_s() -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    text.lines().find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
+}
+
+/// SIGKILL to the process group of a registry entry's agent, after checking that the pid still
+/// holds the recorded process and leads its own group. Returns whether it signalled.
+pub fn kill_agent_group(agent: &Agent) -> bool {
+    let (Some(ticks), Ok(pid)) = (agent.process_start_ticks, guard_pid(agent.pid)) else { return false };
+    let Some(stat) = read_stat(pid) else { return false };
+    if stat.start_ticks != ticks || stat.pgid != pid || stat.has_ended() {
+        return false;
+    }
+    killpg(Pid::from_raw(pid), Signal::SIGKILL).is_ok()
+}
+
+/// The direct children of `parent` whose command name is `comm` (e.g. the `sh` subshell that
+/// runs an agent's heartbeat loop), as (pid, start ticks).
+pub fn children_named(parent: i32, comm: &str) -> Vec<(i32, u64)> {
+    scan_processes()
+        .into_iter()
+        .filter(|stat| stat.ppid == parent && !stat.has_ended())
+        .filter(|stat| std::fs::read_to_string(format!("/proc/{}/comm", stat.pid)).is_ok_and(|c| c.trim() == comm))
+        .map(|stat| (stat.pid, stat.start_ticks))
+        .collect()
+}
+
+/// Sends `signal` to `pid` only if it still started at `start_ticks`.
+pub fn signal_verified(pid: i32, start_ticks: u64, signal: Signal) -> bool {
+    let Ok(pid) = guard_pid(pid as i64) else { return false };
+    if read_stat(pid).is_none_or(|stat| stat.start_ticks != start_ticks || stat.has_ended()) {
+        return false;
+    }
+    kill(Pid::from_raw(pid), signal).is_ok()
+}
+
+/// Processes whose environment names `wg_dir` as `WG_DIR` (agents and their children), as
+/// (pid, start ticks, command name): after the end of a run there must be none.
+pub fn processes_of(wg_dir: &str) -> Vec<(i32, u64, String)> {
+    let needle = format!("WG_DIR={wg_dir}");
+    scan_processes()
+        .into_iter()
+        .filter(|stat| !stat.has_ended())
+        .filter(|stat| {
+            std::fs::read(format!("/proc/{}/environ", stat.pid))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
+        })
+        .map(|stat| {
+            let comm = std::fs::read_to_string(format!("/proc/{}/comm", stat.pid)).unwrap_or_default();
+            (stat.pid, stat.start_ticks, comm.trim().to_string())
+        })
+        .collect()
+}
