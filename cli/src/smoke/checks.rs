@@ -125,7 +125,8 @@ impl Monitor {
             })
             .collect();
         for (id, before, now) in changed {
-            let message = format!("S5: companion {id} changed at {:.2}s: expected {before}, found {now}", at.as_secs_f64());
+            let message =
+                format!("S5: companion {id} changed at {:.2}s: expected {before}, found {now}", at.as_secs_f64());
             self.report(format!("S5 {id}"), message);
         }
     }
@@ -146,7 +147,10 @@ fn step_task(step: &wg_sim::scenario::Step) -> Option<&str> {
 /// through the simulator's evaluator: `t1.retry_count = 1 (actual: 2)`.
 pub fn expectations(scenario: &Scenario, state: &State) -> Vec<String> {
     let all: Vec<_> = scenario.expect_always.iter().chain(&scenario.expect_if_no_faults).cloned().collect();
-    wg_sim::checks::expectations(state, &all).into_iter().map(|violation| format!("expected {}", violation.detail)).collect()
+    wg_sim::checks::expectations(state, &all)
+        .into_iter()
+        .map(|violation| format!("expected {}", violation.detail))
+        .collect()
 }
 
 /// S6: every in-progress task's agent is live. The caller allows "about to be reaped" by
@@ -161,7 +165,9 @@ pub fn in_progress_agents_live(state: &State) -> Vec<String> {
                 return Some(format!("S6: task {} is in-progress with no agent assigned", task.id));
             };
             match state.registry.agent(agent_id) {
-                None => Some(format!("S6: task {} is in-progress for {agent_id}, which has no registry entry", task.id)),
+                None => {
+                    Some(format!("S6: task {} is in-progress for {agent_id}, which has no registry entry", task.id))
+                }
                 Some(agent) if agent.pid <= 0 || procs::is_live(agent) => None,
                 Some(agent) => Some(format!(
                     "S6: task {} is in-progress for {agent_id}, whose process (pid {}) is gone and was not reaped",
@@ -183,17 +189,25 @@ pub fn unknown_fields_survive(scenario: &Scenario, snapshot: &Snapshot) -> Vec<S
             found.push(format!("S8: task {} is gone from graph.jsonl", spec.id));
             continue;
         };
-        let planted = std::iter::once((PLANTED_FIELD.to_string(), None)).chain(spec.extra.iter().map(|(k, v)| (k.clone(), Some(v))));
+        let planted = std::iter::once((PLANTED_FIELD.to_string(), None))
+            .chain(spec.extra.iter().map(|(k, v)| (k.clone(), Some(v))));
         for (key, wanted) in planted {
             let kept = task.extra.get(&key).is_some_and(|value| wanted.is_none_or(|wanted| wanted == value));
             if !kept {
-                found.push(format!("S8: task {}'s unknown field {key:?} did not survive: {:?}", spec.id, task.extra.get(&key)));
+                found.push(format!(
+                    "S8: task {}'s unknown field {key:?} did not survive: {:?}",
+                    spec.id,
+                    task.extra.get(&key)
+                ));
             }
         }
     }
     let registry: serde_json::Value = serde_json::from_slice(&snapshot.registry_bytes).unwrap_or_default();
     if registry["service_note"] != "kept" {
-        found.push(format!("S8: the registry's unknown field \"service_note\" did not survive: {}", registry["service_note"]));
+        found.push(format!(
+            "S8: the registry's unknown field \"service_note\" did not survive: {}",
+            registry["service_note"]
+        ));
     }
     found
 }

@@ -37,7 +37,10 @@ pub enum Verdict {
     /// What failed, each "expected X, actual Y".
     Fail(Vec<String>),
     /// Failed, and is listed in [`EXPECTED_FAIL`]; `failures` may be empty if it passed.
-    ExpectedFail { reason: String, failures: Vec<String> },
+    ExpectedFail {
+        reason: String,
+        failures: Vec<String>,
+    },
 }
 
 pub struct ScenarioReport {
@@ -68,7 +71,8 @@ impl ScenarioReport {
                 vec![format!("XPASS {} ({seconds:.2}s): marked expected-fail ({reason}) but passed", self.name)]
             }
             Verdict::ExpectedFail { reason, failures } => {
-                let mut lines = vec![format!("XFAIL {} ({seconds:.2}s): expected-fail in real mode: {reason}", self.name)];
+                let mut lines =
+                    vec![format!("XFAIL {} ({seconds:.2}s): expected-fail in real mode: {reason}", self.name)];
                 lines.extend(failures.iter().map(|failure| format!("  failed: {failure}")));
                 lines
             }

@@ -35,6 +35,9 @@ pub struct StepRunner {
     /// What happened, for the report (`crashed the service`, ...).
     pub notes: Vec<String>,
     pub skipped: Vec<String>,
+    /// Scripted faults this run skipped or could not time as the simulator does: the
+    /// scenario's expectations describe their outcome, so they cannot be judged here.
+    pub inexact: Vec<String>,
 }
 
 impl StepRunner {
@@ -47,6 +50,7 @@ impl StepRunner {
             service_restart_at: None,
             notes: Vec::new(),
             skipped: Vec::new(),
+            inexact: Vec::new(),
         }
     }
 
@@ -93,7 +97,22 @@ impl StepRunner {
                 Ok((proc, stderr)) => self.commands.push(RunningStep { text: step.text.clone(), proc, stderr }),
                 Err(why) => self.notes.push(format!("could not start `{}`: {why}", step.text)),
             },
-            Action::Fault(fault) => self.fault(fault, &step.text, now, world),
+            Action::Fault(fault) => {
+                let skipped_before = self.skipped.len();
+                self.fault(fault, &step.text, now, world);
+                let on_spawn = matches!(&step.trigger, Trigger::On { event, .. } if event.starts_with("spawn "));
+                if self.skipped.len() > skipped_before {
+                    self.inexact.push(step.text.clone());
+                } else if on_spawn && matches!(fault, ScriptedFault::CrashService) {
+                    // The simulator crashes between the spawn and the pid's record; from outside we
+                    // see the spawn only once the pid is recorded, so our crash lands after that.
+                    self.notes.push(format!(
+                        "{}: landed after agent's pid was recorded, not between spawn and record",
+                        step.text
+                    ));
+                    self.inexact.push(step.text.clone());
+                }
+            }
         }
     }
 
@@ -110,9 +129,9 @@ impl StepRunner {
                 None => self.skipped.push(format!("{text} (no service runs)")),
             },
             ScriptedFault::ClockJump { .. } => self.skipped.push(format!("{text} (simulator only: a virtual clock)")),
-            ScriptedFault::ReusePid { .. } => {
-                self.skipped.push(format!("{text} (simulator only: the kernel picks pids; see `process = \"pid-reused\"`)"))
-            }
+            ScriptedFault::ReusePid { .. } => self
+                .skipped
+                .push(format!("{text} (simulator only: the kernel picks pids; see `process = \"pid-reused\"`)")),
             ScriptedFault::StallHeartbeat { agent, for_ms } => self.stall(agent, *for_ms, text, now, world),
         }
     }
