@@ -116,7 +116,8 @@ fn junit_report_lists_passes_and_failures() {
     let args =
         ["run", "--real", "--junit", &report.to_string_lossy(), &fixture.to_string_lossy(), &passing.to_string_lossy()];
     let output = run_bounded(&args, 2 * PER_SCENARIO_LIMIT);
-    assert_eq!(output.status.code(), Some(1), "{}", text(&output));
+    let shown = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{shown}");
     let xml = std::fs::read_to_string(&report).expect("the JUnit report is written");
     let _ = std::fs::remove_file(&report);
     assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuite "), "{xml}");
