@@ -127,12 +127,14 @@ fn settings_for(scenario: &Scenario) -> Settings {
 /// How long the liveness phase lasts unless the scenario says: time for a sweep to notice a death
 /// (poll), stop a hung agent (heartbeat timeout, grace, kill wait), a service restart, and
 /// another sweep to dispatch.
-/// A service crash between reserving a task and recording its pid leaves a `starting` entry
-/// that only the starting timeout settles, so with that fault on, the bound includes it.
-pub fn liveness_ms(scenario: &Scenario, faults: &[FaultKind]) -> u64 {
+/// A service crash or a failed store write between reserving a task and recording its agent's
+/// pid leaves a `starting` entry (the agent itself never ran: its gate closed) that only the
+/// starting timeout settles; when such a fault fired in the safety phase (`slow_recovery`), the
+/// bound includes it. Faults fire only in the safety phase, so this is known when the liveness
+/// phase starts, and a replayed trace gets the same bound as the run it came from.
+pub fn liveness_ms(scenario: &Scenario, slow_recovery: bool) -> u64 {
     let service = &scenario.service;
-    let crash_recovery_ms =
-        if faults.contains(&FaultKind::CrashService) { Settings::default().starting_timeout_ms + 1_000 } else { 0 };
+    let crash_recovery_ms = if slow_recovery { Settings::default().starting_timeout_ms + 1_000 } else { 0 };
     scenario.sim.liveness_ms.unwrap_or(
         3 * service.poll_interval_ms
             + service.heartbeat_timeout_ms.unwrap_or(0)
@@ -181,6 +183,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         service_generation: 0,
         service_up: false,
         retried_agents: Vec::new(),
+        slow_recovery: false,
     };
     World {
         inner: RefCell::new(inner),
@@ -223,7 +226,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     loop {
         if liveness_start_ms.is_none() && world.now_ms() >= safety_end_ms {
             liveness_start_ms = Some(world.now_ms());
-            end_ms = world.now_ms() + liveness_ms(scenario, &options.faults) as i64;
+            end_ms = world.now_ms() + liveness_ms(scenario, world.inner.borrow().slow_recovery) as i64;
         }
         world.fire_due_timers();
         start_new_actors(&world, &mut futures);
@@ -251,6 +254,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
         let faults_on = world.now_ms() < safety_end_ms && report.faults_fired < FAULTS_MAX;
         let Some(decision) = next_decision(&mut source, &world, &runnable, faults_on, &mut report) else { break };
         report.faults_fired += u32::from(decision.is_fault());
+
         let call = match &decision {
             Decision::Run { actor, .. } => world.inner.borrow().actors[*actor].call,
             _ => "",

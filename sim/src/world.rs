@@ -171,6 +171,9 @@ pub struct Inner {
     pub service_up: bool,
     /// Completed retries of in-progress tasks: (old agent) for L2.
     pub retried_agents: Vec<String>,
+    /// The service crashed, or one of its store writes failed: a `starting` entry may be left
+    /// for the starting timeout to settle (the liveness phase allows for it).
+    pub slow_recovery: bool,
 }
 
 pub struct World {
@@ -641,6 +644,9 @@ impl Store for World {
         };
         assert!(!state.is_changed(), "each transaction starts from a fresh, unchanged read");
         if fault == Some(StoreFault::Fail) {
+            let mut inner = self.inner.borrow_mut();
+            inner.slow_recovery |= inner.actors[me].kind == ActorKind::Service;
+            drop(inner);
             self.note(|| "store: write failed (fault)".into());
             return Err(StoreError::Io("simulated store failure: nothing was written".into()));
         }

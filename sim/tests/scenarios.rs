@@ -42,11 +42,7 @@ fn every_scenario_passes_with_random_and_pct_schedules() {
 #[test]
 fn swarm_fault_mixes_find_nothing_in_the_retry_race() {
     let scenario = load("retry_vs_reaper");
-    let found = runner::first_failure(&scenario, 0..100, |options| {
-        options.faults = runner::swarm_faults(options.seed);
-        options.faults.retain(|kind| *kind != scenario::FaultKind::CrashService);
-        // known bug, see scenarios/known-bugs
-    });
+    let found = runner::first_failure(&scenario, 0..100, |options| options.faults = runner::swarm_faults(options.seed));
     assert!(found.is_none(), "{:?}", found.map(|found| found.shrunk.failure));
 }
 
@@ -64,7 +60,7 @@ fn same_seed_same_run_step_by_step() {
 /// `two_retries` with an expectation that is wrong on purpose: fails on every seed.
 fn two_retries_wrong() -> scenario::Scenario {
     let text = std::fs::read_to_string(scenarios_folder().join("two_retries.toml")).unwrap();
-    let text = text.replace("always = [\"t1.retry_count = 1\"", "always = [\"t1.retry_count = 7\"");
+    let text = text.replace("always = [\"t1.retry_count != 0\"", "always = [\"t1.retry_count = 7\"");
     scenario::parse_str(Path::new("two_retries_wrong.toml"), &text).unwrap()
 }
 
@@ -142,4 +138,20 @@ fn speed_of_retry_vs_reaper() {
         seeds as f64 / elapsed
     );
     assert_eq!(failures, 0);
+}
+
+/// The former known bug (3dc0e4b): the agent spawned just before the service crash never runs;
+/// its gate closes and the entry is settled after the starting timeout, then one agent runs t1.
+#[test]
+fn a_service_crash_after_spawn_closes_the_gate() {
+    let scenario = load("service_crash_after_spawn");
+    for seed in 0..5 {
+        let options = RunOptions { record_timeline: true, ..RunOptions::for_scenario(&scenario, seed) };
+        let report = executor::run(&scenario, &options);
+        assert_eq!(report.failure, None, "seed {seed}");
+        let timeline = report.timeline.join("\n");
+        assert!(timeline.contains("service crashed"), "seed {seed}:\n{timeline}");
+        assert!(timeline.contains("gate closed"), "seed {seed}:\n{timeline}");
+        assert!(timeline.contains("agent-1 ended: it never started"), "seed {seed}:\n{timeline}");
+    }
 }
