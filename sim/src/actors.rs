@@ -106,7 +106,8 @@ async fn cli(world: &World, name: String, command: Command) {
 }
 
 /// S7: a retry that changed the task left exactly one log entry, with its reason; one that
-/// found nothing to do left none. Also remembers the stopped agent for L2.
+/// found nothing to do (`AlreadyOpen`, `InFlight`) left none: an idempotent no-op is not a
+/// retry and writes nothing (intended; see checks.rs). Also remembers the stopped agent for L2.
 fn after_retry(
     world: &World,
     name: &str,

@@ -4,6 +4,13 @@
 //! step (the committed state outside any transaction, plus the process table): S1, S6. S2 is
 //! checked at each signal delivery (world.rs), S7 when a retry returns (actors.rs). L1 and L2,
 //! and the scenario's expectations, at the end of the liveness phase.
+//!
+//! S7 as checked ("every retry leaves one log entry on its task, with its reason"): a retry that
+//! changed the task (re-queued it, stopped its agent, or found it finished meanwhile) leaves
+//! exactly one entry by that command, containing its reason. A retry that did nothing (the task
+//! was already open: `AlreadyOpen`; another retry is stopping its agent: `InFlight`) leaves *no*
+//! entry, and one would be a violation: an idempotent no-op is not a retry, and the retry in
+//! flight writes the one entry. This is intended, not a gap in the checker.
 
 use crate::scenario::{ExpectOp, Expectation};
 use crate::world::{ActorKind, Inner, ProcKind, Violation};
