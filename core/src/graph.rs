@@ -60,13 +60,17 @@ impl Graph {
             self.lines.push(Line::Other(text.to_string()));
             return Ok(());
         }
-        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
-        let object = value.as_object().ok_or("not a JSON object")?;
-        if object.get("kind").and_then(|kind| kind.as_str()) != Some("task") {
+        // Two passes, neither building a `Value`: the head validates the whole line and names its
+        // kind without allocating, then only task lines are read into a `Task`.
+        let head: LineHead = serde_json::from_str(text).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => "not a JSON object".to_string(),
+            _ => format!("not valid JSON: {e}"),
+        })?;
+        if head.kind.as_deref() != Some("task") {
             self.lines.push(Line::Other(text.to_string()));
             return Ok(());
         }
-        let mut task: Task = serde_json::from_value(value).map_err(|e| format!("not a valid task: {e}"))?;
+        let mut task: Task = serde_json::from_str(text).map_err(|e| format!("not a valid task: {e}"))?;
         task.extra.remove("kind");
         if let Some(first) = self.index.get(&task.id) {
             return Err(format!("duplicate task id {:?} (first on line {})", task.id, first + 1));
@@ -148,6 +152,14 @@ impl Graph {
     pub fn is_changed(&self) -> bool {
         self.lines.iter().any(|line| matches!(line, Line::Task { raw: None, .. }))
     }
+}
+
+/// Just enough of a line to know what it is; every other field is skipped (but still checked to
+/// be valid JSON).
+#[derive(serde::Deserialize)]
+struct LineHead<'a> {
+    #[serde(borrow, default)]
+    kind: Option<std::borrow::Cow<'a, str>>,
 }
 
 fn task_line(task: &Task) -> String {
