@@ -6,7 +6,6 @@ use crate::scenario::{AgentProcess, Behaviour, Command, Scenario, ScriptedFault}
 use crate::world::{ActorKind, ActorSpec, Inner, ProcKind, Timer, World, EPOCH_START_MS};
 use std::future::Future;
 use std::pin::Pin;
-use wg_core::graph::Graph;
 use wg_core::ops::{
     add_task, dispatch, fail_task, finish_task, heartbeat, kill_agent, reap, recover, retry, KillOptions, NewTask,
     RetryOutcome,
@@ -307,7 +306,7 @@ pub fn initial_state(scenario: &Scenario) -> State {
     }
     // A line of a kind we do not know: it must survive every write byte for byte (S8).
     lines.push(r#"{"kind":"resource","id":"gpu-0","owner":"another tool"}"#.to_string());
-    let graph = Graph::parse(format!("{}\n", lines.join("\n")).as_bytes()).expect("scenario graph parses");
+    let graph = crate::world::parse_graph(&format!("{}\n", lines.join("\n"))).expect("scenario graph parses");
     State { graph, registry: Registry::empty() }
 }
 
@@ -341,7 +340,7 @@ pub fn boot(world: &World) {
         }
     }
     let registry = serde_json::json!({"agents": agents, "next_agent_id": next_agent_id, "service_note": "kept"});
-    let registry = Registry::parse(registry.to_string().as_bytes()).expect("scenario registry parses");
+    let registry = crate::world::parse_registry(&registry.to_string()).expect("scenario registry parses");
     inner.committed.registry = registry;
     inner.notes.clear();
     inner.now_ms = EPOCH_START_MS;

@@ -23,6 +23,9 @@ pub struct CommitCheck<'a> {
     pub before: &'a State,
     pub after: &'a State,
     pub initial: &'a State,
+    /// Lines of the graph file as written by this commit, and as the run started.
+    pub graph_lines: usize,
+    pub initial_graph_lines: usize,
 }
 
 fn violation(checker: &str, detail: String) -> Violation {
@@ -45,7 +48,7 @@ pub fn on_commit(check: &CommitCheck, kind: ActorKind, raised: &mut BTreeMap<Str
             found.push(violation("S5", format!("companion {} was changed by a command", after.id)));
         }
     }
-    check_unknown_fields_survive(check.initial, check.after, &mut found);
+    check_unknown_fields_survive(check, &mut found);
     found
 }
 
@@ -86,7 +89,8 @@ fn check_attempts(
 }
 
 /// S8: fields and lines another tool wrote survive our writes.
-fn check_unknown_fields_survive(initial: &State, after: &State, found: &mut Vec<Violation>) {
+fn check_unknown_fields_survive(check: &CommitCheck, found: &mut Vec<Violation>) {
+    let (initial, after) = (check.initial, check.after);
     for task in initial.graph.tasks() {
         let Some(now) = after.graph.task(&task.id) else {
             found.push(violation("S8", format!("task {} disappeared", task.id)));
@@ -98,7 +102,7 @@ fn check_unknown_fields_survive(initial: &State, after: &State, found: &mut Vec<
             }
         }
     }
-    if after.graph.render().lines().count() < initial.graph.render().lines().count() {
+    if check.graph_lines < check.initial_graph_lines {
         found.push(violation("S8", "graph.jsonl lost lines".into()));
     }
 }
@@ -205,6 +209,11 @@ fn is_ready(state: &State, task: &Task, now_ms: i64) -> bool {
     let dependencies_done =
         task.after.iter().all(|dep| state.graph.task(dep).is_some_and(|dep| dep.status == TaskStatus::Done));
     task.status == TaskStatus::Open && runnable && !paused && !backing_off && dependencies_done
+}
+
+/// Whether the dispatcher could start `task` now or once its crash-loop backoff is over.
+pub fn could_be_ready(state: &State, task: &Task) -> bool {
+    is_ready(state, task, i64::MAX)
 }
 
 /// The scenario's own expectations, against the final state.

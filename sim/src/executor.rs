@@ -65,6 +65,9 @@ pub struct RunOptions {
     pub record_timeline: bool,
     pub hash_steps: bool,
     pub steps_max: u64,
+    /// Runs the liveness phase to its bound even once the world is quiescent (see
+    /// [`quiescent`]); only for checking that ending early changes no outcome.
+    pub run_to_end: bool,
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<wg_core::settings::PlantedBug>,
 }
@@ -80,6 +83,7 @@ impl RunOptions {
             record_timeline: false,
             hash_steps: false,
             steps_max: scenario.sim.steps_max,
+            run_to_end: false,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -105,6 +109,8 @@ pub struct RunReport {
     /// A replayed decision named an actor that could not run, or a pid that was not free.
     pub invalid: bool,
     pub faults_fired: u32,
+    /// With `hash_steps`: the final graph and registry files (to compare runs).
+    pub final_files: Option<(String, String)>,
 }
 
 /// The most faults one run injects: enough to combine a few, few enough that runs progress.
@@ -170,6 +176,9 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         timers: BTreeMap::new(),
         timer_seq: 0,
         committed: initial.clone(),
+        scratch: None,
+        version: 0,
+        graph_lines: initial.graph.render().lines().count(),
         commits: 0,
         lock: None,
         pending_write: None,
@@ -190,6 +199,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         settings,
         scenario: scenario.clone(),
         seed: options.seed,
+        initial_graph_lines: initial.graph.render().lines().count(),
         initial,
         signal_without_identity_check,
     }
@@ -223,6 +233,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     // and lasts its bound from there.
     let mut liveness_start_ms: Option<i64> = None;
     let mut end_ms = safety_end_ms;
+    let mut checked_version = u64::MAX;
     loop {
         if liveness_start_ms.is_none() && world.now_ms() >= safety_end_ms {
             liveness_start_ms = Some(world.now_ms());
@@ -237,6 +248,10 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
         }
         let runnable = runnable(&world.inner.borrow());
         if runnable.is_empty() {
+            // Nothing can happen any more but idle sweeps: the end checks would see this state.
+            if liveness_start_ms.is_some() && !options.run_to_end && quiescent(&world) {
+                break;
+            }
             if !advance_time(&world, end_ms) && liveness_start_ms.is_some() {
                 break;
             }
@@ -262,11 +277,20 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
         apply(&world, &mut futures, &decision);
         after_step(&world, &decision, call, options, &mut report);
         report.trace.push(decision);
-        let violations = checks::after_step(&world.inner.borrow());
-        world.inner.borrow_mut().violations.extend(violations);
+        // S1 and S6 look only at the committed state and the process table.
+        let version = world.inner.borrow().version;
+        if version != checked_version {
+            checked_version = version;
+            let violations = checks::after_step(&world.inner.borrow());
+            world.inner.borrow_mut().violations.extend(violations);
+        }
     }
     if report.failure.is_none() && !report.invalid {
         report.failure = end_checks(&world, report.trace.len(), report.faults_fired, end_ms);
+    }
+    if options.hash_steps {
+        let inner = world.inner.borrow();
+        report.final_files = Some((inner.committed.graph.render(), inner.committed.registry.render()));
     }
     report
 }
@@ -313,6 +337,62 @@ fn runnable(inner: &Inner) -> Vec<ActorId> {
                 }
         })
         .collect()
+}
+
+/// Whether the world is settled for good: from here on the service's sweeps would find nothing
+/// to do at any later time, so the liveness phase may end now (its end checks would see this
+/// very state at its bound). Conservative: anything that could still change, or change with
+/// time, keeps the run going to its bound.
+/// - no timer (process exits, steps, service restart) and no actor but the service's two loops,
+///   both asleep between sweeps, holding no lock;
+/// - no process held at its gate;
+/// - every running entry is `working`-like with its own live, released process (the reaper's
+///   liveness check says alive), and no heartbeat timeout applies (it would fire with time);
+/// - every in-progress task's entry is running (else the orphan sweep has work);
+/// - no open task the dispatcher could start now or later (a backoff expiring) while there is
+///   room under `max_agents`.
+pub fn quiescent(world: &World) -> bool {
+    quiescent_inner(world, &world.inner.borrow())
+}
+
+fn quiescent_inner(world: &World, inner: &Inner) -> bool {
+    if !inner.timers.is_empty() || inner.lock.is_some() || !inner.new_actors.is_empty() {
+        return false;
+    }
+    if world.scenario.service.running && !inner.service_up {
+        return false;
+    }
+    let idle = inner
+        .actors
+        .iter()
+        .filter(|slot| !slot.finished && !slot.killed)
+        .all(|slot| slot.kind == ActorKind::Service && slot.call == "sleep" && matches!(slot.wait, Wait::Until(_)));
+    if !idle || inner.procs.values().any(|proc| proc.gate.is_some()) {
+        return false;
+    }
+    let state = &inner.committed;
+    let mut running = 0;
+    for agent in state.registry.agents().filter(|agent| agent.status.is_running()) {
+        running += 1;
+        let alive = agent.pid > 1
+            && agent.status != wg_core::model::AgentStatus::Starting
+            && world.settings.heartbeat_timeout_ms.is_none()
+            && inner.procs.get(&agent.pid).is_some_and(|proc| proc.gate.is_none())
+            && world.liveness_now(&agent.process()) == wg_core::ports::Liveness::Alive;
+        if !alive {
+            return false;
+        }
+    }
+    let room = running < world.settings.max_agents;
+    state.graph.tasks().all(|task| match task.status {
+        wg_core::model::TaskStatus::InProgress => task
+            .assigned
+            .as_deref()
+            .and_then(|id| state.registry.agent(id))
+            .is_some_and(|agent| agent.status.is_running() && agent.task_id == task.id),
+        wg_core::model::TaskStatus::Open => !(room && checks::could_be_ready(state, task)),
+        _ => true,
+    })
 }
 
 /// Jumps to the earliest wake-up (timer, sleep, exit deadline). False when the run is over.
@@ -579,7 +659,7 @@ fn state_hash(inner: &Inner) -> u64 {
 
 fn end_checks(world: &World, step: usize, faults_fired: u32, end_ms: i64) -> Option<Failure> {
     let inner = world.inner.borrow();
-    debug_assert!(inner.now_ms >= end_ms, "end checks run at the end");
+    debug_assert!(inner.now_ms >= end_ms || quiescent_inner(world, &inner), "end checks run at the end");
     let mut found = checks::at_end(&inner, &world.settings, world.scenario.service.running);
     found.extend(checks::expectations(&inner.committed, &world.scenario.expect_always));
     if faults_fired == 0 {

@@ -9,7 +9,7 @@
 use crate::checks::{self, CommitCheck};
 use crate::scenario::{Behaviour, Scenario};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -156,6 +156,14 @@ pub struct Inner {
     pub timers: BTreeMap<(EpochMs, u64), Timer>,
     pub timer_seq: u64,
     pub committed: State,
+    /// A copy of `committed` that a transaction left unchanged, for the next one to start from
+    /// (a read-only transaction then costs no clone). `None` after each commit.
+    pub scratch: Option<State>,
+    /// Bumped by every change the after-step checks (S1, S6) look at: a commit, a process
+    /// started, ended or released. The executor skips those checks when it did not move.
+    pub version: u64,
+    /// Lines of the graph file as last written (S8: lines are never lost).
+    pub graph_lines: usize,
     pub commits: u64,
     pub lock: Option<ActorId>,
     pub pending_write: Option<State>,
@@ -183,6 +191,7 @@ pub struct World {
     pub seed: u64,
     /// Unknown fields of the initial files, which must survive every write (S8).
     pub initial: State,
+    pub initial_graph_lines: usize,
     pub signal_without_identity_check: bool,
 }
 
@@ -208,6 +217,85 @@ impl Future for Suspend<'_> {
             None => Poll::Ready(()),
         }
     }
+}
+
+/// Parsed files by their exact text: many runs (seeds) write the same files, and a parse is the
+/// dearest part of a commit. Exact, so a hit is what parsing would give; bounded per thread.
+struct ParseCache {
+    graphs: HashMap<String, Graph, FastHash>,
+    registries: HashMap<String, Registry, FastHash>,
+}
+
+/// FNV-1a, 8 bytes at a time: the cache's keys are our own files, no adversary, and SipHash was
+/// a visible part of a commit's cost.
+#[derive(Clone, Copy, Default)]
+struct FastHash;
+
+#[derive(Default)]
+struct FastHasher(u64);
+
+impl std::hash::BuildHasher for FastHash {
+    type Hasher = FastHasher;
+
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let word = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
+            self.0 = (self.0 ^ word).wrapping_mul(0x0000_0100_0000_01B3).rotate_left(23);
+        }
+        for byte in chunks.remainder() {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+const PARSE_CACHE_MAX: usize = 8_192;
+
+thread_local! {
+    static PARSE_CACHE: RefCell<ParseCache> =
+        RefCell::new(ParseCache { graphs: HashMap::default(), registries: HashMap::default() });
+}
+
+/// `Graph::parse`, memoised (S8's re-read of every write).
+pub fn parse_graph(text: &str) -> Result<Graph, wg_core::graph::GraphParseError> {
+    PARSE_CACHE.with(|cache| {
+        if let Some(graph) = cache.borrow().graphs.get(text) {
+            return Ok(graph.clone());
+        }
+        let graph = Graph::parse(text.as_bytes())?;
+        let graphs = &mut cache.borrow_mut().graphs;
+        if graphs.len() >= PARSE_CACHE_MAX {
+            graphs.clear();
+        }
+        graphs.insert(text.to_string(), graph.clone());
+        Ok(graph)
+    })
+}
+
+/// `Registry::parse`, memoised.
+pub fn parse_registry(text: &str) -> Result<Registry, String> {
+    PARSE_CACHE.with(|cache| {
+        if let Some(registry) = cache.borrow().registries.get(text) {
+            return Ok(registry.clone());
+        }
+        let registry = Registry::parse(text.as_bytes())?;
+        let registries = &mut cache.borrow_mut().registries;
+        if registries.len() >= PARSE_CACHE_MAX {
+            registries.clear();
+        }
+        registries.insert(text.to_string(), registry.clone());
+        Ok(registry)
+    })
 }
 
 /// A cheap deterministic mix of the seed with some numbers (for per-process choices that must
@@ -310,6 +398,7 @@ impl World {
         };
         inner.freed_pids.retain(|freed| *freed != pid);
         inner.procs.insert(pid, proc.clone());
+        inner.version += 1;
         Some(proc)
     }
 
@@ -372,6 +461,7 @@ impl World {
         }
         let gate = proc.gate.take().expect("checked");
         let proc = proc.clone();
+        inner.version += 1;
         if inner.recording {
             inner.notes.push(format!("pid {pid} released"));
         }
@@ -399,6 +489,7 @@ impl World {
     /// A process ends: its script actors stop, its pid is free for reuse.
     pub fn exit_process(&self, inner: &mut Inner, pid: i64, kind: ExitKind) {
         let Some(proc) = inner.procs.remove(&pid) else { return };
+        inner.version += 1;
         inner.exited.insert(pid, (proc.start_ticks, kind));
         inner.freed_pids.push(pid);
         for actor in &proc.actors {
@@ -496,7 +587,7 @@ impl World {
         SignalOutcome::Delivered
     }
 
-    fn liveness_now(&self, process: &ProcessRef) -> Liveness {
+    pub fn liveness_now(&self, process: &ProcessRef) -> Liveness {
         let inner = self.inner.borrow();
         if process.pid <= 1 {
             return Liveness::Refused(format!("pid {} is never an agent", process.pid));
@@ -533,20 +624,44 @@ impl World {
 
     /// Commits `state` (already changed): the write, the re-read (S8) and the per-commit checks.
     pub fn commit(&self, inner: &mut Inner, actor: ActorId, state: State) {
-        let graph_text = state.graph.render();
-        let registry_text = state.registry.render();
-        let reread = Graph::parse(graph_text.as_bytes())
-            .map_err(|e| format!("graph.jsonl: {e}"))
-            .and_then(|graph| Ok(State { graph, registry: Registry::parse(registry_text.as_bytes())? }));
-        let fresh = match reread {
-            Ok(fresh) => fresh,
-            Err(message) => {
-                inner.violations.push(Violation { checker: "S8".into(), detail: message });
-                return;
+        // A file the transaction did not change is the committed one, already read back when it
+        // was written: only a changed file is written and read again here.
+        let State { graph, registry } = state;
+        let graph = if graph.is_changed() {
+            let text = graph.render();
+            match parse_graph(&text) {
+                Ok(fresh) => {
+                    inner.graph_lines = text.lines().count();
+                    fresh
+                }
+                Err(e) => {
+                    inner.violations.push(Violation { checker: "S8".into(), detail: format!("graph.jsonl: {e}") });
+                    return;
+                }
             }
+        } else {
+            graph
         };
+        let registry = if registry.is_changed() {
+            match parse_registry(&registry.render()) {
+                Ok(fresh) => fresh,
+                Err(message) => {
+                    inner.violations.push(Violation { checker: "S8".into(), detail: message });
+                    return;
+                }
+            }
+        } else {
+            registry
+        };
+        let fresh = State { graph, registry };
         debug_assert!(!fresh.is_changed(), "a fresh read is unchanged");
-        let check = CommitCheck { before: &inner.committed, after: &fresh, initial: &self.initial };
+        let check = CommitCheck {
+            before: &inner.committed,
+            after: &fresh,
+            initial: &self.initial,
+            graph_lines: inner.graph_lines,
+            initial_graph_lines: self.initial_graph_lines,
+        };
         let kind = inner.actors[actor].kind;
         let mut found = checks::on_commit(&check, kind, &mut inner.actors[actor].raised);
         if inner.recording {
@@ -555,6 +670,8 @@ impl World {
         }
         inner.violations.append(&mut found);
         inner.committed = fresh;
+        inner.scratch = None;
+        inner.version += 1;
         inner.commits += 1;
     }
 
@@ -640,18 +757,24 @@ impl Store for World {
         let (mut state, fault, me) = {
             let mut inner = self.inner.borrow_mut();
             debug_assert!(inner.lock.is_none(), "polled only when the lock is free");
-            (inner.committed.clone(), inner.poll_fault.take(), inner.current)
+            let state = inner.scratch.take().unwrap_or_else(|| inner.committed.clone());
+            (state, inner.poll_fault.take(), inner.current)
         };
         assert!(!state.is_changed(), "each transaction starts from a fresh, unchanged read");
+        debug_assert!(state == self.inner.borrow().committed, "the scratch copy is the committed state");
         if fault == Some(StoreFault::Fail) {
             let mut inner = self.inner.borrow_mut();
             inner.slow_recovery |= inner.actors[me].kind == ActorKind::Service;
+            inner.scratch = Some(state);
             drop(inner);
             self.note(|| "store: write failed (fault)".into());
             return Err(StoreError::Io("simulated store failure: nothing was written".into()));
         }
         let result = change(&mut state);
         if !state.is_changed() {
+            // Nothing changed (every change goes through a method that marks it): still a
+            // faithful copy of the committed state.
+            self.inner.borrow_mut().scratch = Some(state);
             return Ok(result);
         }
         if fault == Some(StoreFault::Slow) {

@@ -46,6 +46,28 @@ fn swarm_fault_mixes_find_nothing_in_the_retry_race() {
     assert!(found.is_none(), "{:?}", found.map(|found| found.shrunk.failure));
 }
 
+/// Ending the liveness phase once the world is quiescent changes no outcome: the same failures
+/// (checker) and the same final files as running it to its bound.
+#[test]
+fn ending_at_quiescence_changes_no_outcome() {
+    // More in release: WG_SIM_SEEDS=2000 cargo test --release -p wg-sim -- ending_at_quiescence
+    let seeds: u64 = std::env::var("WG_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(15);
+    for scenario in all_scenarios() {
+        for seed in 0..seeds {
+            let mut options = RunOptions { hash_steps: true, ..RunOptions::for_scenario(&scenario, seed) };
+            if seed % 2 == 1 {
+                options.faults = runner::swarm_faults(seed);
+            }
+            let early = executor::run(&scenario, &options);
+            let full = executor::run(&scenario, &RunOptions { run_to_end: true, ..options });
+            let checker = |report: &executor::RunReport| report.failure.as_ref().map(|f| f.checker.clone());
+            assert_eq!(checker(&early), checker(&full), "{} seed {seed}", scenario.name);
+            assert_eq!(early.final_files, full.final_files, "{} seed {seed}", scenario.name);
+            assert!(early.trace.len() <= full.trace.len());
+        }
+    }
+}
+
 #[test]
 fn same_seed_same_run_step_by_step() {
     for name in ["retry_vs_reaper", "kill_with_children", "heartbeat_timeout_reaped"] {
