@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
+use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use wg_core::ports::State;
 use wg_core::settings::Settings;
 
 /// One entry of a trace: a scheduling decision or an injected fault.
@@ -151,6 +153,25 @@ pub fn liveness_ms(scenario: &Scenario, slow_recovery: bool) -> u64 {
     )
 }
 
+thread_local! {
+    /// The last scenario run on this thread, and its initial files: consecutive runs of one
+    /// scenario (seeds) share them instead of cloning and building them each time.
+    static PREPARED: RefCell<Option<(Rc<Scenario>, State)>> = const { RefCell::new(None) };
+}
+
+fn prepared(scenario: &Scenario) -> (Rc<Scenario>, State) {
+    PREPARED.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if let Some((shared, initial)) = cell.as_ref().filter(|(shared, _)| **shared == *scenario) {
+            return (shared.clone(), initial.clone());
+        }
+        let shared = Rc::new(scenario.clone());
+        let initial = actors::initial_state(scenario);
+        *cell = Some((shared.clone(), initial.clone()));
+        (shared, initial)
+    })
+}
+
 fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
     #[allow(unused_mut)]
     let mut settings = settings_for(scenario);
@@ -163,7 +184,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         options.planted_bug == Some(wg_core::settings::PlantedBug::SignalWithoutIdentity);
     #[cfg(not(feature = "planted-bugs"))]
     let signal_without_identity_check = false;
-    let initial = actors::initial_state(scenario);
+    let (scenario, initial) = prepared(scenario);
     let inner = Inner {
         now_ms: EPOCH_START_MS,
         current: 0,
@@ -197,7 +218,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
     World {
         inner: RefCell::new(inner),
         settings,
-        scenario: scenario.clone(),
+        scenario,
         seed: options.seed,
         initial_graph_lines: initial.graph.render().lines().count(),
         initial,

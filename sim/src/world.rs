@@ -187,7 +187,8 @@ pub struct Inner {
 pub struct World {
     pub inner: RefCell<Inner>,
     pub settings: Settings,
-    pub scenario: Scenario,
+    /// Shared by the runs of one thread (see `executor::new_world`).
+    pub scenario: std::rc::Rc<Scenario>,
     pub seed: u64,
     /// Unknown fields of the initial files, which must survive every write (S8).
     pub initial: State,

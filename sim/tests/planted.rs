@@ -8,6 +8,7 @@ mod common;
 
 use common::{load, CAMPAIGNS};
 use wg_core::settings::PlantedBug;
+use wg_sim::executor::RunOptions;
 use wg_sim::runner;
 
 const BUGS: [PlantedBug; 5] = [
@@ -29,8 +30,16 @@ fn fuzzing_finds_and_shrinks_every_planted_bug() {
         let failure = found.shrunk.failure.clone().expect("the shrunk trace fails");
         assert_eq!(failure.checker, checker, "{bug:?}: {}", failure.detail);
         assert!(found.shrunk_trace.len() <= found.original.trace.len());
+        // Time to shrink (and replay with a timeline) the failing seed alone: goal < 10 s.
+        let mut options = RunOptions::for_scenario(&scenario, found.seed);
+        options.planted_bug = Some(bug);
+        let started = std::time::Instant::now();
+        let again = runner::run_and_shrink(&scenario, &options).expect("the seed fails again");
+        let shrink_s = started.elapsed().as_secs_f64();
+        assert_eq!(again.shrunk_trace, found.shrunk_trace, "shrinking is deterministic");
+        assert!(shrink_s < 10.0, "{bug:?}: shrinking took {shrink_s:.2}s");
         summary.push(format!(
-            "{bug:?}: {name} seed {} ({} seeds tried), {checker}, shrunk {} -> {} steps",
+            "{bug:?}: {name} seed {} ({} seeds tried), {checker}, shrunk {} -> {} steps in {shrink_s:.3}s",
             found.seed,
             found.seed + 1,
             found.original.trace.len(),
