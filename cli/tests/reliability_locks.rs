@@ -125,7 +125,6 @@ fn a_command_that_cannot_lock_fails_within_its_bound_naming_the_holder_and_write
 }
 
 #[test]
-#[ignore = "bug: with WG_LOCK_TIMEOUT_MS=300 the error says \"still locked after 0 s\" (store.rs lock() prints timeout.as_secs())"]
 fn the_lock_timeout_message_states_a_sub_second_bound_as_it_was_given() {
     let wg = Workgraph::fresh();
     let _holder = Holder::take(&wg.dir.join("graph.lock"));

@@ -42,10 +42,10 @@ impl Graph {
     /// Parses the bytes of `graph.jsonl`. Any bad line is an error naming it; nothing is guessed.
     pub fn parse(bytes: &[u8]) -> Result<Graph, GraphParseError> {
         let mut graph = Graph { trailing_newline: bytes.is_empty() || bytes.ends_with(b"\n"), ..Graph::default() };
-        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        if body.is_empty() {
+        if bytes.is_empty() {
             return Ok(graph);
         }
+        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
         for (number, raw) in body.split(|byte| *byte == b'\n').enumerate().map(|(index, raw)| (index + 1, raw)) {
             let error = |message: String| GraphParseError { line: number, message };
             let text = std::str::from_utf8(raw)

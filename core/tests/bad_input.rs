@@ -125,14 +125,8 @@ fn an_agent_of_a_missing_task_with_an_unknown_status_keeps_every_field() {
 }
 
 #[test]
-#[ignore = "bug: Graph::parse(b\"\\n\") renders \"\" (a graph of only blank lines loses them; core/src/graph.rs render)"]
 fn a_graph_of_one_blank_line_renders_back_byte_for_byte() {
     assert_eq!(Graph::parse(b"\n").unwrap().render(), "\n");
-}
-
-/// The known case of the ignored test above: a file that is exactly one newline.
-fn is_known_blank_file_bug(bytes: &[u8]) -> bool {
-    bytes == b"\n"
 }
 
 /// Lines that look like what tools write, and near misses of them.
@@ -157,10 +151,8 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic_and_what_parses_renders_back(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
         if let Ok(graph) = Graph::parse(&bytes) {
-            if !is_known_blank_file_bug(&bytes) {
-                let rendered = graph.render();
-                prop_assert_eq!(rendered.as_bytes(), &bytes[..]);
-            }
+            let rendered = graph.render();
+            prop_assert_eq!(rendered.as_bytes(), &bytes[..]);
         }
     }
 
@@ -175,9 +167,7 @@ proptest! {
         }
         match Graph::parse(text.as_bytes()) {
             Ok(graph) => {
-                if !is_known_blank_file_bug(text.as_bytes()) {
-                    prop_assert_eq!(graph.render(), text);
-                }
+                prop_assert_eq!(graph.render(), text);
                 prop_assert!(!graph.is_changed());
             }
             Err(error) => prop_assert!(error.line >= 1 && error.line <= lines.len().max(1)),

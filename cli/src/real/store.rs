@@ -103,11 +103,15 @@ impl FileStore {
         let _registry_lock = lock(&self.paths.registry_lock(), self.lock_timeout)?;
         let mut state = read_state(&self.paths)?;
         let result = change(&mut state);
-        if state.graph.is_changed() {
-            write_atomically(&self.paths.graph(), state.graph.render().as_bytes())?;
-        }
+        // Two renames cannot be one atomic step. The registry goes first: a crash between them
+        // then leaves at worst an entry the graph does not know yet (a `starting` agent with no
+        // pid, which the reaper retires) or an ended entry whose task is still in progress (which
+        // the reaper re-queues), never a task given to an agent the registry has no record of.
         if state.registry.is_changed() {
             write_atomically(&self.paths.registry(), state.registry.render().as_bytes())?;
+        }
+        if state.graph.is_changed() {
+            write_atomically(&self.paths.graph(), state.graph.render().as_bytes())?;
         }
         if state.is_changed() && self.wake_service {
             poke(&self.paths.wake_socket());
@@ -166,9 +170,9 @@ fn lock(path: &Path, timeout: Duration) -> Result<Flock<File>, StoreError> {
             }
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
                 return Err(StoreError::Io(format!(
-                    "{} is still locked after {} s{}; wait for that command to finish, or stop it",
+                    "{} is still locked after {} ms{}; wait for that command to finish, or stop it",
                     path.display(),
-                    timeout.as_secs(),
+                    timeout.as_millis(),
                     lock_holder(path).map(|holder| format!(" (held by {holder})")).unwrap_or_default()
                 )))
             }

@@ -15,12 +15,16 @@ pub enum DeathCause {
     Exited(ExitKind),
     PidReused,
     NotAProcess(String),
-    HeartbeatTimeout { silent_ms: u64 },
+    HeartbeatTimeout {
+        silent_ms: u64,
+    },
     /// The entry stayed `starting` without a pid: the dispatcher crashed before spawning.
     NeverStarted,
     SpawnFailed(String),
     /// The registry entry was already ended (with this status) while its task was in progress.
     EntryEnded(AgentStatus),
+    /// The task names an agent id the registry never handed out (a lost registry write).
+    NeverRegistered,
 }
 
 impl fmt::Display for DeathCause {
@@ -34,6 +38,7 @@ impl fmt::Display for DeathCause {
             DeathCause::NeverStarted => write!(f, "it never started"),
             DeathCause::SpawnFailed(why) => write!(f, "it could not be spawned: {why}"),
             DeathCause::EntryEnded(status) => write!(f, "its registry entry is {status}"),
+            DeathCause::NeverRegistered => write!(f, "it was never recorded in the registry"),
         }
     }
 }
@@ -78,7 +83,9 @@ pub async fn reap<C: Clock, P: Processes, S: Store>(
         }
         let settled = ctx
             .store
-            .transact(|state| on_agent_ended(state, settings, ctx.actor, &agent.agent_id, agent.process.pid, cause, now_ms))
+            .transact(|state| {
+                on_agent_ended(state, settings, ctx.actor, &agent.agent_id, agent.process.pid, cause, now_ms)
+            })
             .await?;
         reaped.extend(settled);
     }
@@ -89,20 +96,26 @@ pub async fn reap<C: Clock, P: Processes, S: Store>(
 /// `wg agents kill` marks the entry dead and leaves the task to the reaper, and so may another
 /// tool. Same rule as a death seen by the reaper; a requested stop is not counted as a crash.
 fn settle_orphans(state: &mut State, settings: &Settings, actor: &str, now_ms: i64) -> Vec<Reaped> {
-    let orphans: Vec<(String, String, AgentStatus, Option<String>)> = state
+    let orphans: Vec<(String, String, DeathCause, Option<String>)> = state
         .graph
         .tasks()
         .filter(|task| task.status == TaskStatus::InProgress)
         .filter_map(|task| {
-            let agent = state.registry.agent(task.assigned.as_deref()?)?;
+            let agent_id = task.assigned.as_deref()?;
+            let Some(agent) = state.registry.agent(agent_id) else {
+                // No entry at all: only an id the registry never handed out is ours to settle; any
+                // other may be a claim by a person or another tool (upstream `wg claim`).
+                let lost = state.registry.never_allocated(agent_id);
+                return lost.then(|| (task.id.clone(), agent_id.to_string(), DeathCause::NeverRegistered, None));
+            };
             let ended = !agent.status.is_running() && agent.task_id == task.id;
             let stopped_by = agent.stop_requested.as_ref().map(|request| request.by.clone());
-            ended.then(|| (task.id.clone(), agent.id.clone(), agent.status.clone(), stopped_by))
+            let cause = DeathCause::EntryEnded(agent.status.clone());
+            ended.then(|| (task.id.clone(), agent.id.clone(), cause, stopped_by))
         })
         .collect();
     let mut reaped = Vec::with_capacity(orphans.len());
-    for (task_id, agent_id, status, stopped_by) in orphans {
-        let cause = DeathCause::EntryEnded(status);
+    for (task_id, agent_id, cause, stopped_by) in orphans {
         let task = state.graph.task_mut(&task_id).expect("listed above");
         settle_task(task, &settings.crash_loop, actor, &agent_id, &cause, stopped_by, now_ms);
         reaped.push(Reaped { agent_id, task_id, cause, task_now: Some(task.status.clone()) });
@@ -151,15 +164,9 @@ async fn diagnose<C: Clock, P: Processes, S: Store>(
             if silent_ms <= timeout_ms {
                 return Ok(None);
             }
-            let stopped = stop_process(
-                ctx,
-                &agent.agent_id,
-                &agent.process,
-                false,
-                settings.grace_ms,
-                settings.kill_wait_ms,
-            )
-            .await;
+            let stopped =
+                stop_process(ctx, &agent.agent_id, &agent.process, false, settings.grace_ms, settings.kill_wait_ms)
+                    .await;
             match stopped {
                 Ok(StopResult::NotOurs(why)) => DeathCause::NotAProcess(why),
                 Ok(_) => DeathCause::HeartbeatTimeout { silent_ms },
@@ -229,7 +236,8 @@ async fn planted_split_reap<C: Clock, P: Processes, S: Store>(
     let task_id = ctx
         .store
         .transact(|state| {
-            let task_id = state.registry.agent(agent_id).filter(|a| a.pid == pid && a.status.is_running())?.task_id.clone();
+            let task_id =
+                state.registry.agent(agent_id).filter(|a| a.pid == pid && a.status.is_running())?.task_id.clone();
             mark_agent_ended(state, agent_id, pid, now_ms);
             Some(task_id)
         })
