@@ -31,7 +31,10 @@ pub enum OpError {
     /// The request makes no sense for the state found; the message says why and what to do.
     Refused(String),
     /// SIGKILL was sent and the process still did not exit (uninterruptible sleep, most likely).
-    WillNotDie { agent_id: String, pid: i64 },
+    WillNotDie {
+        agent_id: String,
+        pid: i64,
+    },
 }
 
 impl From<StoreError> for OpError {

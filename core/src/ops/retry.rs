@@ -57,8 +57,7 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
         Claim::Done(outcome) => return Ok(outcome),
         Claim::Stop { agent_id, process } => (agent_id, process),
     };
-    let stopped =
-        stop_process(ctx, &agent_id, &process, false, settings.grace_ms, settings.kill_wait_ms).await?;
+    let stopped = stop_process(ctx, &agent_id, &process, false, settings.grace_ms, settings.kill_wait_ms).await?;
     let now_ms = ctx.clock.now_ms();
     #[cfg(feature = "planted-bugs")]
     if settings.planted_bug == Some(crate::settings::PlantedBug::UnconditionalRetry) {
@@ -71,7 +70,13 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
                     requeue(task, now_ms, ctx.actor, format!("Retried: {reason}"));
                 }
                 let (pid, retry_count) = (process.pid, task.retry_count);
-                RetryOutcome::Restarted { agent_id: agent_id.clone(), pid, stop: stopped.clone(), by_reaper: false, retry_count }
+                RetryOutcome::Restarted {
+                    agent_id: agent_id.clone(),
+                    pid,
+                    stop: stopped.clone(),
+                    by_reaper: false,
+                    retry_count,
+                }
             })
             .await?;
         return Ok(outcome);
@@ -113,9 +118,9 @@ fn claim(
             Ok(Claim::Done(RetryOutcome::Requeued { from: TaskStatus::Failed, retry_count }))
         }
         TaskStatus::InProgress => claim_in_progress(state, settings, actor, task_id, reason, now_ms),
-        other => Err(OpError::Refused(format!(
-            "{task_id} is {other}; only failed and in-progress tasks can be retried"
-        ))),
+        other => {
+            Err(OpError::Refused(format!("{task_id} is {other}; only failed and in-progress tasks can be retried")))
+        }
     }
 }
 
@@ -177,11 +182,5 @@ fn finish(
     } else {
         requeue(task, now_ms, actor, format!("Retried: {reason} (stopped {agent_id}, pid {pid})"));
     }
-    RetryOutcome::Restarted {
-        agent_id: agent_id.to_string(),
-        pid,
-        stop,
-        by_reaper,
-        retry_count: task.retry_count,
-    }
+    RetryOutcome::Restarted { agent_id: agent_id.to_string(), pid, stop, by_reaper, retry_count: task.retry_count }
 }

@@ -16,7 +16,10 @@ pub struct NewTask {
 }
 
 /// Adds a task; its id is given or derived from the title. Returns the id.
-pub async fn add_task<C: Clock, P: Processes, S: Store>(ctx: Ctx<'_, C, P, S>, new: &NewTask) -> Result<String, OpError> {
+pub async fn add_task<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    new: &NewTask,
+) -> Result<String, OpError> {
     let now = format_rfc3339(ctx.clock.now_ms());
     ctx.store
         .transact(|state| {
@@ -54,7 +57,10 @@ fn slug(title: &str) -> String {
 }
 
 fn free_id(state: &State, base: &str) -> String {
-    (1..).map(|n| if n == 1 { base.to_string() } else { format!("{base}-{n}") }).find(|id| state.graph.task(id).is_none()).expect("some suffix is free")
+    (1..)
+        .map(|n| if n == 1 { base.to_string() } else { format!("{base}-{n}") })
+        .find(|id| state.graph.task(id).is_none())
+        .expect("some suffix is free")
 }
 
 /// Checks that `agent_id`, when a command comes from an agent, still owns the task: an agent
