@@ -61,6 +61,27 @@ pub fn parse_rfc3339(text: &str) -> Option<EpochMs> {
     Some(days * MS_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1000 + fraction_ms - offset_ms)
 }
 
+/// Parses a duration with its unit: `150ms`, `2s`, `1.5s`, `3m`. The one duration syntax of
+/// scenario files and of the CLI's options.
+pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+    let error = || format!("{text:?} is not a duration; write e.g. 150ms, 2s, 1.5s or 3m");
+    let text_trimmed = text.trim();
+    let (number, scale_ms) = if let Some(number) = text_trimmed.strip_suffix("ms") {
+        (number, 1.0)
+    } else if let Some(number) = text_trimmed.strip_suffix('s') {
+        (number, 1000.0)
+    } else if let Some(number) = text_trimmed.strip_suffix('m') {
+        (number, 60_000.0)
+    } else {
+        return Err(error());
+    };
+    let value: f64 = number.trim().parse().map_err(|_| error())?;
+    if !(0.0..1e12).contains(&value) {
+        return Err(error());
+    }
+    Ok((value * scale_ms).round() as u64)
+}
+
 /// Days since the epoch of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
 fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
@@ -108,6 +129,16 @@ mod tests {
     fn format_and_parse_round_trip_across_leap_years() {
         for ms in [0, 951_782_400_123, 1_709_164_800_000, 4_102_444_799_999] {
             assert_eq!(parse_rfc3339(&format_rfc3339(ms)), Some(ms), "at {ms}");
+        }
+    }
+
+    #[test]
+    fn durations_need_a_unit() {
+        assert_eq!(parse_duration_ms("150ms"), Ok(150));
+        assert_eq!(parse_duration_ms("1.5s"), Ok(1_500));
+        assert_eq!(parse_duration_ms("3m"), Ok(180_000));
+        for text in ["2", "-1s", "soon", "1e13s", ""] {
+            assert!(parse_duration_ms(text).is_err(), "{text:?}");
         }
     }
 

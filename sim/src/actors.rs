@@ -281,27 +281,9 @@ impl World {
 pub fn initial_state(scenario: &Scenario) -> State {
     let mut lines = Vec::new();
     for task in &scenario.tasks {
-        let mut object = task.extra.clone();
-        object.insert("kind".into(), "task".into());
-        object.insert("id".into(), task.id.clone().into());
-        object.insert("title".into(), task.title.clone().into());
-        object.insert("status".into(), task.status.clone().into());
-        if !task.exec.is_empty() {
-            let shell: Vec<String> = task.exec.iter().map(Behaviour::shell).collect();
-            object.insert("exec".into(), shell.join("; ").into());
-        }
-        if !task.after.is_empty() {
-            object.insert("after".into(), task.after.clone().into());
-        }
-        if task.retry_count > 0 {
-            object.insert("retry_count".into(), task.retry_count.into());
-        }
-        if let Some(max) = task.max_retries {
-            object.insert("max_retries".into(), max.into());
-        }
-        if let Some(agent) = &task.agent {
-            object.insert("assigned".into(), agent.clone().into());
-        }
+        // One behaviour per line: `sh` reads `a &` followed by a newline, not by `; `.
+        let shell: Vec<String> = task.exec.iter().map(Behaviour::shell).collect();
+        let object = task.graph_object((!shell.is_empty()).then(|| shell.join("\n")));
         lines.push(serde_json::Value::Object(object).to_string());
     }
     // A line of a kind we do not know: it must survive every write byte for byte (S8).

@@ -109,23 +109,25 @@ impl Behaviour {
     }
 }
 
-/// Parses `150ms`, `2s`, `1.5s`, `3m`.
-pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let error = || format!("{text:?} is not a duration; write e.g. 150ms, 2s, 1.5s or 3m");
-    let (number, scale_ms) = if let Some(number) = text.strip_suffix("ms") {
-        (number, 1.0)
-    } else if let Some(number) = text.strip_suffix('s') {
-        (number, 1000.0)
-    } else if let Some(number) = text.strip_suffix('m') {
-        (number, 60_000.0)
-    } else {
-        return Err(error());
-    };
-    let value: f64 = number.parse().map_err(|_| error())?;
-    if !(0.0..1e12).contains(&value) {
-        return Err(error());
+pub use wg_core::time::parse_duration_ms;
+
+/// The scenario files named: files as given, folders as their `*.toml` (sorted).
+pub fn scenario_files(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, String> {
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let mut found: Vec<std::path::PathBuf> = entries
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|file| file.is_file() && file.extension().is_some_and(|ext| ext == "toml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
     }
-    Ok((value * scale_ms).round() as u64)
+    Ok(files)
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -144,6 +146,34 @@ pub struct TaskSpec {
     pub agent: Option<String>,
     /// Fields this tool does not know; they must survive every write (S8).
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl TaskSpec {
+    /// The task's `graph.jsonl` object, with `exec` as given: the one place both modes (the
+    /// simulator and the real runner) write a scenario's task.
+    pub fn graph_object(&self, exec: Option<String>) -> serde_json::Map<String, serde_json::Value> {
+        let mut object = self.extra.clone();
+        object.insert("kind".into(), "task".into());
+        object.insert("id".into(), self.id.clone().into());
+        object.insert("title".into(), self.title.clone().into());
+        object.insert("status".into(), self.status.clone().into());
+        if let Some(exec) = exec {
+            object.insert("exec".into(), exec.into());
+        }
+        if !self.after.is_empty() {
+            object.insert("after".into(), self.after.clone().into());
+        }
+        if self.retry_count > 0 {
+            object.insert("retry_count".into(), self.retry_count.into());
+        }
+        if let Some(max) = self.max_retries {
+            object.insert("max_retries".into(), max.into());
+        }
+        if let Some(agent) = &self.agent {
+            object.insert("assigned".into(), agent.clone().into());
+        }
+        object
+    }
 }
 
 /// What stands at a pre-existing agent's pid when the run starts.

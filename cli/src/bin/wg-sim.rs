@@ -97,30 +97,11 @@ fn load(path: &Path) -> Result<Scenario, String> {
     scenario::parse(path).map_err(|error| error.to_string())
 }
 
-/// The scenario files named: files as given, folders as their `*.toml`, sorted.
-fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                .filter(|file| file.extension().is_some_and(|ext| ext == "toml"))
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(path.clone());
-        }
-    }
-    Ok(files)
-}
-
 fn run(paths: &[PathBuf], seeds: Option<u64>, real: bool, junit: Option<PathBuf>) -> Result<ExitCode, String> {
     if real {
         return Ok(wg_cli::smoke::run_real(paths, junit.as_deref()));
     }
-    let files = scenario_files(paths)?;
+    let files = scenario::scenario_files(paths)?;
     let scenarios = files.iter().map(|file| load(file)).collect::<Result<Vec<_>, _>>()?;
     let mut failed = false;
     for scenario in &scenarios {

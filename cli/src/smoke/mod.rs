@@ -136,19 +136,6 @@ pub fn run_with(options: &RealOptions, paths: &[PathBuf]) -> ExitCode {
 
 /// Files as given, folders as their `*.toml` (sorted), each parsed by the simulator's parser.
 fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, String> {
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-                .filter(|file| file.is_file() && file.extension().is_some_and(|ext| ext == "toml"))
-                .collect();
-            found.sort();
-            files.extend(found);
-        } else {
-            files.push(path.clone());
-        }
-    }
+    let files = scenario::scenario_files(paths)?;
     files.iter().map(|file| scenario::parse(file).map_err(|error| error.to_string())).collect()
 }

@@ -118,26 +118,7 @@ impl World {
     }
 
     fn task_line(&self, scenario: &Scenario, task: &TaskSpec) -> String {
-        let mut object = task.extra.clone();
-        object.insert("kind".into(), "task".into());
-        object.insert("id".into(), task.id.clone().into());
-        object.insert("title".into(), task.title.clone().into());
-        object.insert("status".into(), task.status.clone().into());
-        if let Some(exec) = self.exec_for_service(scenario, task) {
-            object.insert("exec".into(), exec.into());
-        }
-        if !task.after.is_empty() {
-            object.insert("after".into(), task.after.clone().into());
-        }
-        if task.retry_count > 0 {
-            object.insert("retry_count".into(), task.retry_count.into());
-        }
-        if let Some(max) = task.max_retries {
-            object.insert("max_retries".into(), max.into());
-        }
-        if let Some(agent) = &task.agent {
-            object.insert("assigned".into(), agent.clone().into());
-        }
+        let mut object = task.graph_object(self.exec_for_service(scenario, task));
         object.insert(PLANTED_FIELD.into(), json!({"by": "wg-sim --real", "keep": [1, 2]}));
         Value::Object(object).to_string()
     }
