@@ -3,7 +3,7 @@
 //! behaviours of agent processes. Also the initial world and the timers (steps, exits).
 
 use crate::scenario::{AgentProcess, Behaviour, Command, Scenario, ScriptedFault};
-use crate::world::{ActorKind, ActorSpec, Inner, ProcKind, Timer, World, EPOCH_START_MS};
+use crate::world::{ActorKind, ActorSpec, Inner, Landing, ProcKind, Timer, World, EPOCH_START_MS};
 use std::future::Future;
 use std::pin::Pin;
 use wg_core::ops::{
@@ -228,7 +228,7 @@ impl World {
 
     fn scripted_fault(&self, inner: &mut Inner, fault: &ScriptedFault) {
         match fault {
-            ScriptedFault::CrashService => self.crash_service(inner, false),
+            ScriptedFault::CrashService => self.crash_service(inner, Landing::Nothing),
             ScriptedFault::ClockJump { by_ms } => inner.now_ms += *by_ms as i64,
             ScriptedFault::ReusePid { agent } => {
                 let pid = inner.committed.registry.agent(agent).map(|agent| agent.pid);
@@ -256,7 +256,7 @@ impl World {
     }
 
     /// The service process dies (both loops) and is restarted a second later.
-    pub fn crash_service(&self, inner: &mut Inner, write_lands: bool) {
+    pub fn crash_service(&self, inner: &mut Inner, landing: Landing) {
         if !inner.service_up {
             return;
         }
@@ -266,7 +266,7 @@ impl World {
             let slot = &inner.actors[id];
             if slot.kind == crate::world::ActorKind::Service && !slot.finished && !slot.killed {
                 inner.actors[id].killed = true;
-                self.release_actor(inner, id, write_lands);
+                self.release_actor(inner, id, landing);
             }
         }
         let at_ms = inner.now_ms + 1_000;

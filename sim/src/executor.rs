@@ -6,7 +6,8 @@ use crate::actors::{self, ActorFuture};
 use crate::checks;
 use crate::scenario::{FaultKind, Scenario, SchedulerKind};
 use crate::world::{
-    ActorId, ActorKind, ActorSlot, Inner, ProcKind, StoreFault, Violation, Wait, World, EPOCH_START_MS, PID_SLOTS,
+    ActorId, ActorKind, ActorSlot, Inner, Landing, ProcKind, StoreFault, Violation, Wait, World, EPOCH_START_MS,
+    PID_SLOTS,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -29,10 +30,10 @@ pub enum Decision {
         fault: Option<StoreFault>,
     },
     /// The actor (a command, or the whole service) dies at its port call; a write it had in
-    /// flight lands whole or not at all.
+    /// flight lands as `landing` says.
     Crash {
         actor: ActorId,
-        write_lands: bool,
+        landing: Landing,
     },
     ReusePid {
         pid: i64,
@@ -478,8 +479,9 @@ fn start_new_actors<'w>(world: &'w World, futures: &mut Vec<Option<ActorFuture<'
 fn drop_dead_actors(world: &World, futures: &mut [Option<ActorFuture<'_>>]) {
     for (id, future) in futures.iter_mut().enumerate() {
         if future.is_some() && world.inner.borrow().actors[id].killed {
-            let lands = crate::world::mix(world.seed, &[id as u64, world.inner.borrow().commits]) & 1 == 0;
-            world.release_actor(&mut world.inner.borrow_mut(), id, lands);
+            let mixed = crate::world::mix(world.seed, &[id as u64, world.inner.borrow().commits]);
+            let landing = [Landing::Nothing, Landing::RegistryOnly, Landing::Whole][(mixed % 3) as usize];
+            world.release_actor(&mut world.inner.borrow_mut(), id, landing);
             *future = None;
         }
     }
@@ -546,9 +548,11 @@ fn make_fault(world: &World, rng: &mut ChaCha8Rng, kind: FaultKind, actor: Actor
         inner.procs.values().filter(|p| matches!(p.kind, ProcKind::Agent { .. })).map(|p| p.pid).collect();
     let pick = |rng: &mut ChaCha8Rng, pids: &[i64]| (!pids.is_empty()).then(|| pids[rng.gen_range(0..pids.len())]);
     match kind {
-        FaultKind::CrashCli if slot.kind == ActorKind::Cli => Some(Decision::Crash { actor, write_lands: rng.gen() }),
+        FaultKind::CrashCli if slot.kind == ActorKind::Cli => {
+            Some(Decision::Crash { actor, landing: Landing::pick(rng) })
+        }
         FaultKind::CrashService if slot.kind == ActorKind::Service => {
-            Some(Decision::Crash { actor, write_lands: rng.gen() })
+            Some(Decision::Crash { actor, landing: Landing::pick(rng) })
         }
         FaultKind::StoreSlow if slot.call == "transact" => Some(Decision::Run { actor, fault: Some(StoreFault::Slow) }),
         FaultKind::StoreFail if slot.call == "transact" => Some(Decision::Run { actor, fault: Some(StoreFault::Fail) }),
@@ -582,13 +586,13 @@ fn valid(world: &World, runnable: &[ActorId], decision: &Decision) -> bool {
 fn apply<'w>(world: &'w World, futures: &mut [Option<ActorFuture<'w>>], decision: &Decision) {
     match decision {
         Decision::Run { actor, fault } => poll_actor(world, futures, *actor, *fault),
-        Decision::Crash { actor, write_lands } => {
+        Decision::Crash { actor, landing } => {
             let mut inner = world.inner.borrow_mut();
             if inner.actors[*actor].kind == ActorKind::Service {
-                world.crash_service(&mut inner, *write_lands);
+                world.crash_service(&mut inner, *landing);
             } else {
                 inner.actors[*actor].killed = true;
-                world.release_actor(&mut inner, *actor, *write_lands);
+                world.release_actor(&mut inner, *actor, *landing);
             }
         }
         Decision::ReusePid { pid } => {
@@ -646,12 +650,9 @@ fn after_step(world: &World, decision: &Decision, call: &str, options: &RunOptio
             let fault = fault.map(|f| format!(" [store fault: {f:?}]")).unwrap_or_default();
             format!("#{step:<4} {tick:>8}  {:<36} {call}{fault}  {}", slot.name, notes.join("; "))
         }
-        Decision::Crash { actor, write_lands } => {
+        Decision::Crash { actor, landing } => {
             let name = &inner.actors[*actor].name;
-            format!(
-                "#{step:<4} {tick:>8}  {name:<36} CRASH (write in flight lands: {write_lands})  {}",
-                notes.join("; ")
-            )
+            format!("#{step:<4} {tick:>8}  {name:<36} CRASH (write in flight: {landing:?})  {}", notes.join("; "))
         }
         other => format!("#{step:<4} {tick:>8}  {:<36} {other:?}  {}", "FAULT", notes.join("; ")),
     };

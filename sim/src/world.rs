@@ -128,6 +128,23 @@ pub enum Timer {
     ServiceRestart,
 }
 
+/// How much of a write in flight a crash lets land: the file store writes two files, the
+/// registry first, each by an atomic rename, so each file is old or new and there are three
+/// outcomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Landing {
+    Nothing,
+    RegistryOnly,
+    Whole,
+}
+
+impl Landing {
+    pub fn pick(rng: &mut impl rand::Rng) -> Landing {
+        [Landing::Nothing, Landing::RegistryOnly, Landing::Whole][rng.gen_range(0..3)]
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StoreFault {
@@ -676,9 +693,9 @@ impl World {
         inner.commits += 1;
     }
 
-    /// Drops what a dead actor held: the lock, and a write in flight lands whole or not at all;
+    /// Drops what a dead actor held: the lock, and a write in flight lands as `landing` says;
     /// the gates of processes it spawned and did not release close (pipe EOF).
-    pub fn release_actor(&self, inner: &mut Inner, actor: ActorId, write_lands: bool) {
+    pub fn release_actor(&self, inner: &mut Inner, actor: ActorId, landing: Landing) {
         let orphans: Vec<Root> = inner
             .procs
             .values()
@@ -691,8 +708,15 @@ impl World {
         if inner.lock == Some(actor) {
             inner.lock = None;
             if let Some(state) = inner.pending_write.take() {
-                if write_lands {
-                    self.commit(inner, actor, state);
+                match landing {
+                    Landing::Nothing => {}
+                    Landing::RegistryOnly => {
+                        // The file store renames the registry first: a crash between the two
+                        // renames leaves the new registry beside the old graph.
+                        let graph = inner.committed.graph.clone();
+                        self.commit(inner, actor, State { graph, registry: state.registry });
+                    }
+                    Landing::Whole => self.commit(inner, actor, state),
                 }
             }
         }
