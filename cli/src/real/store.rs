@@ -153,7 +153,7 @@ fn read_state(paths: &WgPaths) -> Result<State, StoreError> {
 /// crashed holder never leaves a stale lock. On timeout, says which process holds it.
 fn lock(path: &Path, timeout: Duration) -> Result<Flock<File>, StoreError> {
     let started = Instant::now();
-    let mut pause = Duration::from_millis(1);
+    let mut pause = Duration::from_micros(250);
     loop {
         let file = OpenOptions::new()
             .create(true)
@@ -165,8 +165,10 @@ fn lock(path: &Path, timeout: Duration) -> Result<Flock<File>, StoreError> {
         match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
             Ok(locked) => return Ok(locked),
             Err((_, nix::errno::Errno::EWOULDBLOCK)) if started.elapsed() < timeout => {
+                // Commands hold the lock for milliseconds: poll often (capped at 2 ms between tries)
+                // so a waiting retry is not the slow part of a respawn.
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
+                pause = (pause * 2).min(Duration::from_millis(2));
             }
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
                 return Err(StoreError::Io(format!(
