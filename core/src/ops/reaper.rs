@@ -2,10 +2,9 @@
 //! stopped, and settles their task. Every settlement is conditional on the task still being the
 //! agent's, so a retry that got there first is not counted twice (S3).
 
-use super::stop::{stop_process, StopResult};
 use super::{mark_agent_ended, requeue, still_running_for, OpError};
-use crate::model::{AgentStatus, CrashLoop, ProcessRef, Task, TaskStatus};
-use crate::ports::{Clock, Ctx, ExitKind, Liveness, Processes, State, Store};
+use crate::model::{AgentStatus, CrashLoop, ProcessRef, StopRequest, Task, TaskStatus};
+use crate::ports::{Clock, Ctx, ExitKind, Liveness, Processes, Signal, State, Store};
 use crate::settings::{CrashLoopPolicy, Settings};
 use crate::time::{format_rfc3339, parse_rfc3339};
 use std::fmt;
@@ -15,9 +14,6 @@ pub enum DeathCause {
     Exited(ExitKind),
     PidReused,
     NotAProcess(String),
-    HeartbeatTimeout {
-        silent_ms: u64,
-    },
     /// The entry stayed `starting` without a pid: the dispatcher crashed before spawning.
     NeverStarted,
     SpawnFailed(String),
@@ -34,7 +30,6 @@ impl fmt::Display for DeathCause {
             DeathCause::Exited(ExitKind::Died) => write!(f, "its process died"),
             DeathCause::PidReused => write!(f, "its pid now belongs to another process"),
             DeathCause::NotAProcess(why) => write!(f, "its recorded pid is not an agent process ({why})"),
-            DeathCause::HeartbeatTimeout { silent_ms } => write!(f, "no heartbeat for {} s", silent_ms / 1000),
             DeathCause::NeverStarted => write!(f, "it never started"),
             DeathCause::SpawnFailed(why) => write!(f, "it could not be spawned: {why}"),
             DeathCause::EntryEnded(status) => write!(f, "its registry entry is {status}"),
@@ -58,6 +53,8 @@ struct Watched {
     process: ProcessRef,
     status: AgentStatus,
     last_sign_of_life_ms: Option<i64>,
+    /// Who asked this agent to stop, and when.
+    stop_requested: Option<(String, i64)>,
 }
 
 /// One sweep over the running agents. Bounded by the number of entries.
@@ -135,6 +132,7 @@ fn watch_list(state: &State) -> Vec<Watched> {
                 .as_deref()
                 .and_then(parse_rfc3339)
                 .or_else(|| parse_rfc3339(&agent.started_at)),
+            stop_requested: agent.stop_requested.as_ref().map(|request| (request.by.clone(), request.at_ms)),
         })
         .collect()
 }
@@ -157,27 +155,62 @@ async fn diagnose<C: Clock, P: Processes, S: Store>(
         Liveness::Replaced => DeathCause::PidReused,
         Liveness::Refused(why) => DeathCause::NotAProcess(why),
         Liveness::Alive => {
-            let (Some(timeout_ms), Some(last_ms)) = (settings.heartbeat_timeout_ms, agent.last_sign_of_life_ms) else {
-                return Ok(None);
-            };
-            let silent_ms = now_ms.saturating_sub(last_ms).max(0) as u64;
-            if silent_ms <= timeout_ms {
-                return Ok(None);
-            }
-            let stopped =
-                stop_process(ctx, &agent.agent_id, &agent.process, false, settings.grace_ms, settings.kill_wait_ms)
-                    .await;
-            match stopped {
-                Ok(StopResult::NotOurs(why)) => DeathCause::NotAProcess(why),
-                Ok(_) => DeathCause::HeartbeatTimeout { silent_ms },
-                // It will not die; leave the entry for the next sweep rather than re-queue a task
-                // whose agent still runs (S1).
-                Err(OpError::WillNotDie { .. }) => return Ok(None),
-                Err(other) => return Err(other),
-            }
+            escalate_or_request_stop(ctx, settings, agent, now_ms).await?;
+            return Ok(None);
         }
     };
     Ok(Some(cause))
+}
+
+/// Who a heartbeat-timeout stop request is from; the reaper escalates its own after the grace
+/// period.
+const HEARTBEAT_STOP: &str = "heartbeat timeout";
+
+/// A live agent that went silent is asked to stop (SIGTERM, and a stop request in the registry);
+/// one asked to stop that still runs after the grace period gets SIGKILL. Neither waits: the
+/// sweep goes on, the dispatcher is not held up, and the exit is reaped like any other on a
+/// later sweep (as a requested stop, re-queued). A stop request that outlived any stop (its
+/// requester crashed after SIGTERM) is escalated too.
+async fn escalate_or_request_stop<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    settings: &Settings,
+    agent: &Watched,
+    now_ms: i64,
+) -> Result<(), OpError> {
+    if let Some((by, at_ms)) = &agent.stop_requested {
+        let age_ms = now_ms.saturating_sub(*at_ms).max(0) as u64;
+        let ours = by.starts_with(HEARTBEAT_STOP);
+        if (ours && age_ms > settings.grace_ms) || age_ms > settings.stop_request_expiry_ms() {
+            ctx.processes.signal(&agent.process, Signal::Kill).await;
+        }
+        return Ok(());
+    }
+    let (Some(timeout_ms), Some(last_ms)) = (settings.heartbeat_timeout_ms, agent.last_sign_of_life_ms) else {
+        return Ok(());
+    };
+    let silent_ms = now_ms.saturating_sub(last_ms).max(0) as u64;
+    if silent_ms <= timeout_ms {
+        return Ok(());
+    }
+    let by = format!("{HEARTBEAT_STOP} after {} s of silence ({})", silent_ms / 1000, ctx.actor);
+    let requested = ctx
+        .store
+        .transact(|state| {
+            let entry = state.registry.agent(&agent.agent_id);
+            let unchanged = entry.is_some_and(|entry| {
+                entry.pid == agent.process.pid && entry.status.is_running() && entry.stop_requested.is_none()
+            });
+            if unchanged {
+                let request = StopRequest { by: by.clone(), at_ms: now_ms };
+                state.registry.agent_mut(&agent.agent_id).expect("checked above").stop_requested = Some(request);
+            }
+            unchanged
+        })
+        .await?;
+    if requested {
+        ctx.processes.signal(&agent.process, Signal::Term).await;
+    }
+    Ok(())
 }
 
 /// Settles one ended agent inside a transaction: the shared rule for reaper and dispatcher.
