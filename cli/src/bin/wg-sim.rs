@@ -66,6 +66,10 @@ enum Mode {
         seed: u64,
         #[arg(long)]
         trace: Option<PathBuf>,
+        /// Run the seed twice and compare a hash of the state after every step; report the first
+        /// step where the two runs differ (nondeterminism is itself a failure).
+        #[arg(long)]
+        determinism: bool,
     },
 }
 
@@ -82,7 +86,8 @@ fn main() -> ExitCode {
         Mode::Fuzz { scenario, seeds, scheduler, swarm, time, out } => {
             fuzz(&scenario, &seeds, scheduler, swarm, time, &out)
         }
-        Mode::Replay { scenario, seed, trace } => replay(&scenario, seed, trace.as_deref()),
+        Mode::Replay { scenario, seed, determinism: true, .. } => check_determinism(&scenario, seed),
+        Mode::Replay { scenario, seed, trace, .. } => replay(&scenario, seed, trace.as_deref()),
     };
     match result {
         Ok(code) => code,
@@ -176,6 +181,23 @@ fn fuzz(
         ran as f64 / elapsed.max(1e-9)
     );
     Ok(if failures > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn check_determinism(path: &Path, seed: u64) -> Result<ExitCode, String> {
+    let scenario = load(path)?;
+    match runner::determinism_check(&scenario, &RunOptions::for_scenario(&scenario, seed)) {
+        Ok(()) => {
+            println!(
+                "deterministic: scenario={} seed={seed}: two runs, the same state after every step",
+                scenario.name
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(difference) => {
+            println!("FAIL scenario={} seed={seed} checker=determinism: {difference}", scenario.name);
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn replay(path: &Path, seed: u64, trace: Option<&Path>) -> Result<ExitCode, String> {
