@@ -260,6 +260,10 @@ fn a_wg_command_sigkilled_at_a_random_moment_leaves_parsable_lossless_files_and_
         if !after.status.success() {
             problems.push(format!("wg add after the crash fails: {}", describe(&after)));
         }
+        // The next transaction removes what a killed writer left.
+        if temp_files(&wg) > 0 {
+            problems.push(format!("{} temp files still there after the next command", temp_files(&wg)));
+        }
         problems.extend(check_convergence(&mut wg));
         problems.extend(check_files(&wg, &companion, &unknown_line));
         if !problems.is_empty() {

@@ -101,6 +101,7 @@ impl FileStore {
         let _graph_lock = lock(&self.paths.graph_lock(), self.lock_timeout)?;
         fs::create_dir_all(self.paths.service_dir()).map_err(|e| io_error("create", &self.paths.service_dir(), e))?;
         let _registry_lock = lock(&self.paths.registry_lock(), self.lock_timeout)?;
+        remove_stale_temporaries(&self.paths);
         let mut state = read_state(&self.paths)?;
         let result = change(&mut state);
         // Two renames cannot be one atomic step. The registry goes first: a crash between them
@@ -198,6 +199,20 @@ fn lock_holder(path: &Path) -> Option<String> {
             format!("pid {pid}: {}", command.trim())
         })
     })
+}
+
+/// Removes temp files that a writer killed mid-write left behind. Only a holder of both locks
+/// writes them, and we hold both: any one present now is stale. Best effort.
+fn remove_stale_temporaries(paths: &WgPaths) {
+    for (folder, name) in [(paths.dir.clone(), "graph.jsonl"), (paths.service_dir(), "registry.json")] {
+        let prefix = format!(".{name}.tmp.");
+        let Ok(entries) = fs::read_dir(&folder) else { continue };
+        for entry in entries.flatten() {
+            if entry.file_name().to_str().is_some_and(|file| file.starts_with(&prefix)) {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 /// Replaces `path` with `bytes` so that a crash at any moment leaves the old or the new file.
