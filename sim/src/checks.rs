@@ -125,42 +125,10 @@ pub fn after_step(inner: &Inner) -> Vec<Violation> {
             ));
         }
     }
-    check_agreement(&inner.committed, &mut found);
+    // S6, as the core states it over one state.
+    let disagreements = wg_core::invariants::check_agreement(&inner.committed);
+    found.extend(disagreements.into_iter().map(|broken| violation(broken.invariant, broken.detail)));
     found
-}
-
-/// S6: a running entry's task is assigned to it (in progress, or finished by it); an in-progress
-/// task's agent is live or about to be reaped: its entry is running (the reaper watches it), or
-/// has ended (dead, done, failed) and the reaper's orphan sweep re-queues the task on its next
-/// pass (`wg agents kill` leaves the task to it). What no path settles is an in-progress task
-/// assigned to an entry of another task: neither the watch list nor the orphan sweep takes it.
-/// Whether the sweep really comes is L1's business (checked at the end).
-fn check_agreement(state: &State, found: &mut Vec<Violation>) {
-    for agent in state.registry.agents().filter(|agent| agent.status.is_running()) {
-        let task = state.graph.task(&agent.task_id);
-        let agrees = task.is_some_and(|task| {
-            task.assigned.as_deref() == Some(agent.id.as_str())
-                && matches!(task.status, TaskStatus::InProgress | TaskStatus::Done | TaskStatus::Failed)
-        });
-        if !agrees {
-            let status =
-                task.map_or("missing".to_string(), |task| format!("{} assigned {:?}", task.status, task.assigned));
-            found.push(violation(
-                "S6",
-                format!("{} is {} but its task {} is {status}", agent.id, agent.status, agent.task_id),
-            ));
-        }
-    }
-    for task in state.graph.tasks().filter(|task| task.status == TaskStatus::InProgress) {
-        let Some(agent) = task.assigned.as_deref().and_then(|id| state.registry.agent(id)) else { continue };
-        if agent.task_id != task.id {
-            let detail = format!(
-                "{} is in-progress for {} whose entry is for {} ({}): nothing will re-queue it",
-                task.id, agent.id, agent.task_id, agent.status
-            );
-            found.push(violation("S6", detail));
-        }
-    }
 }
 
 /// L1 and L2 at the end of the liveness phase.
