@@ -284,36 +284,36 @@ thread_local! {
         RefCell::new(ParseCache { graphs: HashMap::default(), registries: HashMap::default() });
 }
 
+/// One memo table of the cache: text as written → what it parses to. Bounded by
+/// [`PARSE_CACHE_MAX`]; cleared whole when full.
+fn memoised<T: Clone, E>(
+    text: &str,
+    table: fn(&mut ParseCache) -> &mut HashMap<String, T, FastHash>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<T, E> {
+    PARSE_CACHE.with(|cache| {
+        if let Some(parsed) = table(&mut cache.borrow_mut()).get(text) {
+            return Ok(parsed.clone());
+        }
+        let parsed = parse(text)?;
+        let mut cache = cache.borrow_mut();
+        let entries = table(&mut cache);
+        if entries.len() >= PARSE_CACHE_MAX {
+            entries.clear();
+        }
+        entries.insert(text.to_string(), parsed.clone());
+        Ok(parsed)
+    })
+}
+
 /// `Graph::parse`, memoised (S8's re-read of every write).
 pub fn parse_graph(text: &str) -> Result<Graph, wg_core::graph::GraphParseError> {
-    PARSE_CACHE.with(|cache| {
-        if let Some(graph) = cache.borrow().graphs.get(text) {
-            return Ok(graph.clone());
-        }
-        let graph = Graph::parse(text.as_bytes())?;
-        let graphs = &mut cache.borrow_mut().graphs;
-        if graphs.len() >= PARSE_CACHE_MAX {
-            graphs.clear();
-        }
-        graphs.insert(text.to_string(), graph.clone());
-        Ok(graph)
-    })
+    memoised(text, |cache| &mut cache.graphs, |text| Graph::parse(text.as_bytes()))
 }
 
 /// `Registry::parse`, memoised.
 pub fn parse_registry(text: &str) -> Result<Registry, String> {
-    PARSE_CACHE.with(|cache| {
-        if let Some(registry) = cache.borrow().registries.get(text) {
-            return Ok(registry.clone());
-        }
-        let registry = Registry::parse(text.as_bytes())?;
-        let registries = &mut cache.borrow_mut().registries;
-        if registries.len() >= PARSE_CACHE_MAX {
-            registries.clear();
-        }
-        registries.insert(text.to_string(), registry.clone());
-        Ok(registry)
-    })
+    memoised(text, |cache| &mut cache.registries, |text| Registry::parse(text.as_bytes()))
 }
 
 /// A cheap deterministic mix of the seed with some numbers (for per-process choices that must

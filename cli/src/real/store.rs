@@ -76,15 +76,6 @@ impl FileStore {
         FileStore { paths, wake_service, lock_timeout }
     }
 
-    pub fn with_lock_timeout(mut self, lock_timeout: Duration) -> Self {
-        self.lock_timeout = lock_timeout;
-        self
-    }
-
-    pub fn paths(&self) -> &WgPaths {
-        &self.paths
-    }
-
     /// Reads both files without locking, for display only.
     pub fn read(&self) -> Result<State, StoreError> {
         read_state(&self.paths)
