@@ -190,8 +190,26 @@ fn write_record(paths: &WgPaths) -> Result<(), CliError> {
     let start_ticks = read_start_ticks(pid).unwrap_or(0);
     let record = ServiceRecord { pid, start_ticks, started_at: wg_core::time::format_rfc3339(epoch_ms_now()) };
     let text = serde_json::to_string_pretty(&record).expect("records serialize");
+    remove_dead_writers_temporaries(paths);
     write_atomically(&paths.service_pid_file(), text.as_bytes())?;
     Ok(())
+}
+
+/// The record is written without the store's locks, so a temp file of it is stale only when the
+/// process named in its suffix (`write_atomically` names them `.<file>.tmp.<pid>`) is gone: a
+/// service killed while starting.
+fn remove_dead_writers_temporaries(paths: &WgPaths) {
+    let record = paths.service_pid_file();
+    let Some(name) = record.file_name().and_then(|name| name.to_str()) else { return };
+    let prefix = format!(".{name}.tmp.");
+    let Ok(entries) = std::fs::read_dir(paths.service_dir()) else { return };
+    for entry in entries.flatten() {
+        let file = entry.file_name();
+        let writer = file.to_str().and_then(|file| file.strip_prefix(&prefix)).and_then(|pid| pid.parse::<i32>().ok());
+        if writer.is_some_and(|pid| read_start_ticks(pid).is_none()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// The service recorded in the pid file, if that very process still runs.

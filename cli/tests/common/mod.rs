@@ -108,9 +108,14 @@ impl Workgraph {
     pub fn start_service(&mut self) {
         let mut command = Command::new(wg_binary());
         command.arg("--dir").arg(&self.dir).args(["service", "run"]).stdin(Stdio::null()).stderr(Stdio::null());
-        self.children.push(command.spawn().expect("start the service"));
+        let service = command.spawn().expect("start the service");
+        let pid = u64::from(service.id());
+        self.children.push(service);
+        // Up when its own record is written: a stale record of a killed service may be there first.
+        let record = self.dir.join("service/wg-recover-service.json");
         wait_until("the service is up", Duration::from_secs(10), || {
-            self.dir.join("service/wg-recover-service.json").exists()
+            let text = std::fs::read_to_string(&record).unwrap_or_default();
+            serde_json::from_str::<Value>(&text).is_ok_and(|record| record["pid"].as_u64() == Some(pid))
         });
     }
 
