@@ -60,13 +60,6 @@ impl Registry {
         self.agents.values()
     }
 
-    /// Whether `id` is an `agent-N` this registry has never handed out (N at or past
-    /// `next_agent_id`): a task assigned to one was given out by a commit whose registry half was
-    /// lost, or by a tool that does not keep a registry.
-    pub fn never_allocated(&self, id: &str) -> bool {
-        id.strip_prefix("agent-").and_then(|number| number.parse::<u64>().ok()).is_some_and(|n| n >= self.next_agent_id)
-    }
-
     /// Hands out the next `agent-N` id.
     pub fn allocate_agent_id(&mut self) -> String {
         self.changed = true;

@@ -480,7 +480,7 @@ fn drop_dead_actors(world: &World, futures: &mut [Option<ActorFuture<'_>>]) {
     for (id, future) in futures.iter_mut().enumerate() {
         if future.is_some() && world.inner.borrow().actors[id].killed {
             let mixed = crate::world::mix(world.seed, &[id as u64, world.inner.borrow().commits]);
-            let landing = [Landing::Nothing, Landing::RegistryOnly, Landing::Whole][(mixed % 3) as usize];
+            let landing = Landing::from_hash(mixed);
             world.release_actor(&mut world.inner.borrow_mut(), id, landing);
             *future = None;
         }

@@ -31,7 +31,7 @@ pub async fn dispatch<C: Clock, P: Processes, S: Store>(
     let mut dispatched = Vec::with_capacity(requests.len());
     for request in requests {
         let result = match ctx.processes.spawn(&request).await {
-            Ok(spawned) => record_spawn(ctx, &request, spawned).await.map(|()| spawned.pid),
+            Ok(spawned) => record_spawn(ctx, settings, &request, spawned).await.map(|()| spawned.pid),
             Err(why) => {
                 let now_ms = ctx.clock.now_ms();
                 let cause = DeathCause::SpawnFailed(why.clone());
@@ -100,34 +100,70 @@ fn reserve(state: &mut State, settings: &Settings, actor: &str, now_ms: i64) -> 
     requests
 }
 
+/// What the recording transaction found.
+enum Recorded {
+    /// The pid is in the registry: the process may run.
+    Yes,
+    /// The entry was asked to stop before its pid was recorded. The process will never run (its
+    /// gate is closed next), so the entry and its task were settled in the same transaction:
+    /// nothing waits for a timeout to learn what is already known.
+    StoppedFirst,
+    /// The entry is no longer this spawn's to record (settled or changed by someone else).
+    Gone,
+}
+
 /// Records the pid of a fresh process and lets it run, or closes its gate when its entry was
 /// stopped meanwhile.
 async fn record_spawn<C: Clock, P: Processes, S: Store>(
     ctx: Ctx<'_, C, P, S>,
+    settings: &Settings,
     request: &SpawnRequest,
     spawned: Spawned,
 ) -> Result<(), String> {
     let now_ms = ctx.clock.now_ms();
-    let recorded = ctx
-        .store
-        .transact(|state| {
-            let Some(agent) = state.registry.agent(&request.agent_id) else { return false };
-            if agent.status != AgentStatus::Starting || agent.pid != 0 || agent.stop_requested.is_some() {
-                return false;
-            }
-            let agent = state.registry.agent_mut(&request.agent_id).expect("found above");
-            agent.pid = spawned.pid;
-            agent.process_start_ticks = spawned.start_ticks;
-            agent.status = AgentStatus::Working;
-            agent.last_heartbeat = Some(format_rfc3339(now_ms));
-            true
-        })
-        .await;
-    let go = matches!(recorded, Ok(true));
+    let recorded = ctx.store.transact(|state| record(state, settings, ctx.actor, request, spawned, now_ms)).await;
+    let go = matches!(recorded, Ok(Recorded::Yes));
     ctx.processes.release(&spawned, go).await;
     match recorded {
-        Ok(true) => Ok(()),
-        Ok(false) => Err(format!("{} was stopped before it was recorded; it never ran", request.agent_id)),
-        Err(error) => Err(format!("recording {} failed ({error}); it never ran", request.agent_id)),
+        Ok(Recorded::Yes) => Ok(()),
+        Ok(Recorded::StoppedFirst) => Err(format!("{} was stopped before it was recorded; it never ran", request.agent_id)),
+        Ok(Recorded::Gone) => Err(format!("{} was settled before it was recorded; it never ran", request.agent_id)),
+        Err(error) => {
+            // The gate is closed: the process never runs. Settle the entry now if the store lets
+            // us; if not, the reaper's starting timeout is the backstop.
+            let now_ms = ctx.clock.now_ms();
+            let cause = DeathCause::NeverStarted;
+            let settled = ctx
+                .store
+                .transact(|state| on_agent_ended(state, settings, ctx.actor, &request.agent_id, 0, cause, now_ms))
+                .await;
+            let settled = if settled.is_ok() { "settled" } else { "left to the starting timeout" };
+            Err(format!("recording {} failed ({error}); it never ran ({settled})", request.agent_id))
+        }
     }
+}
+
+fn record(
+    state: &mut State,
+    settings: &Settings,
+    actor: &str,
+    request: &SpawnRequest,
+    spawned: Spawned,
+    now_ms: i64,
+) -> Recorded {
+    let Some(agent) = state.registry.agent(&request.agent_id) else { return Recorded::Gone };
+    if agent.status != AgentStatus::Starting || agent.pid != 0 {
+        return Recorded::Gone;
+    }
+    if agent.stop_requested.is_some() {
+        let settled = on_agent_ended(state, settings, actor, &request.agent_id, 0, DeathCause::NeverStarted, now_ms);
+        assert!(settled.is_some(), "a starting entry with pid 0 is settled by its pid");
+        return Recorded::StoppedFirst;
+    }
+    let agent = state.registry.agent_mut(&request.agent_id).expect("found above");
+    agent.pid = spawned.pid;
+    agent.process_start_ticks = spawned.start_ticks;
+    agent.status = AgentStatus::Working;
+    agent.last_heartbeat = Some(format_rfc3339(now_ms));
+    Recorded::Yes
 }

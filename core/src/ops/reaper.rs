@@ -19,8 +19,6 @@ pub enum DeathCause {
     SpawnFailed(String),
     /// The registry entry was already ended (with this status) while its task was in progress.
     EntryEnded(AgentStatus),
-    /// The task names an agent id the registry never handed out (a lost registry write).
-    NeverRegistered,
 }
 
 impl fmt::Display for DeathCause {
@@ -33,7 +31,6 @@ impl fmt::Display for DeathCause {
             DeathCause::NeverStarted => write!(f, "it never started"),
             DeathCause::SpawnFailed(why) => write!(f, "it could not be spawned: {why}"),
             DeathCause::EntryEnded(status) => write!(f, "its registry entry is {status}"),
-            DeathCause::NeverRegistered => write!(f, "it was never recorded in the registry"),
         }
     }
 }
@@ -99,12 +96,10 @@ fn settle_orphans(state: &mut State, settings: &Settings, actor: &str, now_ms: i
         .filter(|task| task.status == TaskStatus::InProgress)
         .filter_map(|task| {
             let agent_id = task.assigned.as_deref()?;
-            let Some(agent) = state.registry.agent(agent_id) else {
-                // No entry at all: only an id the registry never handed out is ours to settle; any
-                // other may be a claim by a person or another tool (upstream `wg claim`).
-                let lost = state.registry.never_allocated(agent_id);
-                return lost.then(|| (task.id.clone(), agent_id.to_string(), DeathCause::NeverRegistered, None));
-            };
+            // No entry at all: a claim by a person or another tool (upstream `wg claim`), never
+            // ours to settle. Our own commits land graph and registry together, so a task of ours
+            // is never assigned to an id the registry does not hold.
+            let agent = state.registry.agent(agent_id)?;
             let ended = !agent.status.is_running() && agent.task_id == task.id;
             let stopped_by = agent.stop_requested.as_ref().map(|request| request.by.clone());
             let cause = DeathCause::EntryEnded(agent.status.clone());
