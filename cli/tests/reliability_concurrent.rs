@@ -107,11 +107,9 @@ fn writer(shared: &Shared, number: usize, seed: u64, commands: usize) -> (usize,
     (commands, promises, odd_exits)
 }
 
+/// A re-queue's log entry: the core's `requeue` marks each with the count it raised.
 fn is_recovery_event(message: &str) -> bool {
-    message.starts_with("Retried")
-        || message.ends_with("; re-queued")
-        || message.contains("crash loop, re-queued after")
-        || message == "Recovered by wg recover"
+    wg_core::ops::attempt_marked(message).is_some()
 }
 
 #[test]

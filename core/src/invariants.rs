@@ -1,23 +1,164 @@
-//! The invariants of DESIGN.md that can be read off one state (S4-S6 in part, S8).
-//! History-dependent ones (S1-S3, S7) are checked by the simulator, which sees every step.
+//! The invariants S1-S8 and L1-L2 (docs/invariants.md), each defined once, as pure functions over
+//! the state of graph and registry and, where one is needed, a small view of the processes.
+//!
+//! The simulator calls them after every step (it sees every commit and every signal); the smoke
+//! runner calls the same functions on what the files and `/proc` show during and after a real
+//! run. A state that both can see gets the same verdict from the same function. What an observer
+//! cannot see (the smoke runner does not see each commit, nor whom a signal was meant for) it
+//! does not check, and says so.
 
-use crate::model::TaskStatus;
+use crate::model::{Agent, Task, TaskStatus};
+use crate::ops::{attempt_marked, is_ready};
 use crate::ports::State;
+use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
+    /// `S1`..`S8`, `L1`, `L2`.
     pub invariant: &'static str,
     pub detail: String,
 }
 
-/// S6 as far as one state tells it. A running entry's task is assigned to it (in progress, or
-/// finished by it). An in-progress task's agent is live or about to be reaped: its entry is
-/// running (the reaper watches it), or has ended and the reaper's orphan sweep re-queues the task
-/// on its next pass (`wg agents kill` leaves the task to it). What no path settles is an
-/// in-progress task assigned to an entry of another task. Tasks claimed by another tool (upstream
-/// `wg claim`) may have no entry at all; whether a sweep really comes is L1's business.
+fn violation(invariant: &'static str, detail: String) -> Violation {
+    Violation { invariant, detail }
+}
+
+/// An agent process as an observer sees it (S1 counts only those running their command, not
+/// those held at their spawn gate; L2 counts every one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AgentProcess<'a> {
+    pub agent_id: &'a str,
+    pub task_id: &'a str,
+    pub pid: i64,
+}
+
+/// S1: at most one live agent process per task.
+pub fn check_one_agent_per_task<'a>(running: impl IntoIterator<Item = AgentProcess<'a>>) -> Vec<Violation> {
+    let mut per_task: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for agent in running {
+        per_task.entry(agent.task_id).or_default().push(format!("{} (pid {})", agent.agent_id, agent.pid));
+    }
+    per_task
+        .into_iter()
+        .filter(|(_, agents)| agents.len() > 1)
+        .map(|(task_id, agents)| {
+            violation("S1", format!("{task_id} has {} live agent processes: {}", agents.len(), agents.join(", ")))
+        })
+        .collect()
+}
+
+/// S2: a signal reached `target` (a process of the tree rooted at `target_tree`, or of none),
+/// which must be the tree the signaller meant. The rule is [`crate::identity::signal_was_meant`].
+pub fn check_signal_delivery(
+    signal: &str,
+    intended: &crate::model::ProcessRef,
+    target: &str,
+    target_tree: Option<(i64, u64)>,
+) -> Option<Violation> {
+    if crate::identity::signal_was_meant(intended, target_tree) {
+        return None;
+    }
+    let meant = format!("pid {} (start ticks {:?})", intended.pid, intended.start_ticks);
+    Some(violation("S2", format!("{signal} meant for {meant} hit {target}")))
+}
+
+/// S3, one transition of one task (consecutive committed states): a re-queue raises the attempt
+/// counter by exactly one, and nothing else raises it (or lowers it).
+pub fn check_attempt_transition(before: &Task, after: &Task) -> Option<Violation> {
+    let delta = i64::from(after.retry_count) - i64::from(before.retry_count);
+    let requeued = after.status == TaskStatus::Open && before.status != TaskStatus::Open;
+    let id = &after.id;
+    let detail = match (delta, requeued) {
+        (0, false) | (1, true) => return None,
+        (0, true) => format!("{id} was re-queued ({} -> open) without counting it", before.status),
+        (1, false) => format!(
+            "{id}'s retry_count rose {} -> {} without a re-queue ({} -> {})",
+            before.retry_count, after.retry_count, before.status, after.status
+        ),
+        _ => format!("{id}'s retry_count went {} -> {}", before.retry_count, after.retry_count),
+    };
+    Some(violation("S3", detail))
+}
+
+/// S3, per command: one invocation (one recovery event) raises a task's counter once at most.
+pub fn check_raises_by_one_command(task_id: &str, raises: u32) -> Option<Violation> {
+    (raises > 1).then(|| violation("S3", format!("one command raised {task_id}'s retry_count {raises} times")))
+}
+
+/// S3 over a whole history, as one state shows it: since `initial`, each task's attempt counter
+/// rose by exactly the number of re-queue entries added to its log (each re-queue marks its
+/// entry with the count it raised the counter to), and the last mark is the counter.
+pub fn check_attempts_logged(initial: &State, now: &State) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for task in now.graph.tasks() {
+        let (initial_count, initial_entries) =
+            initial.graph.task(&task.id).map_or((0, 0), |task| (task.retry_count, task.log.len()));
+        let marks: Vec<u32> =
+            task.log.iter().skip(initial_entries).filter_map(|entry| attempt_marked(&entry.message)).collect();
+        let raised = i64::from(task.retry_count) - i64::from(initial_count);
+        let last_agrees = marks.last().is_none_or(|last| *last == task.retry_count);
+        if raised != marks.len() as i64 || !last_agrees {
+            found.push(violation(
+                "S3",
+                format!(
+                    "{}'s retry_count went {initial_count} -> {} but its log has {} re-queue entries since \
+                     (marked {marks:?})",
+                    task.id,
+                    task.retry_count,
+                    marks.len()
+                ),
+            ));
+        }
+    }
+    found
+}
+
+/// S4: a task that was done stays done, with the same agent, whoever wrote in between.
+pub fn check_done_stays_done(before: &State, after: &State) -> Vec<Violation> {
+    after
+        .graph
+        .tasks()
+        .filter_map(|task| {
+            let was = before.graph.task(&task.id).filter(|was| was.status == TaskStatus::Done)?;
+            let kept = task.status == TaskStatus::Done && task.assigned == was.assigned;
+            let detail = format!("{} was done and became {} (assigned {:?})", task.id, task.status, task.assigned);
+            (!kept).then(|| violation("S4", detail))
+        })
+        .collect()
+}
+
+/// S5: the `.evaluate-*` / `.flip-*` companions are unchanged between two states (the caller
+/// picks states between which only retry and kill wrote, or no writer may change them).
+pub fn check_companions_unchanged(before: &State, after: &State) -> Vec<Violation> {
+    before
+        .graph
+        .tasks()
+        .filter(|task| task.is_companion())
+        .filter_map(|was| {
+            let now = after.graph.task(&was.id);
+            let detail = match now {
+                None => format!("companion {} disappeared", was.id),
+                Some(now) if now != was => {
+                    format!("companion {} was changed ({} -> {})", was.id, was.status, now.status)
+                }
+                Some(_) => return None,
+            };
+            Some(violation("S5", detail))
+        })
+        .collect()
+}
+
+/// S6 over one committed state: graph and registry agree.
+///
+/// - A running entry's task is assigned to it (in progress, or finished by it: done or failed
+///   before the reaper settled the entry).
+/// - An in-progress task of ours is live or about to be reaped: its entry is running (the reaper
+///   watches it) or has ended (the reaper's orphan sweep re-queues it); never the entry of another
+///   task, and never nobody.
+/// - A task assigned to a name the registry does not hold was claimed by a person or another tool
+///   (upstream `wg claim --actor ...`): not ours, allowed. Whether a sweep really comes is L1's.
 pub fn check_agreement(state: &State) -> Vec<Violation> {
-    let mut violations = Vec::new();
+    let mut found = Vec::new();
     for agent in state.registry.agents().filter(|agent| agent.status.is_running()) {
         let task = state.graph.task(&agent.task_id);
         let agrees = task.is_some_and(|task| {
@@ -27,21 +168,134 @@ pub fn check_agreement(state: &State) -> Vec<Violation> {
         if !agrees {
             let status =
                 task.map_or("missing".to_string(), |task| format!("{} assigned {:?}", task.status, task.assigned));
-            let detail = format!("{} is {} but its task {} is {status}", agent.id, agent.status, agent.task_id);
-            violations.push(Violation { invariant: "S6", detail });
+            found.push(violation(
+                "S6",
+                format!("{} is {} but its task {} is {status}", agent.id, agent.status, agent.task_id),
+            ));
         }
     }
     for task in state.graph.tasks().filter(|task| task.status == TaskStatus::InProgress) {
-        let Some(owner) = task.assigned.as_deref().and_then(|id| state.registry.agent(id)) else { continue };
+        let Some(assigned) = task.assigned.as_deref() else {
+            found.push(violation(
+                "S6",
+                format!("{} is in-progress with nobody assigned: nothing will re-queue it", task.id),
+            ));
+            continue;
+        };
+        let Some(owner) = state.registry.agent(assigned) else { continue };
         if owner.task_id != task.id {
             let detail = format!(
                 "{} is in-progress for {} whose entry is for {} ({}): nothing will re-queue it",
                 task.id, owner.id, owner.task_id, owner.status
             );
-            violations.push(Violation { invariant: "S6", detail });
+            found.push(violation("S6", detail));
         }
     }
-    violations
+    found
+}
+
+/// S7: a retry that changed its task (`acted`) left exactly one log entry on it, containing its
+/// reason; a retry that found nothing to do (already open, or another retry in flight) left
+/// none. `entries` are the messages this retry wrote on the task.
+pub fn check_retry_logged(
+    command: &str,
+    task_id: &str,
+    reason: &str,
+    acted: bool,
+    entries: &[&str],
+) -> Option<Violation> {
+    let expected = usize::from(acted);
+    let with_reason = entries.iter().filter(|message| message.contains(reason)).count();
+    (entries.len() != expected || with_reason != expected).then(|| {
+        violation(
+            "S7",
+            format!(
+                "{command} left {} log entries on {task_id}, {with_reason} with its reason (expected {expected})",
+                entries.len()
+            ),
+        )
+    })
+}
+
+/// S8: no task and no field another tool wrote is lost or changed by our writes.
+pub fn check_unknown_fields_survive(initial: &State, now: &State) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for task in initial.graph.tasks() {
+        let Some(kept) = now.graph.task(&task.id) else {
+            found.push(violation("S8", format!("task {} disappeared", task.id)));
+            continue;
+        };
+        for (key, value) in &task.extra {
+            if kept.extra.get(key) != Some(value) {
+                found.push(violation("S8", format!("{}'s unknown field {key:?} was lost or changed", task.id)));
+            }
+        }
+    }
+    for (key, value) in initial.registry.extra() {
+        if now.registry.extra().get(key) != Some(value) {
+            found.push(violation("S8", format!("the registry's unknown field {key:?} was lost or changed")));
+        }
+    }
+    found
+}
+
+/// What the liveness checks need to know of the end of a run.
+pub struct LivenessView<'a> {
+    pub state: &'a State,
+    /// Whether the entry's process (or one of its tree) is still there.
+    pub alive: &'a dyn Fn(&Agent) -> bool,
+    /// Whether a dispatcher runs, and its limit.
+    pub dispatcher: Option<usize>,
+    pub now_ms: i64,
+}
+
+/// L1, checked once the run had time for a sweep, a grace period and a dispatch: no task of ours
+/// is still in progress for an agent whose process is gone, and no ready task waits while the
+/// dispatcher has room.
+pub fn check_recovered(view: &LivenessView) -> Vec<Violation> {
+    let state = view.state;
+    let mut found = Vec::new();
+    for task in state.graph.tasks().filter(|task| task.status == TaskStatus::InProgress) {
+        let Some(agent) = task.assigned.as_deref().and_then(|id| state.registry.agent(id)) else { continue };
+        if !(view.alive)(agent) {
+            found.push(violation(
+                "L1",
+                format!("{} is still in-progress for {}, whose process is gone", task.id, agent.id),
+            ));
+        }
+    }
+    if let Some(max_agents) = view.dispatcher {
+        let running = state.registry.agents().filter(|agent| agent.status.is_running()).count();
+        for task in state.graph.tasks().filter(|task| running < max_agents && is_ready(state, task, view.now_ms)) {
+            found.push(violation("L1", format!("{} is ready but no agent was dispatched for it", task.id)));
+        }
+    }
+    found
+}
+
+/// L2, at the end: the agents stopped by a retry are gone, and no agent process runs whose entry
+/// is not running (nothing would ever stop it).
+pub fn check_stopped<'a>(
+    state: &State,
+    retried: impl IntoIterator<Item = &'a str>,
+    running: impl IntoIterator<Item = AgentProcess<'a>> + Clone,
+) -> Vec<Violation> {
+    let mut found = Vec::new();
+    for agent_id in retried {
+        if running.clone().into_iter().any(|agent| agent.agent_id == agent_id) {
+            found.push(violation("L2", format!("{agent_id} still runs after its task was retried")));
+        }
+    }
+    for agent in running {
+        let entry_runs = state.registry.agent(agent.agent_id).is_some_and(|entry| entry.status.is_running());
+        if !entry_runs {
+            found.push(violation(
+                "L2",
+                format!("{} (pid {}) runs but its entry is not running", agent.agent_id, agent.pid),
+            ));
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -58,6 +312,7 @@ mod tests {
     }
 
     const AGENT_1_ON_T1: &str = r#"{"agents":{"agent-1":{"id":"agent-1","pid":7,"task_id":"t1","started_at":"x","status":"working"}},"next_agent_id":2}"#;
+    const NO_AGENTS: &str = r#"{"agents":{},"next_agent_id":1}"#;
 
     #[test]
     fn a_running_agent_and_its_in_progress_task_agree() {
@@ -74,16 +329,128 @@ mod tests {
     }
 
     #[test]
-    fn a_task_given_to_another_tasks_entry_breaks_s6_and_a_claim_without_entry_does_not() {
+    fn a_task_given_to_another_tasks_entry_or_to_nobody_breaks_s6_and_a_claim_without_entry_does_not() {
         let graph = concat!(
             r#"{"kind":"task","id":"t1","status":"in-progress","assigned":"agent-1"}"#,
             "\n",
             r#"{"kind":"task","id":"t2","status":"in-progress","assigned":"agent-1"}"#,
             "\n",
-            r#"{"kind":"task","id":"t3","status":"in-progress","assigned":"a-person"}"#
+            r#"{"kind":"task","id":"t3","status":"in-progress","assigned":"a-person"}"#,
+            "\n",
+            r#"{"kind":"task","id":"t4","status":"in-progress"}"#
         );
         let found = check_agreement(&state(graph, AGENT_1_ON_T1));
-        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found.len(), 2, "{found:?}");
         assert!(found[0].detail.starts_with("t2 is in-progress for agent-1"), "{found:?}");
+        assert!(found[1].detail.starts_with("t4 is in-progress with nobody"), "{found:?}");
+    }
+
+    #[test]
+    fn two_running_agents_of_one_task_break_s1() {
+        let one = AgentProcess { agent_id: "agent-1", task_id: "t1", pid: 100 };
+        let two = AgentProcess { agent_id: "agent-2", task_id: "t1", pid: 101 };
+        let other = AgentProcess { agent_id: "agent-3", task_id: "t2", pid: 102 };
+        assert!(check_one_agent_per_task([one, other]).is_empty());
+        let found = check_one_agent_per_task([one, two, other]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].detail, "t1 has 2 live agent processes: agent-1 (pid 100), agent-2 (pid 101)");
+    }
+
+    fn task(line: &str) -> Task {
+        Graph::parse(line.as_bytes()).unwrap().tasks().next().unwrap().clone()
+    }
+
+    #[test]
+    fn a_requeue_counts_once_and_nothing_else_counts() {
+        let running = task(r#"{"kind":"task","id":"t1","status":"in-progress","assigned":"agent-1"}"#);
+        let requeued = task(r#"{"kind":"task","id":"t1","status":"open","retry_count":1}"#);
+        let twice = task(r#"{"kind":"task","id":"t1","status":"open","retry_count":2}"#);
+        let uncounted = task(r#"{"kind":"task","id":"t1","status":"open"}"#);
+        let done_counted = task(r#"{"kind":"task","id":"t1","status":"done","retry_count":1}"#);
+        assert_eq!(check_attempt_transition(&running, &requeued), None);
+        assert_eq!(check_attempt_transition(&running, &running), None);
+        for wrong in [&twice, &uncounted, &done_counted] {
+            assert_eq!(check_attempt_transition(&running, wrong).map(|v| v.invariant), Some("S3"), "{wrong:?}");
+        }
+        assert!(check_raises_by_one_command("t1", 1).is_none());
+        assert!(check_raises_by_one_command("t1", 2).is_some());
+    }
+
+    #[test]
+    fn the_log_accounts_for_every_raise_of_the_attempt_counter() {
+        let initial = state(
+            r#"{"kind":"task","id":"t1","status":"in-progress","retry_count":2,"log":[{"timestamp":"x","message":"old"}]}"#,
+            NO_AGENTS,
+        );
+        let entry = |message: &str| format!(r#"{{"timestamp":"x","user":"u","message":"{message}"}}"#);
+        let with_log = |count: u32, entries: &[String]| {
+            let log = std::iter::once(entry("old")).chain(entries.iter().cloned()).collect::<Vec<_>>().join(",");
+            state(
+                &format!(r#"{{"kind":"task","id":"t1","status":"open","retry_count":{count},"log":[{log}]}}"#),
+                NO_AGENTS,
+            )
+        };
+        let once = [entry("Retried: hung (attempt 3)")];
+        assert_eq!(check_attempts_logged(&initial, &with_log(3, &once)), Vec::new());
+        assert_eq!(check_attempts_logged(&initial, &with_log(4, &once)).len(), 1, "a raise without an entry");
+        assert_eq!(check_attempts_logged(&initial, &with_log(2, &once)).len(), 1, "an entry without a raise");
+        let twice = [entry("a (attempt 3)"), entry("b (attempt 4)")];
+        assert_eq!(check_attempts_logged(&initial, &with_log(4, &twice)), Vec::new());
+        assert_eq!(check_attempts_logged(&initial, &with_log(2, &[])), Vec::new());
+    }
+
+    #[test]
+    fn a_done_task_that_changes_breaks_s4_and_companions_must_not_change() {
+        let done = state(r#"{"kind":"task","id":"t1","status":"done","assigned":"agent-1"}"#, NO_AGENTS);
+        let reopened = state(r#"{"kind":"task","id":"t1","status":"open"}"#, NO_AGENTS);
+        assert_eq!(check_done_stays_done(&done, &done), Vec::new());
+        assert_eq!(check_done_stays_done(&done, &reopened)[0].invariant, "S4");
+        let companion = state(r#"{"kind":"task","id":".evaluate-t1","status":"open"}"#, NO_AGENTS);
+        let abandoned = state(r#"{"kind":"task","id":".evaluate-t1","status":"abandoned"}"#, NO_AGENTS);
+        assert_eq!(check_companions_unchanged(&companion, &companion), Vec::new());
+        assert_eq!(check_companions_unchanged(&companion, &abandoned)[0].invariant, "S5");
+    }
+
+    #[test]
+    fn s7_wants_one_entry_with_the_reason_from_a_retry_that_acted_and_none_otherwise() {
+        assert!(check_retry_logged("wg retry", "t1", "hung", true, &["Retried: hung (attempt 1)"]).is_none());
+        assert!(check_retry_logged("wg retry", "t1", "hung", true, &[]).is_some());
+        assert!(check_retry_logged("wg retry", "t1", "hung", true, &["Retried: other"]).is_some());
+        assert!(check_retry_logged("wg retry", "t1", "hung", false, &[]).is_none());
+        assert!(check_retry_logged("wg retry", "t1", "hung", false, &["hung"]).is_some());
+    }
+
+    #[test]
+    fn unknown_fields_and_tasks_must_survive() {
+        let initial = state(
+            r#"{"kind":"task","id":"t1","status":"open","priority":3}"#,
+            r#"{"agents":{},"next_agent_id":1,"note":"kept"}"#,
+        );
+        assert_eq!(check_unknown_fields_survive(&initial, &initial), Vec::new());
+        let lost = state(r#"{"kind":"task","id":"t1","status":"open"}"#, NO_AGENTS);
+        let found = check_unknown_fields_survive(&initial, &lost);
+        assert_eq!(found.iter().map(|v| v.invariant).collect::<Vec<_>>(), ["S8", "S8"], "{found:?}");
+    }
+
+    #[test]
+    fn liveness_wants_dead_agents_settled_ready_tasks_dispatched_and_retried_agents_gone() {
+        let graph = concat!(
+            r#"{"kind":"task","id":"t1","status":"in-progress","assigned":"agent-1"}"#,
+            "\n",
+            r#"{"kind":"task","id":"t2","status":"open","exec":"true"}"#
+        );
+        let state = state(graph, AGENT_1_ON_T1);
+        let dead = |_: &Agent| false;
+        let view = LivenessView { state: &state, alive: &dead, dispatcher: Some(2), now_ms: 0 };
+        let found = check_recovered(&view);
+        assert_eq!(found.len(), 2, "{found:?}");
+        let alive = |_: &Agent| true;
+        let view = LivenessView { state: &state, alive: &alive, dispatcher: None, now_ms: 0 };
+        assert_eq!(check_recovered(&view), Vec::new());
+        let running = [AgentProcess { agent_id: "agent-1", task_id: "t1", pid: 7 }];
+        assert_eq!(check_stopped(&state, [], running), Vec::new());
+        assert_eq!(check_stopped(&state, ["agent-1"], running)[0].invariant, "L2");
+        let stray = [AgentProcess { agent_id: "agent-9", task_id: "t1", pid: 8 }];
+        assert_eq!(check_stopped(&state, [], stray)[0].invariant, "L2");
     }
 }

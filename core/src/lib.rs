@@ -6,6 +6,7 @@
 
 pub mod block_on;
 pub mod graph;
+pub mod identity;
 pub mod invariants;
 pub mod model;
 pub mod ops;

@@ -60,6 +60,11 @@ impl Registry {
         self.agents.values()
     }
 
+    /// Fields another tool wrote at the top level, kept as they were (S8).
+    pub fn extra(&self) -> &Map<String, Value> {
+        &self.extra
+    }
+
     /// Hands out the next `agent-N` id.
     pub fn allocate_agent_id(&mut self) -> String {
         self.changed = true;

@@ -122,17 +122,11 @@ fn after_retry(
         .task(task_id)
         .map(|task| task.log.iter().filter(|entry| entry.user == name).map(|entry| entry.message.clone()).collect())
         .unwrap_or_default();
-    let expected = match outcome {
-        RetryOutcome::AlreadyOpen | RetryOutcome::InFlight { .. } => 0,
-        _ => 1,
-    };
-    let with_reason = entries.iter().filter(|message| message.contains(reason)).count();
-    if entries.len() != expected || with_reason != expected {
-        let detail = format!(
-            "{name} ({outcome:?}) left {} log entries on {task_id}, {with_reason} with its reason",
-            entries.len()
-        );
-        inner.violations.push(crate::world::Violation { checker: "S7".into(), detail });
+    let acted = !matches!(outcome, RetryOutcome::AlreadyOpen | RetryOutcome::InFlight { .. });
+    let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
+    let command = format!("{name} ({outcome:?})");
+    if let Some(broken) = wg_core::invariants::check_retry_logged(&command, task_id, reason, acted, &entries) {
+        inner.violations.push(broken.into());
     }
     if let RetryOutcome::Restarted { agent_id, .. } = outcome {
         inner.retried_agents.push(agent_id.clone());

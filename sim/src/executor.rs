@@ -682,7 +682,7 @@ fn state_hash(inner: &Inner) -> u64 {
 fn end_checks(world: &World, step: usize, faults_fired: u32, end_ms: i64) -> Option<Failure> {
     let inner = world.inner.borrow();
     debug_assert!(inner.now_ms >= end_ms || quiescent_inner(world, &inner), "end checks run at the end");
-    let mut found = checks::at_end(&inner, &world.settings, world.scenario.service.running);
+    let mut found = checks::at_end(&inner, &world.initial, &world.settings, world.scenario.service.running);
     found.extend(checks::expectations(&inner.committed, &world.scenario.expect_always));
     if faults_fired == 0 {
         found.extend(checks::expectations(&inner.committed, &world.scenario.expect_if_no_faults));

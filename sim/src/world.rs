@@ -14,6 +14,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use wg_core::graph::Graph;
+use wg_core::identity::{check_identity, check_pid, Observed};
+use wg_core::invariants::check_signal_delivery;
 use wg_core::model::ProcessRef;
 use wg_core::ports::{
     Clock, ExitKind, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnRequest, Spawned, State, Store,
@@ -527,15 +529,12 @@ impl World {
         }
     }
 
-    /// Which live process `process` means, if it is still that process.
+    /// Which live process `process` means, if it is still that process: the identity rule of
+    /// `wg_core::identity`, with the simulated clock's exact start times (no slack).
     fn identity_of(inner: &Inner, process: &ProcessRef) -> Option<Root> {
         let proc = inner.procs.get(&process.pid)?;
-        let same = match (process.start_ticks, process.started_at_ms) {
-            (Some(ticks), _) => proc.start_ticks == ticks,
-            (None, Some(started_at_ms)) => proc.start_ms <= started_at_ms,
-            (None, None) => true,
-        };
-        same.then_some((proc.pid, proc.start_ticks))
+        let observed = Observed { start_ticks: proc.start_ticks, start_ms: Some(proc.start_ms) };
+        check_identity(process, observed, 0).is_ok().then_some((proc.pid, proc.start_ticks))
     }
 
     /// The root a wait or a tree signal means: the live leader, or the recorded identity.
@@ -552,15 +551,10 @@ impl World {
     fn deliver(&self, inner: &mut Inner, intended: &ProcessRef, targets: Vec<i64>, signal: Signal) {
         for pid in targets {
             let Some(proc) = inner.procs.get(&pid).cloned() else { continue };
-            let meant = proc.root.is_some_and(|(root_pid, ticks)| {
-                root_pid == intended.pid && intended.start_ticks.is_none_or(|wanted| wanted == ticks)
-            });
-            if !meant {
-                let detail = format!(
-                    "{signal:?} meant for pid {} (start {:?}) hit pid {pid} ({:?}, start {})",
-                    intended.pid, intended.start_ticks, proc.kind, proc.start_ticks
-                );
-                inner.violations.push(Violation { checker: "S2".into(), detail });
+            let target = format!("pid {pid} ({:?}, start ticks {})", proc.kind, proc.start_ticks);
+            let signal_name = format!("{signal:?}");
+            if let Some(broken) = check_signal_delivery(&signal_name, intended, &target, proc.root) {
+                inner.violations.push(broken.into());
             }
             if let ProcKind::Agent { agent_id, .. } = &proc.kind {
                 self.emit(inner, &format!("signal {agent_id}"));
@@ -588,8 +582,8 @@ impl World {
 
     fn signal_now(&self, process: &ProcessRef, signal: Signal) -> SignalOutcome {
         let mut inner = self.inner.borrow_mut();
-        if process.pid <= 1 {
-            return SignalOutcome::NotOurs(format!("pid {} is never signalled", process.pid));
+        if let Err(why) = check_pid(process.pid, None) {
+            return SignalOutcome::NotOurs(format!("{why}: never signalled"));
         }
         let leader = World::identity_of(&inner, process);
         let root = leader.or_else(|| process.start_ticks.map(|ticks| (process.pid, ticks)));
@@ -611,8 +605,8 @@ impl World {
 
     pub fn liveness_now(&self, process: &ProcessRef) -> Liveness {
         let inner = self.inner.borrow();
-        if process.pid <= 1 {
-            return Liveness::Refused(format!("pid {} is never an agent", process.pid));
+        if let Err(why) = check_pid(process.pid, None) {
+            return Liveness::Refused(format!("{why}: never an agent"));
         }
         if World::identity_of(&inner, process).is_some() {
             return Liveness::Alive;

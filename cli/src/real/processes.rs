@@ -21,13 +21,14 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use wg_core::identity::{check_pid, Observed, Signaller};
 use wg_core::model::ProcessRef;
 use wg_core::ports::{ExitKind, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnRequest, Spawned};
 use wg_core::time::EpochMs;
 
 /// `btime` in `/proc/stat` has one-second granularity and the wall clock may have been stepped
 /// since boot, so a process counts as "started later" only beyond this margin.
-const START_SLACK_MS: i64 = 2_000;
+pub const START_SLACK_MS: i64 = 2_000;
 
 /// Without pidfds (kernels before 5.3) there is no exit event to wait on; we look at `/proc`
 /// this often instead. With pidfds this interval is never used.
@@ -89,36 +90,17 @@ pub fn scan_processes() -> Vec<ProcStat> {
     entries.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok()).filter_map(read_stat).collect()
 }
 
-/// The one place for the rule of which pids we never touch: 0 and negative (the kernel reads
-/// them as "my group" / "every process"), 1 (init), anything that is not an `i32` pid, our own
-/// process and our own process group (we would signal ourselves).
-pub fn check_pid(pid: i64, own_pid: i32, own_pgid: i32) -> Result<i32, String> {
-    let Ok(pid32) = i32::try_from(pid) else { return Err(format!("pid {pid} is out of range")) };
-    if pid32 <= 0 {
-        return Err(format!("pid {pid} would address a whole group or every process"));
-    }
-    if pid32 == 1 {
-        return Err("pid 1 is init".to_string());
-    }
-    if pid32 == own_pid {
-        return Err(format!("pid {pid} is this wg process"));
-    }
-    if pid32 == own_pgid {
-        return Err(format!("pid {pid} is this wg process's own process group"));
-    }
-    Ok(pid32)
-}
-
-/// [`check_pid`] against this process. Every path that signals or waits goes through it first.
+/// The pid guard ([`wg_core::identity::check_pid`], the one place for the rule) against this
+/// process. Every path that signals or waits goes through it first.
 pub fn guard_pid(pid: i64) -> Result<i32, String> {
     let own_pid = rustix::process::getpid().as_raw_nonzero().get();
     let own_pgid = rustix::process::getpgrp().as_raw_nonzero().get();
-    check_pid(pid, own_pid, own_pgid)
+    check_pid(pid, Some(Signaller { pid: own_pid, pgid: own_pgid }))
 }
 
 /// Clock ticks per second (`sysconf(_SC_CLK_TCK)`), read from the auxiliary vector the kernel
 /// hands every process, which is where libc gets it too. USER_HZ is 100 nearly everywhere.
-fn ticks_per_second() -> u64 {
+pub fn ticks_per_second() -> u64 {
     const AT_CLKTCK: u64 = 17;
     let Ok(auxv) = fs::read("/proc/self/auxv") else { return 100 };
     let word = |chunk: &[u8]| u64::from_ne_bytes(chunk.try_into().unwrap_or([0; 8]));
@@ -139,24 +121,17 @@ pub fn start_epoch_ms(start_ticks: u64, boot_time_s: i64, ticks_per_s: u64) -> E
     boot_time_s * 1000 + (start_ticks.saturating_mul(1000) / ticks_per_s.max(1)) as i64
 }
 
-/// Is the process that started at `start_ticks` the one `process` means? Exact when we recorded
-/// its start ticks; otherwise it must not have started after the entry's `started_at`.
-fn check_identity(process: &ProcessRef, start_ticks: u64) -> Result<(), String> {
-    if let Some(recorded) = process.start_ticks {
-        if recorded == start_ticks {
-            return Ok(());
-        }
-        return Err(format!("pid {} started at tick {start_ticks}, not at tick {recorded}", process.pid));
-    }
-    let (Some(started_at_ms), Some(boot_s)) = (process.started_at_ms, boot_time_s()) else { return Ok(()) };
-    let start_ms = start_epoch_ms(start_ticks, boot_s, ticks_per_second());
-    if start_ms > started_at_ms + START_SLACK_MS {
-        return Err(format!(
-            "pid {} started at {start_ms} ms, after the agent's start {started_at_ms} ms",
-            process.pid
-        ));
-    }
-    Ok(())
+/// What `/proc` tells of a process that started `start_ticks` after boot: its start on the wall
+/// clock, worked out from the boot time and the kernel's tick rate.
+pub fn observe(start_ticks: u64) -> Observed {
+    let start_ms = boot_time_s().map(|boot_s| start_epoch_ms(start_ticks, boot_s, ticks_per_second()));
+    Observed { start_ticks, start_ms }
+}
+
+/// Is the process that started at `start_ticks` the one `process` means? The identity rule
+/// ([`wg_core::identity::check_identity`]) with what `/proc` shows and its precision.
+pub fn check_identity(process: &ProcessRef, start_ticks: u64) -> Result<(), String> {
+    wg_core::identity::check_identity(process, observe(start_ticks), START_SLACK_MS)
 }
 
 /// A process we verified and hold: the pidfd pins it (`None` only where the kernel has no pidfds).
@@ -884,17 +859,6 @@ mod tests {
         let first = read_start_ticks(own).expect("own stat readable");
         assert_eq!(read_start_ticks(own), Some(first));
         assert_eq!(read_stat(own).map(|stat| stat.pid), Some(own));
-    }
-
-    #[test]
-    fn check_pid_refuses_what_we_never_signal() {
-        let (own_pid, own_pgid) = (5000, 4990);
-        for pid in [0, 1, -1, -4242, i64::MAX, i64::from(i32::MAX) + 1, i64::MIN, 5000, 4990] {
-            assert!(check_pid(pid, own_pid, own_pgid).is_err(), "pid {pid} must be refused");
-        }
-        assert_eq!(check_pid(2, own_pid, own_pgid), Ok(2));
-        assert_eq!(check_pid(4242, own_pid, own_pgid), Ok(4242));
-        assert_eq!(check_pid(i64::from(i32::MAX), own_pid, own_pgid), Ok(i32::MAX));
     }
 
     #[test]

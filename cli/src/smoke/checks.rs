@@ -1,34 +1,43 @@
-//! What must hold in a real run: the invariants that files and `/proc` can show (S1, S2, S4,
-//! S5, S6, S8), sampled while the scenario runs and checked at its end, and the scenario's own
-//! expectations, evaluated by the simulator's own evaluator on the real files.
+//! What must hold in a real run, judged by the very functions the simulator uses
+//! (`wg_core::invariants`, docs/invariants.md) on what the files and `/proc` show: S1, S4, S5, S6
+//! on every sample while the scenario runs; S3 (the log accounts for every raise), S8 and L1 at
+//! its end; S2 on the unrelated processes squatting on reused pids. The scenario's own
+//! expectations go through the simulator's evaluator.
+//!
+//! What a real run cannot observe, it does not check (listed once per suite run, see
+//! [`NOT_OBSERVABLE`]): whom each signal was meant for (S2 beyond the squatters), each commit on
+//! its own (S3's per-transition rule), what each retry returned (S7), and which agents a retry
+//! stopped (L2).
 
 use super::procs;
-use super::world::{World, FOREIGN_LINE, PLANTED_FIELD};
-use std::collections::{BTreeMap, BTreeSet};
+use super::world::{World, FOREIGN_LINE};
+use std::collections::BTreeSet;
 use std::time::Duration;
-use wg_core::graph::Graph;
-use wg_core::model::{is_companion_id, TaskStatus};
-use wg_core::ports::State;
-use wg_core::registry::Registry;
+use wg_core::invariants::{self, AgentProcess, LivenessView, Violation};
+use wg_core::model::Agent;
+use wg_core::ports::{State, Store};
 use wg_sim::scenario::{Action, Command, Scenario};
 
-/// Both files as read now, raw (for byte-for-byte checks) and parsed.
+/// The invariants the simulator checks and a real run cannot observe.
+pub const NOT_OBSERVABLE: &str = "S2 beyond the processes at reused pids, S3 per commit, S7, L2 \
+     (the simulator checks them; a real run cannot see whom a signal was meant for, each commit, \
+     or what a command returned)";
+
+/// Both files as one lock holder reads them, raw (for byte-for-byte checks) and parsed.
 pub struct Snapshot {
     pub graph_text: String,
-    pub registry_bytes: Vec<u8>,
     pub state: State,
 }
 
-/// Reads `.wg/graph.jsonl` and the registry. Each file is replaced atomically, so a parse error
-/// is a real S8 violation, never a torn read.
+/// Reads graph and registry under the store's locks, as one transaction would, so the two
+/// files come from the same commit (a reader without the lock may see a commit half renamed).
 pub fn read_snapshot(world: &World) -> Result<Snapshot, String> {
+    let store = crate::real::store::FileStore::new(world.paths.clone(), false);
     let graph_path = world.paths.graph();
-    let graph_text = std::fs::read_to_string(&graph_path).map_err(|e| format!("S8: cannot read graph.jsonl: {e}"))?;
-    let graph = Graph::parse(graph_text.as_bytes()).map_err(|e| format!("S8: graph.jsonl does not parse: {e:?}"))?;
-    let registry_bytes = std::fs::read(world.paths.registry()).unwrap_or_default();
-    let registry =
-        Registry::parse(&registry_bytes).map_err(|e| format!("S8: service/registry.json does not parse: {e}"))?;
-    Ok(Snapshot { graph_text, registry_bytes, state: State { graph, registry } })
+    let read = store.transact(|state| (state.clone(), std::fs::read_to_string(&graph_path)));
+    let (state, graph_text) = wg_core::block_on(read).map_err(|error| format!("S8: {error}"))?;
+    let graph_text = graph_text.map_err(|error| format!("S8: cannot read graph.jsonl: {error}"))?;
+    Ok(Snapshot { graph_text, state })
 }
 
 /// The line of task `id` in `graph.jsonl`, as written.
@@ -40,12 +49,27 @@ fn line_of<'a>(graph_text: &'a str, id: &str) -> Option<&'a str> {
     })
 }
 
+fn shown(at: Duration, broken: Violation) -> String {
+    format!("{}: {} (at {:.2}s)", broken.invariant, broken.detail, at.as_secs_f64())
+}
+
+/// The agent processes the registry names that are alive in `/proc` with the recorded identity.
+fn live_agents(state: &State) -> Vec<AgentProcess<'_>> {
+    state
+        .registry
+        .agents()
+        .filter(|agent| procs::is_live(agent))
+        .map(|agent| AgentProcess { agent_id: &agent.id, task_id: &agent.task_id, pid: agent.pid })
+        .collect()
+}
+
 /// The invariants watched during the run. Each violation is reported once, at its first sighting.
 pub struct Monitor {
-    /// S5: companion lines as first written, unless a step of the scenario names the companion.
-    companions: BTreeMap<String, String>,
-    /// S4: when each task was first seen done.
-    done_at: BTreeMap<String, Duration>,
+    /// Companions no step names: no writer may change them (S5), and their lines stay byte for
+    /// byte as first written (S8: an untouched line is written back unchanged).
+    companions: BTreeSet<String>,
+    companion_lines: Vec<(String, String)>,
+    previous: State,
     reported: BTreeSet<String>,
     pub failures: Vec<String>,
 }
@@ -53,82 +77,61 @@ pub struct Monitor {
 impl Monitor {
     pub fn new(scenario: &Scenario, initial: &Snapshot) -> Monitor {
         let named: BTreeSet<&str> = scenario.steps.iter().filter_map(step_task).collect();
-        let companions = initial
+        let companions: BTreeSet<String> = initial
             .state
             .graph
             .tasks()
-            .filter(|task| is_companion_id(&task.id) && !named.contains(task.id.as_str()))
-            .filter_map(|task| Some((task.id.clone(), line_of(&initial.graph_text, &task.id)?.to_string())))
+            .filter(|task| task.is_companion() && !named.contains(task.id.as_str()))
+            .map(|task| task.id.clone())
             .collect();
-        Monitor { companions, done_at: BTreeMap::new(), reported: BTreeSet::new(), failures: Vec::new() }
+        let companion_lines = companions
+            .iter()
+            .filter_map(|id| Some((id.clone(), line_of(&initial.graph_text, id)?.to_string())))
+            .collect();
+        Monitor {
+            companions,
+            companion_lines,
+            previous: initial.state.clone(),
+            reported: BTreeSet::new(),
+            failures: Vec::new(),
+        }
     }
 
-    fn report(&mut self, key: String, message: String) {
-        if self.reported.insert(key) {
-            self.failures.push(message);
+    fn report(&mut self, at: Duration, broken: Violation) {
+        // One report per invariant and subject (the detail's first word names it).
+        let subject = broken.detail.split_whitespace().next().unwrap_or_default();
+        if self.reported.insert(format!("{} {subject}", broken.invariant)) {
+            self.failures.push(shown(at, broken));
         }
     }
 
     pub fn sample(&mut self, at: Duration, snapshot: &Snapshot) {
-        self.check_one_agent_per_task(at, &snapshot.state);
-        self.check_done_stays_done(at, &snapshot.state);
-        self.check_companions(at, &snapshot.graph_text);
+        let state = &snapshot.state;
+        let mut found = invariants::check_one_agent_per_task(live_agents(state));
+        found.extend(invariants::check_done_stays_done(&self.previous, state));
+        let companions_now = invariants::check_companions_unchanged(&self.previous, state);
+        found.extend(companions_now.into_iter().filter(|broken| self.names_a_watched_companion(broken)));
+        found.extend(invariants::check_agreement(state));
+        found.extend(self.companion_lines_changed(&snapshot.graph_text));
+        for broken in found {
+            self.report(at, broken);
+        }
+        self.previous = state.clone();
     }
 
-    /// S1: at most one live agent process per task (pid and start ticks verified in /proc).
-    fn check_one_agent_per_task(&mut self, at: Duration, state: &State) {
-        let mut live: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for agent in state.registry.agents().filter(|agent| procs::is_live(agent)) {
-            live.entry(agent.task_id.as_str()).or_default().push(format!("{} (pid {})", agent.id, agent.pid));
-        }
-        for (task, agents) in live.into_iter().filter(|(_, agents)| agents.len() > 1) {
-            let message = format!(
-                "S1: task {task} has {} live agents at {:.2}s: {} (expected at most one)",
-                agents.len(),
-                at.as_secs_f64(),
-                agents.join(", ")
-            );
-            self.report(format!("S1 {task}"), message);
-        }
+    fn names_a_watched_companion(&self, broken: &Violation) -> bool {
+        self.companions.iter().any(|id| broken.detail.starts_with(&format!("companion {id} ")))
     }
 
-    /// S4: a task seen done is never seen in another status afterwards.
-    fn check_done_stays_done(&mut self, at: Duration, state: &State) {
-        for task in state.graph.tasks() {
-            match (task.status == TaskStatus::Done, self.done_at.get(&task.id).copied()) {
-                (true, None) => {
-                    self.done_at.insert(task.id.clone(), at);
-                }
-                (false, Some(done)) => {
-                    let message = format!(
-                        "S4: task {} was done at {:.2}s, then {} at {:.2}s (expected it to stay done)",
-                        task.id,
-                        done.as_secs_f64(),
-                        task.status,
-                        at.as_secs_f64()
-                    );
-                    self.report(format!("S4 {}", task.id), message);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// S5: companion lines byte for byte as written at the start.
-    fn check_companions(&mut self, at: Duration, graph_text: &str) {
-        let changed: Vec<(String, String, String)> = self
-            .companions
+    fn companion_lines_changed(&self, graph_text: &str) -> Vec<Violation> {
+        self.companion_lines
             .iter()
             .filter_map(|(id, before)| {
                 let now = line_of(graph_text, id).unwrap_or("(line gone)");
-                (now != before).then(|| (id.clone(), before.clone(), now.to_string()))
+                let detail = format!("companion {id}'s line changed: expected {before}, found {now}");
+                (now != before).then_some(Violation { invariant: "S8", detail })
             })
-            .collect();
-        for (id, before, now) in changed {
-            let message =
-                format!("S5: companion {id} changed at {:.2}s: expected {before}, found {now}", at.as_secs_f64());
-            self.report(format!("S5 {id}"), message);
-        }
+            .collect()
     }
 }
 
@@ -153,63 +156,33 @@ pub fn expectations(scenario: &Scenario, state: &State) -> Vec<String> {
         .collect()
 }
 
-/// S6: every in-progress task's agent is live. The caller allows "about to be reaped" by
-/// retrying for a sweep and a kill's worth of time before it reports.
-pub fn in_progress_agents_live(state: &State) -> Vec<String> {
-    state
-        .graph
-        .tasks()
-        .filter(|task| task.status == TaskStatus::InProgress)
-        .filter_map(|task| {
-            let Some(agent_id) = &task.assigned else {
-                return Some(format!("S6: task {} is in-progress with no agent assigned", task.id));
-            };
-            match state.registry.agent(agent_id) {
-                None => {
-                    Some(format!("S6: task {} is in-progress for {agent_id}, which has no registry entry", task.id))
-                }
-                Some(agent) if agent.pid <= 0 || procs::is_live(agent) => None,
-                Some(agent) => Some(format!(
-                    "S6: task {} is in-progress for {agent_id}, whose process (pid {}) is gone and was not reaped",
-                    task.id, agent.pid
-                )),
-            }
-        })
+/// L1 at the end: no task is in progress for an agent whose process is gone, and no ready task
+/// waits while the service has room. The caller allows for a sweep and a grace period.
+pub fn recovered(state: &State, service_max_agents: Option<usize>) -> Vec<String> {
+    let alive = |agent: &Agent| procs::is_live(agent);
+    let view = LivenessView {
+        state,
+        alive: &alive,
+        dispatcher: service_max_agents,
+        now_ms: crate::real::clock::epoch_ms_now(),
+    };
+    invariants::check_recovered(&view)
+        .into_iter()
+        .map(|broken| format!("{}: {}", broken.invariant, broken.detail))
         .collect()
 }
 
-/// S8: unknown fields and lines planted at the start are still there, unchanged.
-pub fn unknown_fields_survive(scenario: &Scenario, snapshot: &Snapshot) -> Vec<String> {
-    let mut found = Vec::new();
+/// At the end, against the files as the run started: every raise of an attempt counter has its
+/// log entry (S3 over the run), and nothing another tool wrote was lost (S8), including the line
+/// of a kind no tool knows, byte for byte.
+pub fn history(initial: &Snapshot, snapshot: &Snapshot) -> Vec<String> {
+    let mut found = invariants::check_attempts_logged(&initial.state, &snapshot.state);
+    found.extend(invariants::check_unknown_fields_survive(&initial.state, &snapshot.state));
     if !snapshot.graph_text.lines().any(|line| line == FOREIGN_LINE) {
-        found.push(format!("S8: the unknown line {FOREIGN_LINE} is gone or changed"));
+        let detail = format!("the unknown line {FOREIGN_LINE} is gone or changed");
+        found.push(Violation { invariant: "S8", detail });
     }
-    for spec in &scenario.tasks {
-        let Some(task) = snapshot.state.graph.task(&spec.id) else {
-            found.push(format!("S8: task {} is gone from graph.jsonl", spec.id));
-            continue;
-        };
-        let planted = std::iter::once((PLANTED_FIELD.to_string(), None))
-            .chain(spec.extra.iter().map(|(k, v)| (k.clone(), Some(v))));
-        for (key, wanted) in planted {
-            let kept = task.extra.get(&key).is_some_and(|value| wanted.is_none_or(|wanted| wanted == value));
-            if !kept {
-                found.push(format!(
-                    "S8: task {}'s unknown field {key:?} did not survive: {:?}",
-                    spec.id,
-                    task.extra.get(&key)
-                ));
-            }
-        }
-    }
-    let registry: serde_json::Value = serde_json::from_slice(&snapshot.registry_bytes).unwrap_or_default();
-    if registry["service_note"] != "kept" {
-        found.push(format!(
-            "S8: the registry's unknown field \"service_note\" did not survive: {}",
-            registry["service_note"]
-        ));
-    }
-    found
+    found.into_iter().map(|broken| format!("{}: {}", broken.invariant, broken.detail)).collect()
 }
 
 /// S2: the unrelated programs at reused pids still run and caught no signal.
@@ -218,19 +191,16 @@ pub fn squatters_untouched(world: &mut World) -> Vec<String> {
     for squatter in &mut world.squatters {
         let caught = std::fs::read_to_string(&squatter.marker).unwrap_or_default();
         let caught: Vec<&str> = caught.lines().collect();
+        let target = format!("the unrelated process at {}'s recorded pid {}", squatter.agent, squatter.proc.pid);
+        // Whatever a signal there was meant for, it was not this process: it is no agent's tree.
+        let meant =
+            wg_core::model::ProcessRef { pid: i64::from(squatter.proc.pid), start_ticks: None, started_at_ms: None };
         if !squatter.proc.poll() {
-            found.push(format!(
-                "S2: the unrelated process at {}'s recorded pid {} was killed ({:?})",
-                squatter.agent, squatter.proc.pid, squatter.proc.status
-            ));
+            let signal = format!("a signal that killed it ({:?})", squatter.proc.status);
+            found.extend(invariants::check_signal_delivery(&signal, &meant, &target, None));
         } else if !caught.is_empty() {
-            found.push(format!(
-                "S2: the unrelated process at {}'s recorded pid {} received {}",
-                squatter.agent,
-                squatter.proc.pid,
-                caught.join(", ")
-            ));
+            found.extend(invariants::check_signal_delivery(&caught.join(", "), &meant, &target, None));
         }
     }
-    found
+    found.into_iter().map(|broken| format!("{}: {}", broken.invariant, broken.detail)).collect()
 }

@@ -121,6 +121,7 @@ pub fn run_with(options: &RealOptions, paths: &[PathBuf]) -> ExitCode {
     let failed = reports.iter().filter(|report| matches!(report.verdict, Verdict::Fail(_))).count();
     let seconds: f64 = reports.iter().map(|report| report.elapsed.as_secs_f64()).sum();
     println!("{} scenarios, {failed} failed, in {seconds:.2}s (real mode)", reports.len());
+    println!("not checked in real mode: {}", checks::NOT_OBSERVABLE);
     if let Some(path) = &options.junit {
         if let Err(error) = std::fs::write(path, junit::render(&reports)) {
             eprintln!("wg-sim: cannot write {}: {error}", path.display());

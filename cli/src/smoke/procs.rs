@@ -5,20 +5,13 @@
 //! or a registry entry whose start ticks we have just checked in `/proc`. [`guard_pid`] comes
 //! first every time, so pid 0, 1, negative pids and our own process group are never signalled.
 
-use crate::real::processes::{guard_pid, read_stat, scan_processes};
+use crate::real::processes::{check_identity, guard_pid, read_stat, scan_processes};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 use wg_core::model::Agent;
-use wg_core::time::parse_rfc3339;
-
-/// `/proc/<pid>/stat` counts start times in USER_HZ ticks, which is 100 on every Linux we run on.
-const TICKS_PER_S: u64 = 100;
-
-/// `btime` has one-second granularity; the same slack as the real processes port.
-const START_SLACK_MS: i64 = 2_000;
 
 /// How long a process gets to end after SIGTERM before SIGKILL, when we stop it at the end.
 const TERM_WAIT: Duration = Duration::from_secs(3);
@@ -82,29 +75,12 @@ impl Spawned {
     }
 }
 
-/// Whether the process a registry entry names is alive and is that entry's process: exact start
-/// ticks when recorded, otherwise not started after the entry's `started_at` (DESIGN.md).
+/// Whether the process a registry entry names is alive and is that entry's process, by the
+/// identity rule the real processes port applies (`wg_core::identity::check_identity`).
 pub fn is_live(agent: &Agent) -> bool {
     let Ok(pid) = guard_pid(agent.pid) else { return false };
     let Some(stat) = read_stat(pid) else { return false };
-    if stat.has_ended() {
-        return false;
-    }
-    match agent.process_start_ticks {
-        Some(ticks) => ticks == stat.start_ticks,
-        None => started_no_later_than(stat.start_ticks, &agent.started_at),
-    }
-}
-
-fn started_no_later_than(start_ticks: u64, started_at: &str) -> bool {
-    let (Some(boot_s), Some(started_at_ms)) = (boot_time_s(), parse_rfc3339(started_at)) else { return true };
-    let start_ms = boot_s * 1000 + (start_ticks * 1000 / TICKS_PER_S) as i64;
-    start_ms <= started_at_ms + START_SLACK_MS
-}
-
-fn boot_time_s() -> Option<i64> {
-    let text = std::fs::read_to_string("/proc/stat").ok()?;
-    text.lines().find_map(|line| line.strip_prefix("btime ")?.trim().parse().ok())
+    !stat.has_ended() && check_identity(&agent.process(), stat.start_ticks).is_ok()
 }
 
 /// SIGKILL to the process group of a registry entry's agent, after checking that the pid still

@@ -126,7 +126,9 @@ async fn record_spawn<C: Clock, P: Processes, S: Store>(
     ctx.processes.release(&spawned, go).await;
     match recorded {
         Ok(Recorded::Yes) => Ok(()),
-        Ok(Recorded::StoppedFirst) => Err(format!("{} was stopped before it was recorded; it never ran", request.agent_id)),
+        Ok(Recorded::StoppedFirst) => {
+            Err(format!("{} was stopped before it was recorded; it never ran", request.agent_id))
+        }
         Ok(Recorded::Gone) => Err(format!("{} was settled before it was recorded; it never ran", request.agent_id)),
         Err(error) => {
             // The gate is closed: the process never runs. Settle the entry now if the store lets

@@ -11,7 +11,7 @@ mod retry;
 mod stop;
 mod tasks;
 
-pub use dispatcher::{dispatch, Dispatched};
+pub use dispatcher::{dispatch, is_ready, Dispatched};
 pub use kill::{kill_agent, KillOptions, KillOutcome};
 pub use reaper::{reap, DeathCause, Reaped};
 pub use retry::{retry, RetryOutcome};
@@ -62,14 +62,27 @@ impl fmt::Display for OpError {
 impl std::error::Error for OpError {}
 
 /// Puts an in-progress task back to open after its agent ended: the one re-queue rule that
-/// retry, reaper and recover share. Raises the attempt counter exactly once (S3).
+/// retry, reaper and recover share. Raises the attempt counter exactly once (S3), and marks its
+/// log entry with the count it raised it to, so the log accounts for every raise.
 fn requeue(task: &mut Task, now_ms: i64, actor: &str, message: String) {
-    debug_assert!(task.status != TaskStatus::Done, "a done task is never re-opened (S4)");
+    assert!(task.status != TaskStatus::Done, "a done task is never re-opened (S4): {}", task.id);
     task.status = TaskStatus::Open;
     task.assigned = None;
     task.failure_reason = None;
     task.retry_count += 1;
+    let message = format!("{message}{}", attempt_mark(task.retry_count));
     task.push_log(format_rfc3339(now_ms), actor, message);
+}
+
+/// The end of the log entry of a re-queue that raised the attempt counter to `retry_count`.
+fn attempt_mark(retry_count: u32) -> String {
+    format!(" (attempt {retry_count})")
+}
+
+/// The count a log entry says its re-queue raised the attempt counter to, if it is a re-queue's.
+pub fn attempt_marked(message: &str) -> Option<u32> {
+    let count = message.strip_suffix(')')?.rsplit_once(" (attempt ")?.1.parse().ok()?;
+    (message.ends_with(&attempt_mark(count))).then_some(count)
 }
 
 /// Marks a registry entry ended, if it still names `pid` and still counts as running. The
