@@ -10,6 +10,7 @@
 use crate::model::{Agent, Task, TaskStatus};
 use crate::ops::{attempt_marked, is_ready};
 use crate::ports::State;
+use crate::time::parse_rfc3339;
 use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -239,38 +240,73 @@ pub fn check_unknown_fields_survive(initial: &State, now: &State) -> Vec<Violati
     found
 }
 
+/// How an observer sees a registry entry's process at the end of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentSeen {
+    Alive,
+    /// Gone, since this time if the observer knows it.
+    Gone {
+        since_ms: Option<i64>,
+    },
+}
+
 /// What the liveness checks need to know of the end of a run.
 pub struct LivenessView<'a> {
     pub state: &'a State,
-    /// Whether the entry's process (or one of its tree) is still there.
-    pub alive: &'a dyn Fn(&Agent) -> bool,
-    /// Whether a dispatcher runs, and its limit.
+    pub seen: &'a dyn Fn(&Agent) -> AgentSeen,
+    /// `max_agents`, when a dispatcher runs.
     pub dispatcher: Option<usize>,
     pub now_ms: i64,
+    /// How long the service may take to act on what it can see: a sweep to notice a death, a
+    /// tick to start a ready task. A condition younger than this is not (yet) a violation.
+    pub reaction_ms: i64,
 }
 
-/// L1, checked once the run had time for a sweep, a grace period and a dispatch: no task of ours
-/// is still in progress for an agent whose process is gone, and no ready task waits while the
-/// dispatcher has room.
+/// L1 at the end of a run (the run gave the service time to recover from its faults): no task
+/// of ours is still in progress for an agent whose process has been gone longer than the
+/// service's reaction time, and no task has been ready that long while the dispatcher has room.
 pub fn check_recovered(view: &LivenessView) -> Vec<Violation> {
     let state = view.state;
+    let too_old = |since_ms: i64| view.now_ms.saturating_sub(since_ms) > view.reaction_ms;
     let mut found = Vec::new();
     for task in state.graph.tasks().filter(|task| task.status == TaskStatus::InProgress) {
         let Some(agent) = task.assigned.as_deref().and_then(|id| state.registry.agent(id)) else { continue };
-        if !(view.alive)(agent) {
-            found.push(violation(
-                "L1",
-                format!("{} is still in-progress for {}, whose process is gone", task.id, agent.id),
-            ));
+        if let AgentSeen::Gone { since_ms } = (view.seen)(agent) {
+            if since_ms.is_none_or(too_old) {
+                let detail = format!("{} is still in-progress for {}, whose process is gone", task.id, agent.id);
+                found.push(violation("L1", detail));
+            }
         }
     }
     if let Some(max_agents) = view.dispatcher {
         let running = state.registry.agents().filter(|agent| agent.status.is_running()).count();
-        for task in state.graph.tasks().filter(|task| running < max_agents && is_ready(state, task, view.now_ms)) {
+        let waiting = state
+            .graph
+            .tasks()
+            .filter(|task| running < max_agents && is_ready(state, task, view.now_ms))
+            .filter(|task| too_old(ready_since_ms(state, task)));
+        for task in waiting {
             found.push(violation("L1", format!("{} is ready but no agent was dispatched for it", task.id)));
         }
     }
     found
+}
+
+/// The latest moment a ready task can have become ready, as the state tells it: every change of
+/// status logs an entry, a crash-loop backoff ends at `not_before`, a dependency's completion is
+/// stamped. Never earlier than the truth, so a task found ready longer than that really was.
+fn ready_since_ms(state: &State, task: &Task) -> i64 {
+    let stamp = |text: Option<&str>| text.and_then(parse_rfc3339).unwrap_or(i64::MIN);
+    let logged = stamp(task.log.last().map(|entry| entry.timestamp.as_str()));
+    let backoff = task.crash_loop.as_ref().and_then(|crash_loop| crash_loop.not_before_ms).unwrap_or(i64::MIN);
+    let dependencies = task
+        .after
+        .iter()
+        .filter_map(|id| state.graph.task(id))
+        .map(|dependency| stamp(dependency.completed_at.as_deref()))
+        .max()
+        .unwrap_or(i64::MIN);
+    logged.max(backoff).max(dependencies)
 }
 
 /// L2, at the end: the agents stopped by a retry are gone, and no agent process runs whose entry
@@ -440,12 +476,13 @@ mod tests {
             r#"{"kind":"task","id":"t2","status":"open","exec":"true"}"#
         );
         let state = state(graph, AGENT_1_ON_T1);
-        let dead = |_: &Agent| false;
-        let view = LivenessView { state: &state, alive: &dead, dispatcher: Some(2), now_ms: 0 };
-        let found = check_recovered(&view);
+        let gone_at_1000 = |_: &Agent| AgentSeen::Gone { since_ms: Some(1_000) };
+        let view = |seen, now_ms| LivenessView { state: &state, seen, dispatcher: Some(2), now_ms, reaction_ms: 500 };
+        let found = check_recovered(&view(&gone_at_1000, 1_600));
         assert_eq!(found.len(), 2, "{found:?}");
-        let alive = |_: &Agent| true;
-        let view = LivenessView { state: &state, alive: &alive, dispatcher: None, now_ms: 0 };
+        assert_eq!(check_recovered(&view(&gone_at_1000, 1_400)).len(), 1, "a death younger than a sweep is not yet L1");
+        let alive = |_: &Agent| AgentSeen::Alive;
+        let view = LivenessView { state: &state, seen: &alive, dispatcher: None, now_ms: 0, reaction_ms: 0 };
         assert_eq!(check_recovered(&view), Vec::new());
         let running = [AgentProcess { agent_id: "agent-1", task_id: "t1", pid: 7 }];
         assert_eq!(check_stopped(&state, [], running), Vec::new());

@@ -255,7 +255,7 @@ impl World {
             return;
         }
         inner.service_up = false;
-        inner.slow_recovery = true;
+        inner.timer_waits.starting_timeout = true;
         for id in 0..inner.actors.len() {
             let slot = &inner.actors[id];
             if slot.kind == crate::world::ActorKind::Service && !slot.finished && !slot.killed {

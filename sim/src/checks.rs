@@ -11,7 +11,7 @@
 use crate::scenario::{ExpectOp, Expectation};
 use crate::world::{ActorKind, Inner, Proc, ProcKind, Violation};
 use std::collections::BTreeMap;
-use wg_core::invariants::{self, AgentProcess, LivenessView};
+use wg_core::invariants::{self, AgentProcess, AgentSeen, LivenessView};
 use wg_core::model::Agent;
 use wg_core::ports::State;
 use wg_core::settings::Settings;
@@ -81,12 +81,17 @@ pub fn after_step(inner: &Inner) -> Vec<Violation> {
 /// L1, L2 and S3 over the whole run, at the end of the liveness phase.
 pub fn at_end(inner: &Inner, initial: &State, settings: &Settings, service_runs: bool) -> Vec<Violation> {
     let processes = agent_processes(inner, false);
-    let alive = |agent: &Agent| processes.iter().any(|process| process.agent_id == agent.id);
+    let seen = |agent: &Agent| match processes.iter().any(|process| process.agent_id == agent.id) {
+        true => AgentSeen::Alive,
+        false => AgentSeen::Gone { since_ms: inner.agent_exits_ms.get(&agent.id).copied() },
+    };
     let view = LivenessView {
         state: &inner.committed,
-        alive: &alive,
+        seen: &seen,
         dispatcher: service_runs.then_some(settings.max_agents),
         now_ms: inner.now_ms,
+        // A sweep to notice, then a tick to dispatch; both loops run every poll interval.
+        reaction_ms: 2 * settings.poll_interval_ms as i64,
     };
     let mut found = invariants::check_recovered(&view);
     let retried = inner.retried_agents.iter().map(String::as_str);
@@ -101,8 +106,8 @@ pub fn could_be_ready(state: &State, task: &wg_core::model::Task) -> bool {
 }
 
 /// The scenario's own expectations, against the final state.
-pub fn expectations(state: &State, list: &[Expectation]) -> Vec<Violation> {
-    list.iter()
+pub fn expectations<'a>(state: &State, list: impl IntoIterator<Item = &'a Expectation>) -> Vec<Violation> {
+    list.into_iter()
         .filter_map(|expectation| {
             let actual = field_value(state, &expectation.subject, &expectation.field);
             let holds = match (&expectation.op, &actual) {

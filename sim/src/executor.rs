@@ -6,8 +6,8 @@ use crate::actors::{self, ActorFuture};
 use crate::checks;
 use crate::scenario::{FaultKind, Scenario, SchedulerKind};
 use crate::world::{
-    ActorId, ActorKind, ActorSlot, Inner, Landing, ProcKind, StoreFault, Violation, Wait, World, EPOCH_START_MS,
-    PID_SLOTS,
+    ActorId, ActorKind, ActorSlot, Inner, Landing, ProcKind, StoreFault, TimerWaits, Violation, Wait, World,
+    EPOCH_START_MS, PID_SLOTS,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -112,6 +112,8 @@ pub struct RunReport {
     /// A replayed decision named an actor that could not run, or a pid that was not free.
     pub invalid: bool,
     pub faults_fired: u32,
+    /// The kinds of the faults injected (expectations may say they do not survive some).
+    pub fault_kinds: BTreeSet<FaultKind>,
     /// With `hash_steps`: the final graph and registry files (to compare runs).
     pub final_files: Option<(String, String)>,
 }
@@ -136,20 +138,28 @@ fn settings_for(scenario: &Scenario) -> Settings {
 /// How long the liveness phase lasts unless the scenario says: time for a sweep to notice a death
 /// (poll), stop a hung agent (heartbeat timeout, grace, kill wait), a service restart, and
 /// another sweep to dispatch.
-/// A service crash or a failed store write between reserving a task and recording its agent's
-/// pid leaves a `starting` entry (the agent itself never ran: its gate closed) that only the
-/// starting timeout settles; when such a fault fired in the safety phase (`slow_recovery`), the
-/// bound includes it. Faults fire only in the safety phase, so this is known when the liveness
-/// phase starts, and a replayed trace gets the same bound as the run it came from.
-pub fn liveness_ms(scenario: &Scenario, slow_recovery: bool) -> u64 {
+///
+/// Two outcomes wait for a timer because whoever knew crashed (`waits`): a `starting` entry left
+/// by a service crash or a failed store write (the agent never ran: its gate closed) waits for the
+/// starting timeout; a stop request left by a crashed command waits for its expiry, after which
+/// the reaper escalates. When such a fault fired in the safety phase, the bound includes the wait.
+/// Faults fire only in the safety phase, so this is known when the liveness phase starts, and a
+/// replayed trace gets the same bound as the run it came from.
+pub fn liveness_ms(scenario: &Scenario, waits: TimerWaits) -> u64 {
     let service = &scenario.service;
-    let crash_recovery_ms = if slow_recovery { Settings::default().starting_timeout_ms + 1_000 } else { 0 };
+    let defaults = Settings::default();
+    let starting_ms = if waits.starting_timeout { defaults.starting_timeout_ms + 1_000 } else { 0 };
+    let stop_expiry_ms = if waits.stop_request_expiry {
+        service.grace_ms + service.kill_wait_ms + defaults.stop_takeover_slack_ms + service.poll_interval_ms
+    } else {
+        0
+    };
     scenario.sim.liveness_ms.unwrap_or(
         3 * service.poll_interval_ms
             + service.heartbeat_timeout_ms.unwrap_or(0)
             + service.grace_ms
             + service.kill_wait_ms
-            + crash_recovery_ms
+            + starting_ms.max(stop_expiry_ms)
             + 2_000,
     )
 }
@@ -192,6 +202,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         actors: Vec::new(),
         procs: BTreeMap::new(),
         exited: BTreeMap::new(),
+        agent_exits_ms: BTreeMap::new(),
         freed_pids: Vec::new(),
         next_pid: crate::world::PID_FIRST,
         last_ticks: 0,
@@ -214,7 +225,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         service_generation: 0,
         service_up: false,
         retried_agents: Vec::new(),
-        slow_recovery: false,
+        timer_waits: TimerWaits::default(),
     };
     World {
         inner: RefCell::new(inner),
@@ -259,7 +270,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     loop {
         if liveness_start_ms.is_none() && world.now_ms() >= safety_end_ms {
             liveness_start_ms = Some(world.now_ms());
-            end_ms = world.now_ms() + liveness_ms(scenario, world.inner.borrow().slow_recovery) as i64;
+            end_ms = world.now_ms() + liveness_ms(scenario, world.inner.borrow().timer_waits) as i64;
         }
         world.fire_due_timers();
         start_new_actors(&world, &mut futures);
@@ -291,6 +302,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
         let faults_on = world.now_ms() < safety_end_ms && report.faults_fired < FAULTS_MAX;
         let Some(decision) = next_decision(&mut source, &world, &runnable, faults_on, &mut report) else { break };
         report.faults_fired += u32::from(decision.is_fault());
+        report.fault_kinds.extend(fault_kind(&world, &decision));
 
         let call = match &decision {
             Decision::Run { actor, .. } => world.inner.borrow().actors[*actor].call,
@@ -308,7 +320,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
         }
     }
     if report.failure.is_none() && !report.invalid {
-        report.failure = end_checks(&world, report.trace.len(), report.faults_fired, end_ms);
+        report.failure = end_checks(&world, report.trace.len(), &report.fault_kinds, end_ms);
     }
     if options.hash_steps {
         let inner = world.inner.borrow();
@@ -369,7 +381,8 @@ fn runnable(inner: &Inner) -> Vec<ActorId> {
 ///   both asleep between sweeps, holding no lock;
 /// - no process held at its gate;
 /// - every running entry is `working`-like with its own live, released process (the reaper's
-///   liveness check says alive), and no heartbeat timeout applies (it would fire with time);
+///   liveness check says alive), no stop request pending, and no heartbeat timeout applies (it
+///   would fire with time);
 /// - every in-progress task's entry is running (else the orphan sweep has work);
 /// - no open task the dispatcher could start now or later (a backoff expiring) while there is
 ///   room under `max_agents`.
@@ -396,7 +409,9 @@ fn quiescent_inner(world: &World, inner: &Inner) -> bool {
     let mut running = 0;
     for agent in state.registry.agents().filter(|agent| agent.status.is_running()) {
         running += 1;
+        // A stop request is acted on when its stop ends or when it expires: time still matters.
         let alive = agent.pid > 1
+            && agent.stop_requested.is_none()
             && agent.status != wg_core::model::AgentStatus::Starting
             && world.settings.heartbeat_timeout_ms.is_none()
             && inner.procs.get(&agent.pid).is_some_and(|proc| proc.gate.is_none())
@@ -592,6 +607,7 @@ fn apply<'w>(world: &'w World, futures: &mut [Option<ActorFuture<'w>>], decision
                 world.crash_service(&mut inner, *landing);
             } else {
                 inner.actors[*actor].killed = true;
+                inner.timer_waits.stop_request_expiry = true;
                 world.release_actor(&mut inner, *actor, *landing);
             }
         }
@@ -679,12 +695,30 @@ fn state_hash(inner: &Inner) -> u64 {
     hasher.finish()
 }
 
-fn end_checks(world: &World, step: usize, faults_fired: u32, end_ms: i64) -> Option<Failure> {
+/// The kind of fault a decision injects, if it injects one.
+fn fault_kind(world: &World, decision: &Decision) -> Option<FaultKind> {
+    match decision {
+        Decision::Run { fault: None, .. } => None,
+        Decision::Run { fault: Some(StoreFault::Slow), .. } => Some(FaultKind::StoreSlow),
+        Decision::Run { fault: Some(StoreFault::Fail), .. } => Some(FaultKind::StoreFail),
+        Decision::Crash { actor, .. } => Some(match world.inner.borrow().actors[*actor].kind {
+            ActorKind::Service => FaultKind::CrashService,
+            _ => FaultKind::CrashCli,
+        }),
+        Decision::ReusePid { .. } => Some(FaultKind::PidReuse),
+        Decision::ClockJump { .. } => Some(FaultKind::ClockJump),
+        Decision::Stall { .. } => Some(FaultKind::HeartbeatStall),
+        Decision::IgnoreTerm { .. } => Some(FaultKind::SigtermIgnored),
+    }
+}
+
+fn end_checks(world: &World, step: usize, injected: &BTreeSet<FaultKind>, end_ms: i64) -> Option<Failure> {
     let inner = world.inner.borrow();
     debug_assert!(inner.now_ms >= end_ms || quiescent_inner(world, &inner), "end checks run at the end");
     let mut found = checks::at_end(&inner, &world.initial, &world.settings, world.scenario.service.running);
-    found.extend(checks::expectations(&inner.committed, &world.scenario.expect_always));
-    if faults_fired == 0 {
+    let always = world.scenario.expect_always.iter().filter(|expectation| expectation.applies(injected));
+    found.extend(checks::expectations(&inner.committed, always));
+    if injected.is_empty() {
         found.extend(checks::expectations(&inner.committed, &world.scenario.expect_if_no_faults));
     }
     let violation = found.into_iter().next()?;

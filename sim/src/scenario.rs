@@ -328,13 +328,23 @@ pub struct SimSpec {
     pub steps_max: u64,
 }
 
-/// One expectation, e.g. `t1.status in [open, in-progress]`.
+/// One expectation, e.g. `t1.status in [open, in-progress]`, or
+/// `t1.status = done unless crash-cli, store-fail` (it need not hold in a run where one of those
+/// faults was injected at random).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Expectation {
     pub subject: String,
     pub field: String,
     pub op: ExpectOp,
     pub text: String,
+    pub unless: Vec<FaultKind>,
+}
+
+impl Expectation {
+    /// Whether it must hold in a run in which these fault kinds were injected.
+    pub fn applies(&self, injected: &std::collections::BTreeSet<FaultKind>) -> bool {
+        !self.unless.iter().any(|kind| injected.contains(kind))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -751,9 +761,16 @@ fn expectation(text: &Text) -> Spanful<Expectation> {
         )
     };
     let line = text.get_ref().trim();
+    let (claim, unless) = match line.rsplit_once(" unless ") {
+        Some((claim, faults)) => {
+            let kinds = faults.split(',').map(|name| FaultKind::parse(name.trim()).map_err(|m| (text.span(), m)));
+            (claim.trim(), kinds.collect::<Result<Vec<_>, _>>()?)
+        }
+        None => (line, Vec::new()),
+    };
     let (left, op, right) = [" != ", " = ", " in ", " contains "]
         .iter()
-        .find_map(|op| line.split_once(op).map(|(left, right)| (left.trim(), op.trim(), right.trim())))
+        .find_map(|op| claim.split_once(op).map(|(left, right)| (left.trim(), op.trim(), right.trim())))
         .ok_or_else(error)?;
     let (subject, field) = left.rsplit_once('.').filter(|(subject, _)| !subject.is_empty()).ok_or_else(error)?;
     let unquote = |value: &str| value.trim().trim_matches('"').to_string();
@@ -766,7 +783,7 @@ fn expectation(text: &Text) -> Spanful<Expectation> {
             ExpectOp::In(inner.split(',').map(unquote).filter(|value| !value.is_empty()).collect())
         }
     };
-    Ok(Expectation { subject: subject.to_string(), field: field.to_string(), op, text: line.to_string() })
+    Ok(Expectation { subject: subject.to_string(), field: field.to_string(), op, text: line.to_string(), unless })
 }
 
 fn sim_spec(raw: &RawSim) -> Spanful<SimSpec> {
@@ -803,6 +820,19 @@ mod tests {
         );
         assert_eq!(Behaviour::parse("done-after 150ms").unwrap().shell(), "sleep 0.150; wg done $WG_TASK_ID");
         assert!(Behaviour::parse("explode").is_err());
+    }
+
+    #[test]
+    fn an_expectation_may_name_the_faults_it_does_not_survive() {
+        let text = Spanned::new(0..0, "t1.status = done unless crash-cli, store-fail".to_string());
+        let parsed = expectation(&text).unwrap();
+        assert_eq!(parsed.op, ExpectOp::Equals("done".into()));
+        assert_eq!(parsed.unless, [FaultKind::CrashCli, FaultKind::StoreFail]);
+        let injected = |kinds: &[FaultKind]| kinds.iter().copied().collect();
+        assert!(parsed.applies(&injected(&[FaultKind::PidReuse])));
+        assert!(!parsed.applies(&injected(&[FaultKind::PidReuse, FaultKind::StoreFail])));
+        let unknown = Spanned::new(0..0, "t1.status = done unless gremlins".to_string());
+        assert!(expectation(&unknown).unwrap_err().1.contains("unknown fault \"gremlins\""));
     }
 
     #[test]

@@ -172,6 +172,8 @@ pub struct Inner {
     pub procs: BTreeMap<i64, Proc>,
     /// The last exit seen at each pid: (start ticks, how).
     pub exited: BTreeMap<i64, (u64, ExitKind)>,
+    /// When each agent's process ended (L1 gives the reaper a sweep from then).
+    pub agent_exits_ms: BTreeMap<String, EpochMs>,
     /// Pids freed by an exit, most recent last (candidates for reuse).
     pub freed_pids: Vec<i64>,
     pub next_pid: i64,
@@ -202,9 +204,20 @@ pub struct Inner {
     pub service_up: bool,
     /// Completed retries of in-progress tasks: (old agent) for L2.
     pub retried_agents: Vec<String>,
-    /// The service crashed, or one of its store writes failed: a `starting` entry may be left
-    /// for the starting timeout to settle (the liveness phase allows for it).
-    pub slow_recovery: bool,
+    /// What a fault in the safety phase may have left for a timer to settle; the liveness phase
+    /// allows for it.
+    pub timer_waits: TimerWaits,
+}
+
+/// Outcomes that only a timer settles, because whoever knew crashed (docs/invariants.md, L1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TimerWaits {
+    /// The service crashed, or one of its store writes failed, between reserving a task and
+    /// recording its agent's pid: the `starting` entry waits for the reaper's starting timeout.
+    pub starting_timeout: bool,
+    /// A command crashed after asking an agent to stop: the stop request waits until it is old
+    /// enough for the reaper (or another command) to take it over.
+    pub stop_request_expiry: bool,
 }
 
 pub struct World {
@@ -522,6 +535,7 @@ impl World {
             }
         }
         if let ProcKind::Agent { agent_id, .. } = &proc.kind {
+            inner.agent_exits_ms.insert(agent_id.clone(), inner.now_ms);
             self.emit(inner, &format!("exit {agent_id}"));
         }
         if inner.recording {
@@ -781,7 +795,7 @@ impl Store for World {
         debug_assert!(state == self.inner.borrow().committed, "the scratch copy is the committed state");
         if fault == Some(StoreFault::Fail) {
             let mut inner = self.inner.borrow_mut();
-            inner.slow_recovery |= inner.actors[me].kind == ActorKind::Service;
+            inner.timer_waits.starting_timeout |= inner.actors[me].kind == ActorKind::Service;
             inner.scratch = Some(state);
             drop(inner);
             self.note(|| "store: write failed (fault)".into());

@@ -13,7 +13,7 @@ use super::procs;
 use super::world::{World, FOREIGN_LINE};
 use std::collections::BTreeSet;
 use std::time::Duration;
-use wg_core::invariants::{self, AgentProcess, LivenessView, Violation};
+use wg_core::invariants::{self, AgentProcess, AgentSeen, LivenessView, Violation};
 use wg_core::model::Agent;
 use wg_core::ports::{State, Store};
 use wg_sim::scenario::{Action, Command, Scenario};
@@ -159,12 +159,17 @@ pub fn expectations(scenario: &Scenario, state: &State) -> Vec<String> {
 /// L1 at the end: no task is in progress for an agent whose process is gone, and no ready task
 /// waits while the service has room. The caller allows for a sweep and a grace period.
 pub fn recovered(state: &State, service_max_agents: Option<usize>) -> Vec<String> {
-    let alive = |agent: &Agent| procs::is_live(agent);
+    // When a process ended is not in /proc: the caller looks again for a sweep and a grace.
+    let seen = |agent: &Agent| match procs::is_live(agent) {
+        true => AgentSeen::Alive,
+        false => AgentSeen::Gone { since_ms: None },
+    };
     let view = LivenessView {
         state,
-        alive: &alive,
+        seen: &seen,
         dispatcher: service_max_agents,
         now_ms: crate::real::clock::epoch_ms_now(),
+        reaction_ms: 0,
     };
     invariants::check_recovered(&view)
         .into_iter()
