@@ -1,4 +1,4 @@
-//! The three ports the operations are written against (DESIGN.md, Layers).
+//! The three ports the operations are written against (docs/design.md, Layers).
 //!
 //! Production implements them with the wall clock, real processes and the files of `.wg/`; the
 //! simulator with a virtual clock, a process table and an in-memory store. Every `async` method is

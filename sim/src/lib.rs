@@ -1,4 +1,4 @@
-//! The deterministic simulator of wg-recover (DESIGN.md, Determinism): the real core operations
+//! The deterministic simulator of wg-recover (docs/design.md, Determinism): the real core operations
 //! run as actors of a single-threaded executor against simulated ports, under a seeded
 //! scheduler with injected faults, with the invariants checked after every step.
 //!

@@ -93,7 +93,7 @@ pub fn shrink(scenario: &Scenario, options: &RunOptions, failing: &RunReport) ->
     best
 }
 
-/// The failure block (DESIGN.md, Scenarios): header, shrink, timeline, replay command.
+/// The failure block (docs/design.md, Scenarios): header, shrink, timeline, replay command.
 pub fn render_failure(scenario: &Scenario, found: &Found, trace_path: &Path) -> String {
     let failure = found.shrunk.failure.as_ref().or(found.original.failure.as_ref()).expect("a failure to render");
     let mut text = String::new();

@@ -1,4 +1,4 @@
-//! Real agent processes (DESIGN.md, Processes).
+//! Real agent processes (docs/design.md, Processes).
 //!
 //! An agent is `sh -c <exec>` in its own process group. It is identified by pid plus start time
 //! (field 22 of `/proc/<pid>/stat`). Every signal path passes [`guard_pid`] first, then opens a

@@ -1,5 +1,5 @@
 //! `wg-sim run --real`: the scenario files the simulator runs, once each, against real
-//! processes, real signals, the real `wg` binary and a temp `.wg/` (DESIGN.md, Scenarios).
+//! processes, real signals, the real `wg` binary and a temp `.wg/` (docs/design.md, Scenarios).
 //!
 //! Per scenario: [`world`] writes `.wg/` and starts the agents already running, [`run`] starts
 //! the service and fires the [`steps`] at their times or events while [`checks`] samples the

@@ -1,4 +1,4 @@
-//! The operations, written once against the ports (DESIGN.md, Transactions).
+//! The operations, written once against the ports (docs/design.md, Transactions).
 //!
 //! Each decision taken outside a transaction is re-checked inside the transaction that acts on
 //! it: a transition names the status and the agent it expects, and does nothing if it finds
