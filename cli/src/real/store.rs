@@ -9,7 +9,7 @@
 
 pub mod journal;
 
-use journal::{FileWrite, Fingerprint, KnownFile};
+use journal::{FileWrite, KnownFile};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read};
@@ -90,9 +90,7 @@ impl FileStore {
     /// be of different commits: between a commit's two renames, or after a crash there until the
     /// next transaction completes it.
     pub fn read(&self) -> Result<State, StoreError> {
-        let graph_bytes = read_graph_bytes(&self.paths)?;
-        let registry_bytes = read_registry_bytes(&self.paths)?;
-        parse_state(&self.paths, &graph_bytes, registry_bytes.as_deref())
+        read_state(&self.paths)
     }
 
     fn transact_blocking<R>(&self, change: impl FnOnce(&mut State) -> R) -> Result<R, StoreError> {
@@ -110,9 +108,9 @@ impl FileStore {
         // new content until they are renamed.
         journal::recover(&self.paths)?;
         journal::remove_stale_temporaries(&self.paths);
-        let (mut state, read) = read_for_change(&self.paths)?;
+        let mut state = read_state(&self.paths)?;
         let result = change(&mut state);
-        commit(&self.paths, &state, read)?;
+        commit(&self.paths, &state)?;
         if state.is_changed() && self.wake_service {
             poke(&self.paths.wake_socket());
         }
@@ -130,72 +128,41 @@ fn io_error(what: &str, path: &Path, error: std::io::Error) -> StoreError {
     StoreError::Io(format!("cannot {what} {}: {error}", path.display()))
 }
 
-fn read_graph_bytes(paths: &WgPaths) -> Result<Vec<u8>, StoreError> {
-    fs::read(paths.graph()).map_err(|e| io_error("read", &paths.graph(), e))
-}
-
-/// `None`: there is no registry yet (a missing `service/` reads as no agents).
-fn read_registry_bytes(paths: &WgPaths) -> Result<Option<Vec<u8>>, StoreError> {
-    match fs::read(paths.registry()) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(error) if error.kind() == ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(io_error("read", &paths.registry(), error)),
-    }
-}
-
-/// The content a transaction's change is computed from, for the commit record.
-#[derive(Clone, Copy)]
-struct ReadFingerprints {
-    graph: Fingerprint,
-    /// `None`: there was no registry.
-    registry: Option<Fingerprint>,
-}
-
-fn read_for_change(paths: &WgPaths) -> Result<(State, ReadFingerprints), StoreError> {
-    let graph_bytes = read_graph_bytes(paths)?;
-    let registry_bytes = read_registry_bytes(paths)?;
-    let read = ReadFingerprints {
-        graph: Fingerprint::of(&graph_bytes),
-        registry: registry_bytes.as_deref().map(Fingerprint::of),
+fn read_state(paths: &WgPaths) -> Result<State, StoreError> {
+    let graph_bytes = fs::read(paths.graph()).map_err(|e| io_error("read", &paths.graph(), e))?;
+    let graph = Graph::parse(&graph_bytes).map_err(|error| StoreError::Corrupt {
+        file: paths.graph().display().to_string(),
+        line: Some(error.line),
+        message: error.message,
+    })?;
+    let registry = match fs::read(paths.registry()) {
+        Ok(bytes) => Registry::parse(&bytes).map_err(|message| StoreError::Corrupt {
+            file: paths.registry().display().to_string(),
+            line: None,
+            message,
+        })?,
+        Err(error) if error.kind() == ErrorKind::NotFound => Registry::empty(),
+        Err(error) => return Err(io_error("read", &paths.registry(), error)),
     };
-    let state = parse_state(paths, &graph_bytes, registry_bytes.as_deref())?;
-    Ok((state, read))
+    Ok(State { graph, registry })
 }
 
 /// Writes the files `state` changed, as one commit.
-fn commit(paths: &WgPaths, state: &State, read: ReadFingerprints) -> Result<(), StoreError> {
+fn commit(paths: &WgPaths, state: &State) -> Result<(), StoreError> {
     let registry_text = state.registry.is_changed().then(|| state.registry.render());
     let graph_text = state.graph.is_changed().then(|| state.graph.render());
     // The record makes the two renames one commit whatever their order. The order only decides
     // what a reader that takes no lock may glimpse between them: registry first shows a new agent
     // a moment before its task turns in-progress, never a task given to an agent not listed yet.
-    let changed =
-        [(KnownFile::Registry, read.registry, &registry_text), (KnownFile::Graph, Some(read.graph), &graph_text)];
+    let changed = [(KnownFile::Registry, &registry_text), (KnownFile::Graph, &graph_text)];
     let writes: Vec<FileWrite<'_>> = changed
         .into_iter()
-        .filter_map(|(file, before, text)| text.as_ref().map(|text| FileWrite { file, before, bytes: text.as_bytes() }))
+        .filter_map(|(file, text)| text.as_ref().map(|text| FileWrite { file, bytes: text.as_bytes() }))
         .collect();
-    match journal::commit_plan(paths, &writes) {
+    match journal::commit_plan(paths, &writes)? {
         Some(plan) => plan.run(),
         None => Ok(()),
     }
-}
-
-fn parse_state(paths: &WgPaths, graph_bytes: &[u8], registry_bytes: Option<&[u8]>) -> Result<State, StoreError> {
-    let graph = Graph::parse(graph_bytes).map_err(|error| StoreError::Corrupt {
-        file: paths.graph().display().to_string(),
-        line: Some(error.line),
-        message: error.message,
-    })?;
-    let registry = match registry_bytes {
-        Some(bytes) => Registry::parse(bytes).map_err(|message| StoreError::Corrupt {
-            file: paths.registry().display().to_string(),
-            line: None,
-            message,
-        })?,
-        None => Registry::empty(),
-    };
-    Ok(State { graph, registry })
 }
 
 /// Takes an exclusive `flock`, waiting up to `timeout`; the kernel drops it when we exit, so a

@@ -10,7 +10,7 @@
 //! 2. the record is written to its own temp file and fsynced, the temps' folders are fsynced, and
 //!    the record is renamed into place: this rename is the commit point, so the record is either
 //!    absent or whole. It names each (temp, target) pair with the length and 64-bit FNV-1a hash of
-//!    the target's content before the transaction and of its new content;
+//!    the target's content before the commit and of its new content;
 //! 3. each temp is renamed onto its target, both folders are fsynced;
 //! 4. the record is removed and its folder fsynced.
 //!
@@ -45,17 +45,37 @@ pub struct Fingerprint {
 }
 
 impl Fingerprint {
+    const EMPTY: Fingerprint = Fingerprint { length_bytes: 0, fnv1a_64: FNV_OFFSET_BASIS };
+
     pub fn of(bytes: &[u8]) -> Fingerprint {
-        Fingerprint { length_bytes: bytes.len() as u64, fnv1a_64: fnv1a_64(bytes) }
+        Fingerprint::EMPTY.extended(bytes)
+    }
+
+    /// The fingerprint of this content followed by `bytes`.
+    fn extended(self, bytes: &[u8]) -> Fingerprint {
+        Fingerprint { length_bytes: self.length_bytes + bytes.len() as u64, fnv1a_64: fnv1a_64(self.fnv1a_64, bytes) }
     }
 }
 
-/// FNV-1a, 64 bits: one multiply a byte, no dependency, and more than enough to tell two versions
-/// of a file apart.
-fn fnv1a_64(bytes: &[u8]) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
+/// Fingerprints what is written to it, so that a file is hashed without being held in memory.
+impl Write for Fingerprint {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        *self = self.extended(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+const FNV_OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// FNV-1a, 64 bits, continued from `hash` (start from [`FNV_OFFSET_BASIS`]): one multiply a byte,
+/// no dependency, and more than enough to tell two versions of a file apart.
+fn fnv1a_64(hash: u64, bytes: &[u8]) -> u64 {
+    bytes.iter().fold(hash, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(FNV_PRIME))
 }
 
 /// The hash as 16 hex digits in the record: readable, and exact for any JSON reader (a number
@@ -103,11 +123,9 @@ impl KnownFile {
     }
 }
 
-/// One file's new content, and the fingerprint of the content the change was computed from.
+/// One file's new content.
 pub struct FileWrite<'a> {
     pub file: KnownFile,
-    /// `None`: the file did not exist (a registry before the first agent).
-    pub before: Option<Fingerprint>,
     pub bytes: &'a [u8],
 }
 
@@ -249,14 +267,15 @@ pub fn single_file_plan<'a>(target: &Path, bytes: &'a [u8]) -> Plan<'a> {
     Plan { steps, commit_step: Some(1), after_commit }
 }
 
-/// How a transaction's changed files are written; `None` when nothing changed.
-pub fn commit_plan<'a>(paths: &WgPaths, writes: &[FileWrite<'a>]) -> Option<Plan<'a>> {
+/// How a transaction's changed files are written; `None` when nothing changed. Call it holding
+/// both locks: a commit of several files reads their current content for the record.
+pub fn commit_plan<'a>(paths: &WgPaths, writes: &[FileWrite<'a>]) -> Result<Option<Plan<'a>>, StoreError> {
     match writes {
-        [] => None,
+        [] => Ok(None),
         // One rename is atomic by itself: a record would add three fsyncs and make nothing safer.
         // Most commands change one file (`wg add` the graph, a heartbeat the registry).
-        [write] => Some(single_file_plan(&write.file.path(paths), write.bytes)),
-        _ => Some(journaled_plan(paths, writes)),
+        [write] => Ok(Some(single_file_plan(&write.file.path(paths), write.bytes))),
+        _ => journaled_plan(paths, writes).map(Some),
     }
 }
 
@@ -274,7 +293,7 @@ fn folders_of(files: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
 
 /// Several files as one commit, through the record (see the module's documentation). The renames
 /// run in the order of `writes`.
-fn journaled_plan<'a>(paths: &WgPaths, writes: &[FileWrite<'a>]) -> Plan<'a> {
+fn journaled_plan<'a>(paths: &WgPaths, writes: &[FileWrite<'a>]) -> Result<Plan<'a>, StoreError> {
     let record = paths.commit_record();
     let record_temp = temp_path(&record);
     let record_folder = folder_of(&record).to_path_buf();
@@ -291,7 +310,7 @@ fn journaled_plan<'a>(paths: &WgPaths, writes: &[FileWrite<'a>]) -> Plan<'a> {
     for (write, (temp, target)) in writes.iter().zip(&pairs) {
         steps.push(Step::WriteTemp { temp: temp.clone(), target: target.clone(), bytes: Cow::Borrowed(write.bytes) });
     }
-    let record_bytes = render_record(writes, &pairs);
+    let record_bytes = render_record(writes, &pairs)?;
     steps.push(Step::WriteTemp { temp: record_temp.clone(), target: record.clone(), bytes: Cow::Owned(record_bytes) });
     // A temp's name must be on disk before the record that names it. The record's own folder is
     // synced right after its rename, which makes the temps there durable with it.
@@ -308,7 +327,7 @@ fn journaled_plan<'a>(paths: &WgPaths, writes: &[FileWrite<'a>]) -> Plan<'a> {
     steps.extend(target_folders.iter().map(|folder| Step::SyncFolder(folder.clone())));
     steps.extend(record_removal(&record));
     let after_commit = pending_note(&record);
-    Plan { steps, commit_step: Some(commit_step), after_commit }
+    Ok(Plan { steps, commit_step: Some(commit_step), after_commit })
 }
 
 fn record_removal<'a>(record: &Path) -> [Step<'a>; 2] {
@@ -344,21 +363,24 @@ struct RecordEntry {
     after: Fingerprint,
 }
 
-fn render_record(writes: &[FileWrite<'_>], pairs: &[(PathBuf, PathBuf)]) -> Vec<u8> {
-    let files = writes
-        .iter()
-        .zip(pairs)
-        .map(|(write, (temp, _))| RecordEntry {
+/// The record of `writes`. Each target's current content is read back for it: whoever commits
+/// has held both locks since the transaction read the files, so no writer that honours them (we,
+/// upstream's `wg`) changed them since. Reading here rather than hashing every read spares the
+/// transactions that write one file or none, most of them, a pass over the graph.
+fn render_record(writes: &[FileWrite<'_>], pairs: &[(PathBuf, PathBuf)]) -> Result<Vec<u8>, StoreError> {
+    let mut files = Vec::with_capacity(writes.len());
+    for (write, (temp, target)) in writes.iter().zip(pairs) {
+        files.push(RecordEntry {
             target: write.file.relative().to_string(),
             temp: file_name(temp).to_string(),
-            before: write.before,
+            before: fingerprint_file(target)?,
             after: Fingerprint::of(write.bytes),
-        })
-        .collect();
+        });
+    }
     let mut bytes =
         serde_json::to_vec_pretty(&CommitRecord { version: RECORD_VERSION, files }).expect("a record serializes");
     bytes.push(b'\n');
-    bytes
+    Ok(bytes)
 }
 
 /// A record entry checked against what a record may name: one of the two known files, and a temp
@@ -447,13 +469,17 @@ impl Finding {
     }
 }
 
-/// The fingerprint of a file's content; `None` when there is no such file.
+/// The fingerprint of a file's content, read in chunks; `None` when there is no such file.
 fn fingerprint_file(path: &Path) -> Result<Option<Fingerprint>, StoreError> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(Fingerprint::of(&bytes))),
-        Err(error) if error.kind() == ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(StoreError::Io(format!("cannot read {}: {error}", path.display()))),
-    }
+    let cannot_read = |error: std::io::Error| StoreError::Io(format!("cannot read {}: {error}", path.display()));
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(cannot_read(error)),
+    };
+    let mut fingerprint = Fingerprint::EMPTY;
+    std::io::copy(&mut file, &mut fingerprint).map_err(cannot_read)?;
+    Ok(Some(fingerprint))
 }
 
 fn find(file: &RecordedFile) -> Result<Finding, StoreError> {
@@ -585,16 +611,8 @@ mod tests {
 
         fn writes(&self) -> Vec<FileWrite<'static>> {
             vec![
-                FileWrite {
-                    file: KnownFile::Registry,
-                    before: self.old_registry.map(|text| Fingerprint::of(text.as_bytes())),
-                    bytes: NEW_REGISTRY.as_bytes(),
-                },
-                FileWrite {
-                    file: KnownFile::Graph,
-                    before: Some(Fingerprint::of(OLD_GRAPH.as_bytes())),
-                    bytes: NEW_GRAPH.as_bytes(),
-                },
+                FileWrite { file: KnownFile::Registry, bytes: NEW_REGISTRY.as_bytes() },
+                FileWrite { file: KnownFile::Graph, bytes: NEW_GRAPH.as_bytes() },
             ]
         }
 
@@ -626,14 +644,15 @@ mod tests {
     }
 
     fn two_file_plan(fixture: &Fixture) -> Plan<'static> {
-        commit_plan(&fixture.paths, &fixture.writes()).expect("two files changed")
+        commit_plan(&fixture.paths, &fixture.writes()).expect("the targets read").expect("two files changed")
     }
 
     #[test]
     fn fnv1a_64_matches_the_published_test_vectors() {
-        assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
-        assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+        assert_eq!(Fingerprint::of(b"").fnv1a_64, 0xcbf2_9ce4_8422_2325);
+        assert_eq!(Fingerprint::of(b"a").fnv1a_64, 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(Fingerprint::of(b"foobar").fnv1a_64, 0x8594_4171_f739_67e8);
+        assert_eq!(Fingerprint::of(b"foo").extended(b"bar"), Fingerprint::of(b"foobar"));
     }
 
     #[test]
@@ -694,7 +713,9 @@ mod tests {
 
     #[test]
     fn a_one_file_commit_stopped_after_any_step_leaves_the_old_or_the_new_file() {
-        let plan_for = |fixture: &Fixture| commit_plan(&fixture.paths, &fixture.writes()[1..]).expect("one file");
+        let plan_for = |fixture: &Fixture| {
+            commit_plan(&fixture.paths, &fixture.writes()[1..]).expect("planned").expect("one file")
+        };
         let step_count = plan_for(&Fixture::new()).steps.len();
         for stop_after in 0..=step_count {
             let fixture = Fixture::new();
@@ -791,7 +812,7 @@ mod tests {
     #[test]
     fn a_commit_that_changes_one_file_writes_no_record() {
         let fixture = Fixture::new();
-        let plan = commit_plan(&fixture.paths, &fixture.writes()[..1]).expect("one file");
+        let plan = commit_plan(&fixture.paths, &fixture.writes()[..1]).expect("planned").expect("one file");
         assert!(!plan
             .steps
             .iter()
