@@ -306,7 +306,7 @@ fn journaled_plan<'a>(paths: &WgPaths, writes: &[FileWrite<'a>]) -> Result<Plan<
         .collect();
     let target_folders = folders_of(pairs.iter().map(|(_, target)| target.clone()));
 
-    let mut steps = Vec::with_capacity(writes.len() * 2 + 8);
+    let mut steps = Vec::new();
     for (write, (temp, target)) in writes.iter().zip(&pairs) {
         steps.push(Step::WriteTemp { temp: temp.clone(), target: target.clone(), bytes: Cow::Borrowed(write.bytes) });
     }
@@ -336,8 +336,8 @@ fn record_removal<'a>(record: &Path) -> [Step<'a>; 2] {
 
 fn pending_note(record: &Path) -> String {
     format!(
-        "the change is recorded in {} and the next wg command that writes completes it (run one, e.g. \
-         `wg heartbeat <agent>`, once the cause is fixed)",
+        "the change is recorded in {} and the next wg command that takes the locks (any command that \
+         writes, or the service's next sweep) completes it; fix the cause, then run one",
         record.display()
     )
 }
@@ -358,7 +358,8 @@ struct RecordEntry {
     target: String,
     /// A file name in the target's folder: `.<name>.tmp.<pid>`.
     temp: String,
-    /// The target's content when the transaction read it; `null`: it did not exist.
+    /// The target's content just before the commit, the one the change was computed from; `null`:
+    /// it did not exist (a registry before the first agent).
     before: Option<Fingerprint>,
     after: Fingerprint,
 }
@@ -409,10 +410,15 @@ fn check_entry(paths: &WgPaths, entry: &RecordEntry) -> Result<RecordedFile, Str
 }
 
 fn parse_record(paths: &WgPaths, bytes: &[u8]) -> Result<Vec<RecordedFile>, String> {
-    let record: CommitRecord = serde_json::from_slice(bytes).map_err(|error| format!("does not parse ({error})"))?;
-    if record.version != RECORD_VERSION {
-        return Err(format!("has format version {}; this wg reads version {RECORD_VERSION}", record.version));
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|error| format!("does not parse ({error})"))?;
+    // The version first, so that a later format is named as such, not as unknown fields.
+    let version = value.get("version").and_then(serde_json::Value::as_u64);
+    if version != Some(u64::from(RECORD_VERSION)) {
+        let found = version.map_or("no format version".to_string(), |version| format!("format version {version}"));
+        return Err(format!("has {found}; this wg reads version {RECORD_VERSION}"));
     }
+    let record: CommitRecord = serde_json::from_value(value).map_err(|error| format!("does not parse ({error})"))?;
     if record.files.is_empty() {
         return Err("names no file".to_string());
     }
@@ -440,8 +446,8 @@ fn read_record(paths: &WgPaths) -> Result<Option<Vec<RecordedFile>>, StoreError>
     // latter, and this file has no line to fix.
     parse_record(paths, &bytes).map(Some).map_err(|problem| {
         StoreError::Io(format!(
-            "{} {problem}. It is the commit record of a wg that crashed while writing graph.jsonl and \
-             service/registry.json; no wg command writes while it is there, and nothing was changed. \
+            "{} {problem}. It is the commit record of a wg that crashed or failed while writing graph.jsonl \
+             and service/registry.json; no wg command writes while it is there, and nothing was changed. \
              Check the two files; to keep them as they are, delete {} (the next wg command then removes \
              the temp files it names)",
             path.display(),
@@ -529,7 +535,8 @@ fn recovery_plan(paths: &WgPaths) -> Result<Option<Plan<'static>>, StoreError> {
     if !findings.iter().all(|finding| finding.completes()) {
         let found: Vec<String> = files.iter().zip(&findings).map(|(file, &finding)| describe(file, finding)).collect();
         return Err(StoreError::Io(format!(
-            "{} records a commit that a crashed wg left unfinished, and it cannot be completed as a whole: {}. \
+            "{} records a commit that a wg left unfinished (it crashed or failed), and it cannot be completed \
+             as a whole: {}. \
              Nothing was changed, and no wg command writes while the record is there. Check graph.jsonl and \
              service/registry.json; to keep them as they are, delete {} (the next wg command then removes \
              the temp files it names)",
@@ -807,6 +814,45 @@ mod tests {
         let error = fixture.next_transaction().expect_err("the transaction stops");
         assert_stopped(&fixture, &error, &fixture.old(), &["neither graph.jsonl nor service/registry.json"]);
         assert_eq!(fs::read_to_string(outside).expect("read"), "kept");
+    }
+
+    #[test]
+    fn a_record_of_another_format_version_is_refused() {
+        let fixture = Fixture::new();
+        fs::write(fixture.paths.commit_record(), "{\"version\": 2, \"files\": [], \"later\": true}").expect("plant");
+        let error = fixture.next_transaction().expect_err("the transaction stops");
+        assert_stopped(&fixture, &error, &fixture.old(), &["has format version 2; this wg reads version 1"]);
+    }
+
+    #[test]
+    fn a_commit_that_fails_before_its_record_lands_removes_its_temps_and_writes_nothing() {
+        let fixture = Fixture::new();
+        let plan = two_file_plan(&fixture);
+        // A folder where the record's temp file goes: creating the file fails.
+        let obstacle = temp_path(&fixture.paths.commit_record());
+        fs::create_dir(&obstacle).expect("create the obstacle");
+        let error = plan.run().expect_err("the commit fails");
+        assert!(error.to_string().ends_with("; nothing was written"), "{error}");
+        fs::remove_dir(&obstacle).expect("remove the obstacle");
+        assert_eq!(fixture.files(), fixture.old());
+        assert_eq!(fixture.leftovers(), Vec::<String>::new(), "its temps are removed");
+    }
+
+    #[test]
+    fn a_commit_that_fails_after_its_record_landed_says_so_and_the_next_transaction_completes_it() {
+        let fixture = Fixture::new();
+        let plan = two_file_plan(&fixture);
+        // A non-empty folder where the graph is: the graph's rename fails, after the registry's.
+        fs::remove_file(fixture.paths.graph()).expect("remove the graph");
+        fs::create_dir_all(fixture.paths.graph().join("in-the-way")).expect("create the obstacle");
+        let error = plan.run().expect_err("the commit fails");
+        assert!(error.to_string().contains("the change is recorded in"), "{error}");
+        assert!(error.to_string().contains("wg-recover-commit.json"), "{error}");
+        fs::remove_dir_all(fixture.paths.graph()).expect("remove the obstacle");
+        fs::write(fixture.paths.graph(), OLD_GRAPH).expect("put the old graph back");
+        fixture.next_transaction().expect("the next transaction runs");
+        assert_eq!(fixture.files(), Fixture::new_files());
+        assert_eq!(fixture.leftovers(), Vec::<String>::new());
     }
 
     #[test]
