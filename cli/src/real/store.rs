@@ -1,13 +1,18 @@
 //! The file store: `.wg/graph.jsonl` and `.wg/service/registry.json`, under workgraph's locks.
 //!
 //! One transaction = lock `graph.lock`, then `service/.registry.lock` (always in that order, as
-//! upstream, so the two tools can run side by side), read and parse both files, run the change,
-//! write what changed atomically (temp file in the same folder, fsync, rename, fsync the folder),
-//! unlock. A file that does not parse aborts the transaction before anything is written.
+//! upstream, so the two tools can run side by side), complete any commit a crashed writer left
+//! ([`journal::recover`]), remove stale temp files, read and parse both files, run the change,
+//! commit what changed as one ([`journal::commit_plan`]: one file by temp, fsync, rename, fsync of
+//! the folder; both through a commit record), unlock. A file that does not parse aborts the
+//! transaction before anything is written.
 
+pub mod journal;
+
+use journal::{FileWrite, KnownFile};
 use nix::fcntl::{Flock, FlockArg};
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -53,6 +58,11 @@ impl WgPaths {
     pub fn service_log(&self) -> PathBuf {
         self.service_dir().join("wg-recover-service.log")
     }
+    /// Present only while a commit of both files is under way, or after a writer crashed in one
+    /// (see [`journal`]).
+    pub fn commit_record(&self) -> PathBuf {
+        self.dir.join("wg-recover-commit.json")
+    }
 }
 
 pub struct FileStore {
@@ -76,7 +86,9 @@ impl FileStore {
         FileStore { paths, wake_service, lock_timeout }
     }
 
-    /// Reads both files without locking, for display only.
+    /// Reads both files without locking, for display only. Each file is whole, but the two may
+    /// be of different commits: between a commit's two renames, or after a crash there until the
+    /// next transaction completes it.
     pub fn read(&self) -> Result<State, StoreError> {
         read_state(&self.paths)
     }
@@ -92,19 +104,13 @@ impl FileStore {
         let _graph_lock = lock(&self.paths.graph_lock(), self.lock_timeout)?;
         fs::create_dir_all(self.paths.service_dir()).map_err(|e| io_error("create", &self.paths.service_dir(), e))?;
         let _registry_lock = lock(&self.paths.registry_lock(), self.lock_timeout)?;
-        remove_stale_temporaries(&self.paths);
+        // Recovery first: the temp files a crashed commit's record names are the only copy of its
+        // new content until they are renamed.
+        journal::recover(&self.paths)?;
+        journal::remove_stale_temporaries(&self.paths);
         let mut state = read_state(&self.paths)?;
         let result = change(&mut state);
-        // Two renames cannot be one atomic step. The registry goes first: a crash between them
-        // then leaves at worst an entry the graph does not know yet (a `starting` agent with no
-        // pid, which the reaper retires) or an ended entry whose task is still in progress (which
-        // the reaper re-queues), never a task given to an agent the registry has no record of.
-        if state.registry.is_changed() {
-            write_atomically(&self.paths.registry(), state.registry.render().as_bytes())?;
-        }
-        if state.graph.is_changed() {
-            write_atomically(&self.paths.graph(), state.graph.render().as_bytes())?;
-        }
+        commit(&self.paths, &state)?;
         if state.is_changed() && self.wake_service {
             poke(&self.paths.wake_socket());
         }
@@ -139,6 +145,24 @@ fn read_state(paths: &WgPaths) -> Result<State, StoreError> {
         Err(error) => return Err(io_error("read", &paths.registry(), error)),
     };
     Ok(State { graph, registry })
+}
+
+/// Writes the files `state` changed, as one commit.
+fn commit(paths: &WgPaths, state: &State) -> Result<(), StoreError> {
+    let registry_text = state.registry.is_changed().then(|| state.registry.render());
+    let graph_text = state.graph.is_changed().then(|| state.graph.render());
+    // The record makes the two renames one commit whatever their order. The order only decides
+    // what a reader that takes no lock may glimpse between them: registry first shows a new agent
+    // a moment before its task turns in-progress, never a task given to an agent not listed yet.
+    let changed = [(KnownFile::Registry, &registry_text), (KnownFile::Graph, &graph_text)];
+    let writes: Vec<FileWrite<'_>> = changed
+        .into_iter()
+        .filter_map(|(file, text)| text.as_ref().map(|text| FileWrite { file, bytes: text.as_bytes() }))
+        .collect();
+    match journal::commit_plan(paths, &writes)? {
+        Some(plan) => plan.run(),
+        None => Ok(()),
+    }
 }
 
 /// Takes an exclusive `flock`, waiting up to `timeout`; the kernel drops it when we exit, so a
@@ -192,36 +216,10 @@ fn lock_holder(path: &Path) -> Option<String> {
     })
 }
 
-/// Removes temp files that a writer killed mid-write left behind. Only a holder of both locks
-/// writes them, and we hold both: any one present now is stale. Best effort.
-fn remove_stale_temporaries(paths: &WgPaths) {
-    for (folder, name) in [(paths.dir.clone(), "graph.jsonl"), (paths.service_dir(), "registry.json")] {
-        let prefix = format!(".{name}.tmp.");
-        let Ok(entries) = fs::read_dir(&folder) else { continue };
-        for entry in entries.flatten() {
-            if entry.file_name().to_str().is_some_and(|file| file.starts_with(&prefix)) {
-                let _ = fs::remove_file(entry.path());
-            }
-        }
-    }
-}
-
-/// Replaces `path` with `bytes` so that a crash at any moment leaves the old or the new file.
+/// Replaces `path` with `bytes` so that a crash at any moment leaves the old or the new file; for
+/// files written outside a transaction (`wg init`, the service record).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let folder = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().and_then(|name| name.to_str()).unwrap_or("file");
-    let temporary = folder.join(format!(".{name}.tmp.{}", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temporary, path)?;
-        File::open(folder)?.sync_all()
-    })();
-    result.map_err(|error| {
-        let _ = fs::remove_file(&temporary);
-        io_error("write", path, error)
-    })
+    journal::single_file_plan(path, bytes).run()
 }
 
 /// Wakes the service, if one listens. Best effort: without a service there is nobody to wake.
