@@ -78,12 +78,9 @@ fn build_world() -> (Workgraph, String, String) {
     (wg, companion.to_string(), UNKNOWN_KIND_LINE.to_string())
 }
 
-/// Messages of the requeue rule (`core/src/ops/mod.rs` `requeue`, and retry's own count).
+/// A re-queue's log entry: the core's `requeue` marks each with the count it raised.
 fn is_recovery_event(message: &str) -> bool {
-    message.starts_with("Retried")
-        || message.ends_with("; re-queued")
-        || message.contains("crash loop, re-queued after")
-        || message == "Recovered by wg recover"
+    wg_core::ops::attempt_marked(message).is_some()
 }
 
 fn tasks_by_id(listed: &Value) -> std::collections::BTreeMap<String, Value> {
