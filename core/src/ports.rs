@@ -114,7 +114,8 @@ pub trait Processes {
 pub enum StoreError {
     /// A file does not parse; nothing was written.
     Corrupt { file: String, line: Option<usize>, message: String },
-    /// Reading, locking or writing failed; nothing was committed.
+    /// Reading, locking or writing failed. Nothing was committed, unless the message says the
+    /// commit is recorded and the next transaction completes it (a failure past the commit point).
     Io(String),
 }
 

@@ -209,3 +209,37 @@ pub fn squatters_untouched(world: &mut World) -> Vec<String> {
     }
     found.into_iter().map(|broken| format!("{}: {}", broken.invariant, broken.detail)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use wg_core::graph::Graph;
+    use wg_core::registry::Registry;
+
+    fn snapshot(graph: &str, registry: &str) -> Snapshot {
+        let graph_state = Graph::parse(graph.as_bytes()).expect("graph parses");
+        let registry = Registry::parse(registry.as_bytes()).expect("registry parses");
+        Snapshot { graph_text: graph.to_string(), state: State { graph: graph_state, registry } }
+    }
+
+    /// The state a crash between the two renames of the dispatcher's reserve used to leave: an
+    /// agent entry `starting` beside a task still open. The real runner's sample and the
+    /// simulator's step check (`sim/src/checks.rs`: `after_step`) both judge it with
+    /// `check_agreement`, so they report the same violation, word for word.
+    #[test]
+    fn a_half_committed_dispatch_gets_the_verdict_the_simulator_gives() {
+        let graph = r#"{"kind":"task","id":"t1","status":"open","exec":"sleep 9"}"#;
+        let none = r#"{"agents":{},"next_agent_id":2}"#;
+        let half = r#"{"agents":{"agent-2":{"id":"agent-2","pid":0,"task_id":"t1","started_at":"2026-01-01T00:00:00Z","status":"starting"}},"next_agent_id":3}"#;
+        let scenario_text = "[[world.task]]\nid = \"t1\"\nstatus = \"open\"\nexec = \"hang\"\n";
+        let scenario = wg_sim::scenario::parse_str(Path::new("half.toml"), scenario_text).expect("scenario parses");
+        let mut monitor = Monitor::new(&scenario, &snapshot(graph, none));
+        let seen = snapshot(graph, half);
+        monitor.sample(Duration::ZERO, &seen);
+        let verdict = invariants::check_agreement(&seen.state);
+        assert_eq!(verdict.len(), 1, "{verdict:?}");
+        assert_eq!(monitor.failures, [format!("S6: {} (at 0.00s)", verdict[0].detail)]);
+        assert_eq!(verdict[0].detail, "agent-2 is starting but its task t1 is open assigned None");
+    }
+}
