@@ -137,9 +137,9 @@ fn show(paths: &[PathBuf]) -> String {
 }
 
 fn parse_jobs(text: &str) -> Result<NonZeroUsize, String> {
-    text.parse::<NonZeroUsize>().map_err(|_| {
-        format!("{text:?} is not a number of threads; give 1 or more, or leave --jobs out for one per core")
-    })
+    // clap shows the value given beside this message.
+    text.parse::<NonZeroUsize>()
+        .map_err(|_| "give a number of threads, 1 or more, or leave --jobs out for one per core".into())
 }
 
 fn parse_time(text: &str) -> Result<Duration, String> {
@@ -163,7 +163,7 @@ fn run(paths: &[PathBuf], seeds: Option<u64>, campaign: &CampaignArgs) -> Result
                 let path = runner::default_trace_path(None, scenario, found.seed);
                 print!("{}", render_with_trace(scenario, found, &path)?);
             }
-            None => println!("{}", scenario_line("ok  ", &scenario.name, &outcome, elapsed)),
+            None => println!("{}{}", scenario_line("ok  ", &scenario.name, &outcome, elapsed), time_note(&outcome)),
         }
     }
     println!("{}", tally.line(scenarios.len(), budget_jobs(campaign)));
@@ -211,7 +211,7 @@ fn fuzz(
         let verdict = if outcome.failures.is_empty() { "ok  " } else { "FAIL" };
         let ran_to = seeds.start + outcome.seeds_run;
         let line = scenario_line(verdict, &scenario.name, &outcome, elapsed);
-        println!("{line}, seeds {}..{ran_to}, {} failing", seeds.start, outcome.failures.len());
+        println!("{line}, seeds {}..{ran_to}, {} failing{}", seeds.start, outcome.failures.len(), time_note(&outcome));
     }
     println!("{}", tally.line(scenarios.len(), budget_jobs(campaign)));
     Ok(tally.exit_code())
@@ -229,18 +229,22 @@ fn render_with_trace(scenario: &Scenario, found: &runner::Found, path: &Path) ->
     Ok(runner::render_failure(scenario, found, path))
 }
 
-/// `ok   <name>  <seeds> seeds in <s>s (<rate> seeds/s)`, and where --time stopped it.
+/// `ok   <name>  <seeds> seeds in <s>s (<rate> seeds/s)`.
 fn scenario_line(verdict: &str, name: &str, outcome: &campaign::Outcome, elapsed: Duration) -> String {
-    let mut line = format!(
+    format!(
         "{verdict} {name:<32} {} seeds in {:.2}s ({:.0} seeds/s)",
         outcome.seeds_run,
         elapsed.as_secs_f64(),
         rate_per_s(outcome.seeds_run, elapsed)
-    );
-    if let Some(seed) = outcome.out_of_time_at {
-        line.push_str(&format!("; its share of --time ran out before seed {seed}"));
+    )
+}
+
+/// Says that the scenario's share of --time, not its seed count, ended it.
+fn time_note(outcome: &campaign::Outcome) -> &'static str {
+    match outcome.out_of_time_at {
+        Some(_) => "; stopped by --time",
+        None => "",
     }
-    line
 }
 
 fn rate_per_s(seeds: u64, elapsed: Duration) -> f64 {
@@ -258,7 +262,7 @@ fn progress_line(name: &str) -> impl Fn(campaign::Progress) + '_ {
     move |progress| {
         if to_terminal {
             let rate = rate_per_s(progress.seeds_run, progress.elapsed);
-            eprintln!("{name}: {} seeds, {rate:.0} seeds/s, {} failures", progress.seeds_run, progress.failures);
+            eprintln!("{name}: {} seeds, {rate:.0} seeds/s, failures {}", progress.seeds_run, progress.failures);
         }
     }
 }
