@@ -183,6 +183,7 @@ fn work(
     stop: Stop,
     shared: &Shared,
 ) -> Vec<Found> {
+    let _stop_others = StopOthersOnPanic(shared);
     let mut found = Vec::new();
     // Bounded: each pass claims a new seed of a finite range.
     while let Some(seed) = shared.claim(budget) {
@@ -201,6 +202,18 @@ fn work(
         found.push(runner::shrink_failure(scenario, &options, report));
     }
     found
+}
+
+/// Stops the other threads when this one panics (a bug in the simulator): the caller reports
+/// the panic as soon as they end, instead of after the rest of the range.
+struct StopOthersOnPanic<'a>(&'a Shared);
+
+impl Drop for StopOthersOnPanic<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.stop_at.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 /// Calls `on_progress` every [`PROGRESS_INTERVAL`] until every worker has ended.

@@ -70,6 +70,20 @@ fn a_deadline_stops_a_campaign_after_a_whole_prefix_of_its_seeds() {
     assert_eq!((outcome.seeds_run, outcome.out_of_time_at), (0, Some(5)));
 }
 
+#[test]
+fn a_panic_in_one_thread_stops_the_others_and_reaches_the_caller() {
+    let scenario = load("two_retries");
+    let started = Instant::now();
+    // The deadline only bounds this test should the others not stop.
+    let budget = Budget { deadline: Some(started + Duration::from_secs(30)), ..budget(0..u64::MAX, 2) };
+    let panics_at_seed_3 = |options: &mut RunOptions| assert_ne!(options.seed, 3, "a simulator bug, planted");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        campaign::every_failure(&scenario, &budget, panics_at_seed_3, |_| {})
+    }));
+    assert!(result.is_err(), "the panic reaches the caller");
+    assert!(started.elapsed() < Duration::from_secs(10), "the other thread stopped at once");
+}
+
 #[cfg(feature = "planted-bugs")]
 mod planted {
     use super::*;
