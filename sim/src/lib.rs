@@ -8,8 +8,10 @@
 //! - [`executor`]: the scheduler, faults, phases and one run.
 //! - [`checks`]: the invariants S1-S8, L1-L2 and expectations.
 //! - [`runner`]: many seeds, fuzzing, shrinking, traces and failure reports.
+//! - [`campaign`]: many seeds on several threads, with a time budget.
 
 pub mod actors;
+pub mod campaign;
 pub mod checks;
 pub mod executor;
 pub mod runner;

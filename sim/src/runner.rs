@@ -32,10 +32,16 @@ pub fn swarm_faults(seed: u64) -> Vec<FaultKind> {
 pub fn run_and_shrink(scenario: &Scenario, options: &RunOptions) -> Option<Found> {
     let original = executor::run(scenario, options);
     original.failure.as_ref()?;
+    Some(shrink_failure(scenario, options, original))
+}
+
+/// Shrinks `original`, the failing run of `options`, and replays the result with a timeline;
+/// for a caller that already ran the seed and need not run it again.
+pub fn shrink_failure(scenario: &Scenario, options: &RunOptions, original: RunReport) -> Found {
     let shrunk_trace = shrink(scenario, options, &original);
     let shrunk = replay(scenario, options, shrunk_trace.clone(), true);
     assert!(shrunk.failure.is_some(), "a shrunk trace still fails");
-    Some(Found { seed: options.seed, original, shrunk_trace, shrunk })
+    Found { seed: options.seed, original, shrunk_trace, shrunk }
 }
 
 /// Replays `trace` with the seed of `options` (the seed still decides exit delays).

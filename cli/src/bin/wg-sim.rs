@@ -4,9 +4,12 @@
 //! file (or trace) is malformed, or a mode is not available.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use std::io::IsTerminal;
+use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use wg_sim::campaign;
 use wg_sim::executor::{self, RunOptions};
 use wg_sim::runner;
 use wg_sim::scenario::{self, Scenario, SchedulerKind};
@@ -26,35 +29,40 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Mode {
-    /// Runs scenario files (or every *.toml of a folder) across seeds 0..N.
+    /// Runs scenario files (or every *.toml of a folder) across seeds 0..N; reports the lowest
+    /// failing seed of each scenario.
     Run {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// Seeds per scenario (default: the scenario's `[sim] seeds`).
+        /// Seeds per scenario (default: the scenario's `[sim] seeds`). With --time, the most
+        /// seeds per scenario (default: no bound but the time).
         #[arg(long)]
         seeds: Option<u64>,
+        #[command(flatten)]
+        campaign: CampaignArgs,
         /// Runs each scenario once against real processes, the real `wg` (next to this binary)
         /// and a temp `.wg/`; faults only the simulator can make are skipped, visibly.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["seeds", "jobs", "time"])]
         real: bool,
         /// With --real: writes a JUnit report here.
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
     },
-    /// Runs many seeds of one scenario, with progress, and writes failing traces.
+    /// Runs many seeds of scenario files (or of every *.toml of a folder), with progress, and
+    /// reports every failing seed (in seed order) and writes its trace.
     Fuzz {
-        scenario: PathBuf,
-        /// A range A..B of seeds.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// A range A..B of seeds, for each scenario.
         #[arg(long, default_value = "0..1000")]
         seeds: String,
+        #[command(flatten)]
+        campaign: CampaignArgs,
         #[arg(long, value_enum)]
         scheduler: Option<SchedulerArg>,
         /// Randomises per seed which fault kinds are on.
         #[arg(long)]
         swarm: bool,
-        /// Stops after this long (e.g. 60s), whatever the seed range.
-        #[arg(long)]
-        time: Option<String>,
         /// Folder for failing traces.
         #[arg(long, default_value = "wg-sim-failures")]
         out: PathBuf,
@@ -73,6 +81,19 @@ enum Mode {
     },
 }
 
+/// How many threads, and for how long: shared by `run` and `fuzz`.
+#[derive(clap::Args)]
+struct CampaignArgs {
+    /// Threads running seeds (default: one per core). Results do not depend on it.
+    #[arg(long, value_name = "N", value_parser = parse_jobs)]
+    jobs: Option<NonZeroUsize>,
+    /// A wall-time budget for all scenarios together (e.g. 60s, 2m). Each scenario gets an equal
+    /// share of what is left when it starts, so one that finishes its seeds early leaves its time
+    /// to the next ones; a seed started in time always finishes.
+    #[arg(long, value_name = "D", value_parser = parse_time)]
+    time: Option<Duration>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum SchedulerArg {
     Random,
@@ -82,9 +103,10 @@ enum SchedulerArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Mode::Run { paths, seeds, real, junit } => run(&paths, seeds, real, junit),
-        Mode::Fuzz { scenario, seeds, scheduler, swarm, time, out } => {
-            fuzz(&scenario, &seeds, scheduler, swarm, time, &out)
+        Mode::Run { paths, real: true, junit, .. } => Ok(wg_cli::smoke::run_real(&paths, junit.as_deref())),
+        Mode::Run { paths, seeds, campaign, .. } => run(&paths, seeds, &campaign),
+        Mode::Fuzz { paths, seeds, campaign, scheduler, swarm, out } => {
+            fuzz(&paths, &seeds, &campaign, scheduler, swarm, &out)
         }
         Mode::Replay { scenario, seed, determinism: true, .. } => check_determinism(&scenario, seed),
         Mode::Replay { scenario, seed, trace, .. } => replay(&scenario, seed, trace.as_deref()),
@@ -102,27 +124,50 @@ fn load(path: &Path) -> Result<Scenario, String> {
     scenario::parse(path).map_err(|error| error.to_string())
 }
 
-fn run(paths: &[PathBuf], seeds: Option<u64>, real: bool, junit: Option<PathBuf>) -> Result<ExitCode, String> {
-    if real {
-        return Ok(wg_cli::smoke::run_real(paths, junit.as_deref()));
-    }
+fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, String> {
     let files = scenario::scenario_files(paths)?;
-    let scenarios = files.iter().map(|file| load(file)).collect::<Result<Vec<_>, _>>()?;
-    let mut failed = false;
+    if files.is_empty() {
+        return Err(format!("no *.toml scenario file in {}; name a scenario file or a folder of them", show(paths)));
+    }
+    files.iter().map(|file| load(file)).collect()
+}
+
+fn show(paths: &[PathBuf]) -> String {
+    paths.iter().map(|path| path.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+fn parse_jobs(text: &str) -> Result<NonZeroUsize, String> {
+    // clap shows the value given beside this message.
+    text.parse::<NonZeroUsize>()
+        .map_err(|_| "give a number of threads, 1 or more, or leave --jobs out for one per core".into())
+}
+
+fn parse_time(text: &str) -> Result<Duration, String> {
+    scenario::parse_duration_ms(text).map(Duration::from_millis)
+}
+
+fn run(paths: &[PathBuf], seeds: Option<u64>, campaign: &CampaignArgs) -> Result<ExitCode, String> {
+    let scenarios = load_all(paths)?;
+    let mut clock = BudgetClock::start(campaign, scenarios.len());
+    let mut tally = Tally::start();
     for scenario in &scenarios {
-        let count = seeds.unwrap_or(scenario.sim.seeds);
+        // With a time budget and no --seeds, the time is the only bound.
+        let default_count = if campaign.time.is_some() { u64::MAX } else { scenario.sim.seeds };
+        let budget = clock.next_budget(0..seeds.unwrap_or(default_count));
         let started = Instant::now();
-        match runner::first_failure(scenario, 0..count, |_| {}) {
+        let outcome = campaign::first_failure(scenario, &budget, |_| {}, progress_line(&scenario.name));
+        let elapsed = started.elapsed();
+        tally.add(&outcome);
+        match outcome.failures.first() {
             Some(found) => {
-                failed = true;
                 let path = runner::default_trace_path(None, scenario, found.seed);
-                runner::write_trace(&path, scenario, found.seed, &found.shrunk_trace).map_err(|e| e.to_string())?;
-                print!("{}", runner::render_failure(scenario, &found, &path));
+                print!("{}", render_with_trace(scenario, found, &path)?);
             }
-            None => println!("ok   {:<32} {count} seeds in {:.2}s", scenario.name, started.elapsed().as_secs_f64()),
+            None => println!("{}{}", scenario_line("ok  ", &scenario.name, &outcome, elapsed), time_note(&outcome)),
         }
     }
-    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    println!("{}", tally.line(scenarios.len(), budget_jobs(campaign)));
+    Ok(tally.exit_code())
 }
 
 fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
@@ -132,55 +177,153 @@ fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
 }
 
 fn fuzz(
-    path: &Path,
+    paths: &[PathBuf],
     seeds: &str,
+    campaign: &CampaignArgs,
     scheduler: Option<SchedulerArg>,
     swarm: bool,
-    time: Option<String>,
     out: &Path,
 ) -> Result<ExitCode, String> {
-    let scenario = load(path)?;
     let seeds = parse_range(seeds)?;
-    let budget = time.map(|t| scenario::parse_duration_ms(&t).map(Duration::from_millis)).transpose()?;
-    let started = Instant::now();
-    let mut last_progress = Instant::now();
-    let (mut ran, mut failures) = (0u64, 0u64);
-    for seed in seeds.clone() {
-        if budget.is_some_and(|budget| started.elapsed() >= budget) {
-            break;
-        }
-        let mut options = RunOptions::for_scenario(&scenario, seed);
+    let scenarios = load_all(paths)?;
+    let tune = |options: &mut RunOptions| {
         match scheduler {
             Some(SchedulerArg::Random) => options.scheduler = SchedulerKind::Random,
             Some(SchedulerArg::Pct) => options.scheduler = SchedulerKind::Pct { depth: 3 },
             None => {}
         }
         if swarm {
-            options.faults = runner::swarm_faults(seed);
+            options.faults = runner::swarm_faults(options.seed);
         }
-        ran += 1;
-        if executor::run(&scenario, &options).failure.is_some() {
-            failures += 1;
-            let found = runner::run_and_shrink(&scenario, &options).expect("it failed a moment ago");
-            let trace_path = runner::default_trace_path(Some(out), &scenario, seed);
-            runner::write_trace(&trace_path, &scenario, seed, &found.shrunk_trace).map_err(|e| e.to_string())?;
-            print!("{}", runner::render_failure(&scenario, &found, &trace_path));
+    };
+    let mut clock = BudgetClock::start(campaign, scenarios.len());
+    let mut tally = Tally::start();
+    for scenario in &scenarios {
+        let budget = clock.next_budget(seeds.clone());
+        let started = Instant::now();
+        let outcome = campaign::every_failure(scenario, &budget, tune, progress_line(&scenario.name));
+        let elapsed = started.elapsed();
+        tally.add(&outcome);
+        for found in &outcome.failures {
+            let path = runner::default_trace_path(Some(out), scenario, found.seed);
+            print!("{}", render_with_trace(scenario, found, &path)?);
         }
-        if last_progress.elapsed() >= Duration::from_secs(1) {
-            last_progress = Instant::now();
-            let rate = ran as f64 / started.elapsed().as_secs_f64();
-            eprintln!("fuzz {}: {ran} seeds, {rate:.0} seeds/s, {failures} failures", scenario.name);
+        let verdict = if outcome.failures.is_empty() { "ok  " } else { "FAIL" };
+        let ran_to = seeds.start + outcome.seeds_run;
+        let line = scenario_line(verdict, &scenario.name, &outcome, elapsed);
+        println!("{line}, seeds {}..{ran_to}, {} failing{}", seeds.start, outcome.failures.len(), time_note(&outcome));
+    }
+    println!("{}", tally.line(scenarios.len(), budget_jobs(campaign)));
+    Ok(tally.exit_code())
+}
+
+/// Writes the shrunk trace of `found` to `path` and returns its failure block.
+fn render_with_trace(scenario: &Scenario, found: &runner::Found, path: &Path) -> Result<String, String> {
+    runner::write_trace(path, scenario, found.seed, &found.shrunk_trace).map_err(|error| {
+        format!(
+            "cannot write the trace of seed {} to {}: {error}; pass --out to pick another folder",
+            found.seed,
+            path.display()
+        )
+    })?;
+    Ok(runner::render_failure(scenario, found, path))
+}
+
+/// `ok   <name>  <seeds> seeds in <s>s (<rate> seeds/s)`.
+fn scenario_line(verdict: &str, name: &str, outcome: &campaign::Outcome, elapsed: Duration) -> String {
+    format!(
+        "{verdict} {name:<32} {} seeds in {:.2}s ({:.0} seeds/s)",
+        outcome.seeds_run,
+        elapsed.as_secs_f64(),
+        rate_per_s(outcome.seeds_run, elapsed)
+    )
+}
+
+/// Says that the scenario's share of --time, not its seed count, ended it.
+fn time_note(outcome: &campaign::Outcome) -> &'static str {
+    match outcome.out_of_time_at {
+        Some(_) => "; stopped by --time",
+        None => "",
+    }
+}
+
+fn rate_per_s(seeds: u64, elapsed: Duration) -> f64 {
+    seeds as f64 / elapsed.as_secs_f64().max(1e-9)
+}
+
+fn budget_jobs(campaign: &CampaignArgs) -> NonZeroUsize {
+    campaign.jobs.unwrap_or_else(campaign::default_jobs)
+}
+
+/// Progress on stderr, at most once a second (the campaign's pace), and only for a person
+/// watching: in a log it would be noise.
+fn progress_line(name: &str) -> impl Fn(campaign::Progress) + '_ {
+    let to_terminal = std::io::stderr().is_terminal();
+    move |progress| {
+        if to_terminal {
+            let rate = rate_per_s(progress.seeds_run, progress.elapsed);
+            eprintln!("{name}: {} seeds, {rate:.0} seeds/s, failures {}", progress.seeds_run, progress.failures);
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    println!(
-        "fuzz {}: {ran} seeds ({}..{}) in {elapsed:.2}s = {:.0} seeds/s, {failures} failures",
-        scenario.name,
-        seeds.start,
-        seeds.start + ran,
-        ran as f64 / elapsed.max(1e-9)
-    );
-    Ok(if failures > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+/// Hands each scenario its budget: the threads, and its share of the time left.
+struct BudgetClock {
+    jobs: NonZeroUsize,
+    end: Option<Instant>,
+    scenarios_left: usize,
+}
+
+impl BudgetClock {
+    fn start(campaign: &CampaignArgs, scenarios: usize) -> BudgetClock {
+        let end = campaign.time.map(|time| Instant::now() + time);
+        BudgetClock { jobs: budget_jobs(campaign), end, scenarios_left: scenarios }
+    }
+
+    fn next_budget(&mut self, seeds: std::ops::Range<u64>) -> campaign::Budget {
+        let deadline = self.end.map(|end| campaign::share_of(end, Instant::now(), self.scenarios_left));
+        self.scenarios_left = self.scenarios_left.saturating_sub(1);
+        campaign::Budget { seeds, jobs: self.jobs, deadline }
+    }
+}
+
+/// Totals over the scenarios of one command, for its last line.
+struct Tally {
+    seeds_run: u64,
+    failures: u64,
+    started: Instant,
+}
+
+impl Tally {
+    fn start() -> Tally {
+        Tally { seeds_run: 0, failures: 0, started: Instant::now() }
+    }
+
+    fn add(&mut self, outcome: &campaign::Outcome) {
+        self.seeds_run += outcome.seeds_run;
+        self.failures += outcome.failures.len() as u64;
+    }
+
+    /// `total: scenarios <n>, seeds <n> in <s>s (<rate> seeds/s), failures <n>, jobs <n>`;
+    /// a failure is a failure block printed above.
+    fn line(&self, scenarios: usize, jobs: NonZeroUsize) -> String {
+        let elapsed = self.started.elapsed();
+        format!(
+            "total: scenarios {scenarios}, seeds {} in {:.2}s ({:.0} seeds/s), failures {}, jobs {jobs}",
+            self.seeds_run,
+            elapsed.as_secs_f64(),
+            rate_per_s(self.seeds_run, elapsed),
+            self.failures
+        )
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        if self.failures > 0 {
+            ExitCode::from(1)
+        } else {
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn check_determinism(path: &Path, seed: u64) -> Result<ExitCode, String> {
