@@ -87,17 +87,8 @@ fn a_panic_in_one_thread_stops_the_others_and_reaches_the_caller() {
 #[cfg(feature = "planted-bugs")]
 mod planted {
     use super::*;
-    use crate::common::CAMPAIGNS;
-    use wg_core::settings::PlantedBug;
+    use crate::common::{BUGS, CAMPAIGNS};
     use wg_sim::runner;
-
-    const BUGS: [PlantedBug; 5] = [
-        PlantedBug::UnconditionalRetry,
-        PlantedBug::ReaperUnchecked,
-        PlantedBug::DoubleCountRetries,
-        PlantedBug::SplitReap,
-        PlantedBug::SignalWithoutIdentity,
-    ];
 
     /// Seeds past the lowest failure that `every_failure` compares: enough for a few failures,
     /// few enough that shrinking each stays quick in a debug build.

@@ -29,3 +29,15 @@ pub const CAMPAIGNS: [(&str, &str, u64); 5] = [
     ("retry_vs_reaper", "S3", 200),
     ("pid_reuse_not_signalled", "S2", 200),
 ];
+
+/// The planted bugs (feature `planted-bugs`), in the order of [`CAMPAIGNS`]: bug `i` is found by
+/// campaign `i`.
+#[cfg(feature = "planted-bugs")]
+pub const BUGS: [wg_core::settings::PlantedBug; 5] = [
+    wg_core::settings::PlantedBug::UnconditionalRetry,
+    wg_core::settings::PlantedBug::ReaperUnchecked,
+    wg_core::settings::PlantedBug::DoubleCountRetries,
+    // Found by S3 since the orphan sweep (3dc0e4b): see CAMPAIGNS.
+    wg_core::settings::PlantedBug::SplitReap,
+    wg_core::settings::PlantedBug::SignalWithoutIdentity,
+];

@@ -6,19 +6,9 @@
 
 mod common;
 
-use common::{load, CAMPAIGNS};
-use wg_core::settings::PlantedBug;
+use common::{load, BUGS, CAMPAIGNS};
 use wg_sim::executor::RunOptions;
 use wg_sim::runner;
-
-const BUGS: [PlantedBug; 5] = [
-    PlantedBug::UnconditionalRetry,
-    PlantedBug::ReaperUnchecked,
-    PlantedBug::DoubleCountRetries,
-    // Found by S3 since the orphan sweep (3dc0e4b): see CAMPAIGNS in common.rs.
-    PlantedBug::SplitReap,
-    PlantedBug::SignalWithoutIdentity,
-];
 
 #[test]
 fn fuzzing_finds_and_shrinks_every_planted_bug() {
