@@ -27,6 +27,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// A printed guide: getting started, the service, recovering hung agents and failed tasks.
+    Quickstart,
     /// Create an empty workgraph folder.
     Init,
     /// Add a task.
@@ -120,6 +122,7 @@ pub enum ServiceAction {
 pub fn run(cli: Cli) -> Result<Output, CliError> {
     let dir = cli.dir;
     match cli.command {
+        Command::Quickstart => commands::quickstart::quickstart(),
         Command::Init => commands::tasks::init(&dir),
         Command::Add { title, id, exec, after, max_retries, tags } => {
             let new = wg_core::ops::NewTask { id, title, exec, after, max_retries, tags };
