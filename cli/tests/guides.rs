@@ -1,4 +1,5 @@
-//! `wg quickstart`: the guide's commands are real commands, and it covers every command.
+//! The guides: `wg quickstart` and docs/agent-guide.md show only commands that parse, and the
+//! quickstart covers every command.
 
 mod common;
 
@@ -7,8 +8,8 @@ use common::*;
 use wg_cli::app::Cli;
 use wg_cli::commands::quickstart::TEXT;
 
-/// The commands the guide shows: each line that starts with `wg ` (up to the first two spaces
-/// in a row, where its description starts), and each `wg ...` quoted in backquotes in prose.
+/// The commands the quickstart shows: each line that starts with `wg ` (up to the first two
+/// spaces in a row, where its description starts), and each `wg ...` quoted in backquotes.
 fn command_lines() -> Vec<String> {
     let mut commands = Vec::new();
     for line in TEXT.lines() {
@@ -38,7 +39,7 @@ fn command_name(line: &str) -> String {
 }
 
 #[test]
-fn every_command_the_guide_shows_parses() {
+fn every_command_the_quickstart_shows_parses() {
     let lines = command_lines();
     assert!(lines.len() >= 20, "the guide shows commands: {lines:?}");
     for line in &lines {
@@ -47,7 +48,7 @@ fn every_command_the_guide_shows_parses() {
 }
 
 #[test]
-fn the_guide_shows_every_top_level_command() {
+fn the_quickstart_shows_every_top_level_command() {
     let shown: Vec<String> = command_lines().iter().map(|line| command_name(line)).collect();
     let required =
         ["init", "add", "list", "show", "agents", "done", "fail", "heartbeat", "retry", "recover", "service"];
@@ -61,7 +62,7 @@ fn the_guide_shows_every_top_level_command() {
 }
 
 #[test]
-fn the_guide_has_a_recovery_section_covering_the_attempt_counter() {
+fn the_quickstart_has_a_recovery_section_covering_the_attempt_counter() {
     assert!(TEXT.contains("RECOVERY (hung agents, failed tasks, mass failures)"));
     for topic in ["retry_count", "exactly once", "--reason", "--force", "--grace", "--yes", "alive", "heartbeat"] {
         assert!(TEXT.contains(topic), "the guide does not mention {topic}");
@@ -69,17 +70,56 @@ fn the_guide_has_a_recovery_section_covering_the_attempt_counter() {
 }
 
 #[test]
-fn the_guide_fits_80_columns() {
+fn the_quickstart_fits_80_columns() {
     for (number, line) in TEXT.lines().enumerate() {
         assert!(line.chars().count() <= 80, "line {} is {} columns: {line:?}", number + 1, line.chars().count());
     }
 }
 
 #[test]
-fn wg_quickstart_prints_the_guide_without_a_workgraph_folder() {
+fn wg_quickstart_prints_its_guide_without_a_workgraph_folder() {
     let empty = tempfile::tempdir().unwrap();
     let output = std::process::Command::new(wg_binary()).arg("quickstart").current_dir(empty.path()).output().unwrap();
     assert!(output.status.success(), "{}", describe(&output));
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim_end(), TEXT.trim_end());
     assert!(!empty.path().join(".wg").exists(), "printing the guide creates nothing");
+}
+
+fn agent_guide() -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/agent-guide.md");
+    std::fs::read_to_string(path).expect("docs/agent-guide.md")
+}
+
+/// The agent guide's example commands: its indented lines that start with `wg `, up to the first
+/// two spaces in a row (a comment follows).
+fn agent_guide_command_lines() -> Vec<String> {
+    let text = agent_guide();
+    let examples = text.lines().filter_map(|line| line.strip_prefix("    ")).filter(|line| line.starts_with("wg "));
+    examples.map(|line| line.split("  ").next().unwrap().to_string()).collect()
+}
+
+#[test]
+fn every_command_the_agent_guide_shows_parses() {
+    let lines = agent_guide_command_lines();
+    assert!(lines.len() >= 7, "the agent guide shows commands: {lines:?}");
+    for line in &lines {
+        parse(line);
+    }
+}
+
+#[test]
+fn the_agent_guide_covers_the_environment_and_stopping() {
+    let text = agent_guide();
+    let topics =
+        ["WG_TASK_ID", "WG_AGENT_ID", "WG_DIR", "output.log", "trap", "signal.signal", "SIGKILL", ".evaluate-*"];
+    for topic in topics {
+        assert!(text.contains(topic), "the agent guide does not mention {topic}");
+    }
+}
+
+#[test]
+fn the_readme_and_the_quickstart_link_the_agent_guide() {
+    let readme = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    assert!(std::fs::read_to_string(readme).unwrap().contains("(docs/agent-guide.md)"));
+    assert!(TEXT.contains("docs/agent-guide.md"));
 }
