@@ -10,7 +10,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  done, including a no-op (agent already dead, task already open)
   1  the command failed; the message says why and what to do
-  2  bad usage";
+  2  bad usage
+A reader that closes the pipe early (wg list | head -1) is a normal end: exit 0.";
 
 #[derive(Parser, Debug)]
 #[command(name = "wg", version, about = "Recover hung work in a workgraph task coordinator", after_help = EXIT_CODES)]

@@ -3,6 +3,7 @@
 
 use serde_json::Value;
 use std::fmt;
+use std::io::{self, Write};
 use std::process::ExitCode;
 use wg_core::ops::OpError;
 use wg_core::ports::StoreError;
@@ -17,11 +18,37 @@ impl Output {
         Output { human: human.into(), json }
     }
 
-    pub fn print(&self, json: bool) {
-        if json {
-            println!("{}", serde_json::to_string_pretty(&self.json).expect("JSON values serialize"));
+    /// Prints the output and says how `wg` exits: see [`exit_after_printing`].
+    pub fn print(&self, json: bool) -> ExitCode {
+        let printed = if json {
+            write_stdout(&serde_json::to_string_pretty(&self.json).expect("JSON values serialize"))
         } else if !self.human.is_empty() {
-            println!("{}", self.human.trim_end());
+            write_stdout(self.human.trim_end())
+        } else {
+            Ok(())
+        };
+        exit_after_printing(printed)
+    }
+}
+
+/// Writes `text` and a newline to stdout, and flushes, so a failed write is seen here.
+fn write_stdout(text: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    writeln!(stdout, "{text}")?;
+    stdout.flush()
+}
+
+/// The exit code of a command that succeeded, once its output is printed. A reader that closed
+/// the pipe (`wg list | head -1`) is a normal end: exit 0, quietly, as ripgrep does. The command
+/// did what was asked, and a 141 would fail `set -o pipefail` scripts for reading only the first
+/// line. Any other write error is reported, with exit 1.
+pub fn exit_after_printing(printed: io::Result<()>) -> ExitCode {
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: the command succeeded, but its output could not be written: {error}");
+            ExitCode::from(EXIT_FAILED)
         }
     }
 }
@@ -42,7 +69,8 @@ impl CliError {
     pub fn report(&self, json: bool) -> ExitCode {
         if json {
             let body = serde_json::json!({ "ok": false, "error": self.message });
-            println!("{}", serde_json::to_string_pretty(&body).expect("JSON values serialize"));
+            // The exit code and stderr carry the failure even when no one reads stdout.
+            let _ = write_stdout(&serde_json::to_string_pretty(&body).expect("JSON values serialize"));
         }
         eprintln!("error: {}", self.message);
         ExitCode::from(EXIT_FAILED)

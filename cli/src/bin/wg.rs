@@ -6,10 +6,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let json = cli.json;
     match run(cli) {
-        Ok(output) => {
-            output.print(json);
-            ExitCode::SUCCESS
-        }
+        Ok(output) => output.print(json),
         Err(error) => error.report(json),
     }
 }
