@@ -106,6 +106,14 @@ pub enum AgentsAction {
         #[arg(long, value_parser = parse_duration_ms)]
         grace: Option<u64>,
     },
+    /// Print the last lines of an agent's output (.wg/agents/<agent>/output.log). No follow mode:
+    /// run it again, or `tail -f` the file.
+    Logs {
+        agent: String,
+        /// How many lines, from the end.
+        #[arg(long, short = 'n', default_value_t = commands::logs::TAIL_LINES)]
+        lines: usize,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -134,6 +142,9 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
         Command::Agents { action: None } => commands::agents::list(&dir),
         Command::Agents { action: Some(AgentsAction::Kill { agent, force, grace }) } => {
             commands::agents::kill(&dir, &agent, force, grace)
+        }
+        Command::Agents { action: Some(AgentsAction::Logs { agent, lines }) } => {
+            commands::logs::agent_logs(&dir, &agent, lines)
         }
         Command::Done { task } => commands::tasks::done(&dir, &task),
         Command::Fail { task, reason } => commands::tasks::fail(&dir, &task, &reason),

@@ -1,14 +1,15 @@
 //! `wg init`, `add`, `list`, `show`, `done`, `fail`.
 
-use super::{calling_agent, Ports};
+use super::{calling_agent, logs, Ports};
 use crate::output::{CliError, Output};
 use crate::real::store::{write_atomically, WgPaths};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::fs;
 use std::path::Path;
 use wg_core::block_on;
-use wg_core::model::Task;
+use wg_core::model::{Task, TaskStatus};
 use wg_core::ops::{add_task, fail_task, finish_task, NewTask};
+use wg_core::registry::Registry;
 
 pub fn init(dir: &Path) -> Result<Output, CliError> {
     let paths = WgPaths::new(dir);
@@ -71,7 +72,28 @@ pub fn show(dir: &Path, id: &str) -> Result<Output, CliError> {
             human.push_str(&format!("    {}  {}: {}\n", entry.timestamp, entry.user, entry.message));
         }
     }
-    Ok(Output::new(human, json!({"ok": true, "task": task})))
+    let (output_human, output) = last_output(dir, &state.registry, task);
+    human.push_str(&output_human);
+    Ok(Output::new(human, json!({"ok": true, "task": task, "output": output})))
+}
+
+/// The output of the task's last agent: where it is, and for a failed task its last lines.
+fn last_output(dir: &Path, registry: &Registry, task: &Task) -> (String, Value) {
+    let Some(agent) = logs::last_agent(registry, &task.id) else { return (String::new(), Value::Null) };
+    let path = logs::output_log(dir, &agent.id);
+    let mut human = format!("  output: {} ({})\n", path.display(), agent.id);
+    let mut body = json!({"agent": agent.id, "file": path});
+    if task.status == TaskStatus::Failed {
+        match logs::tail(&path, logs::TAIL_LINES) {
+            Ok(lines) => {
+                human.push_str(&format!("  last {} lines of its output:\n", lines.len()));
+                human.extend(lines.iter().map(|line| format!("    {line}\n")));
+                body["tail"] = json!(lines);
+            }
+            Err(error) => human.push_str(&format!("  (cannot read its output: {error})\n")),
+        }
+    }
+    (human, body)
 }
 
 pub fn done(dir: &Path, id: &str) -> Result<Output, CliError> {

@@ -30,6 +30,14 @@ impl Workgraph {
         workgraph
     }
 
+    /// An empty temp folder, with no `.wg/` yet: the test runs `wg init` itself. Whatever service
+    /// and agents the test starts in `<root>/.wg` are ended when the guard drops.
+    pub fn uninitialised() -> Self {
+        let root = tempfile::tempdir().expect("temp dir");
+        let dir = root.path().join(".wg");
+        Workgraph { root, dir, children: Vec::new() }
+    }
+
     pub fn write_config(&self, text: &str) {
         std::fs::write(self.dir.join("config.toml"), text).unwrap();
     }
