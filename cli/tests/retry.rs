@@ -124,3 +124,31 @@ fn retry_leaves_companion_tasks_alone() {
     let refused = wg.wg(&["retry", ".evaluate-t1"]);
     assert_eq!(refused.status.code(), Some(1));
 }
+
+#[test]
+fn retry_without_a_running_service_says_nothing_will_start_the_task() {
+    let wg = Workgraph::fresh();
+    wg.wg_json(&["add", "Flaky", "--id", "t1", "--exec", "false"]);
+    wg.wg_json(&["fail", "t1", "--reason", "exit code 1"]);
+    let output = wg.wg(&["retry", "t1", "--reason", "flaky network"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(String::from).collect();
+    assert!(lines[0].contains("re-queued"), "{lines:?}");
+    assert_eq!(lines[1], "no service runs: nothing will start it until the service runs: `wg service start`");
+    assert_eq!(wg.wg_json(&["retry", "t1"])["service_running"], false);
+}
+
+#[test]
+fn retry_with_a_running_service_does_not_mention_starting_it() {
+    let mut wg = Workgraph::fresh();
+    // t1 waits for t0, which never gets done: the service leaves t1 open.
+    wg.wg_json(&["add", "Never done", "--id", "t0"]);
+    wg.wg_json(&["add", "Flaky", "--id", "t1", "--exec", "false", "--after", "t0"]);
+    wg.wg_json(&["fail", "t1", "--reason", "exit code 1"]);
+    wg.start_service();
+    let output = wg.wg(&["retry", "t1", "--reason", "flaky network"]);
+    assert!(output.status.success(), "{}", describe(&output));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains("re-queued") && !text.contains("wg service start"), "{text}");
+    assert_eq!(wg.wg_json(&["retry", "t1"])["service_running"], true);
+}

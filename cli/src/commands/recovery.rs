@@ -34,8 +34,17 @@ pub fn retry(dir: &Path, task_id: &str, reason: &str) -> Result<Output, CliError
             (format!("{agent_id} finished {task_id} while being stopped; it stays done"), "finished-meanwhile", None)
         }
     };
-    Ok(Output::new(human, json!({"ok": true, "task": task_id, "outcome": kind, "retry_count": count})))
+    let open_now =
+        matches!(outcome, RetryOutcome::Requeued { .. } | RetryOutcome::Restarted { .. } | RetryOutcome::AlreadyOpen);
+    let service_running = crate::service::is_running(dir);
+    let human = if open_now && !service_running { format!("{human}\n{NO_SERVICE}") } else { human };
+    let body =
+        json!({"ok": true, "task": task_id, "outcome": kind, "retry_count": count, "service_running": service_running});
+    Ok(Output::new(human, body))
 }
+
+/// Said when a task is left open and no service runs to start it.
+const NO_SERVICE: &str = "no service runs: nothing will start it until the service runs: `wg service start`";
 
 pub fn recover(dir: &Path, filter: Option<String>, keep_agency: bool, apply: bool) -> Result<Output, CliError> {
     let only_task = match filter.as_deref() {

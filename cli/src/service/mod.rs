@@ -212,6 +212,11 @@ fn remove_dead_writers_temporaries(paths: &WgPaths) {
     }
 }
 
+/// Whether a service runs for this folder (as `wg service status` decides).
+pub fn is_running(dir: &Path) -> bool {
+    running_service(&WgPaths::new(dir)).is_some()
+}
+
 /// The service recorded in the pid file, if that very process still runs.
 fn running_service(paths: &WgPaths) -> Option<ServiceRecord> {
     let text = read_small(&paths.service_pid_file()).ok()?;
