@@ -16,9 +16,9 @@ A reader that closes the pipe early (wg list | head -1) is a normal end: exit 0.
 #[derive(Parser, Debug)]
 #[command(name = "wg", version, about = "Recover hung work in a workgraph task coordinator", after_help = EXIT_CODES)]
 pub struct Cli {
-    /// The workgraph folder.
-    #[arg(long, global = true, env = "WG_DIR", default_value = ".wg")]
-    pub dir: PathBuf,
+    /// The workgraph folder [default: the nearest .wg here or in a parent folder; `wg init`: ./.wg]
+    #[arg(long, global = true, env = "WG_DIR")]
+    pub dir: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -94,6 +94,37 @@ pub enum Command {
     },
 }
 
+/// The folder name `wg init` creates and the search looks for.
+const WG_FOLDER: &str = ".wg";
+
+/// The workgraph folder a command works on: `--dir`/`WG_DIR` when given, else the nearest `.wg`
+/// in the current folder or a parent, as git finds `.git`. It must hold a `graph.jsonl`.
+pub fn workgraph_dir(given: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    match given {
+        Some(dir) if is_workgraph(&dir) => Ok(dir),
+        Some(dir) => Err(CliError::new(format!(
+            "no workgraph folder at {} (no graph.jsonl in it): run `wg init --dir {0}`, or pass another --dir",
+            dir.display()
+        ))),
+        None => find_workgraph().ok_or_else(|| {
+            CliError::new("no .wg folder here or in any parent: run `wg init`, or pass --dir".to_string())
+        }),
+    }
+}
+
+fn is_workgraph(dir: &std::path::Path) -> bool {
+    dir.join("graph.jsonl").is_file()
+}
+
+/// `.wg` in the current folder (as the relative `.wg`), or in the nearest parent that has one.
+fn find_workgraph() -> Option<PathBuf> {
+    if is_workgraph(std::path::Path::new(WG_FOLDER)) {
+        return Some(PathBuf::from(WG_FOLDER));
+    }
+    let here = std::env::current_dir().ok()?;
+    here.ancestors().skip(1).map(|folder| folder.join(WG_FOLDER)).find(|dir| is_workgraph(dir))
+}
+
 #[derive(Subcommand, Debug)]
 pub enum AgentsAction {
     /// Stop an agent's whole process tree: SIGTERM, then SIGKILL after the grace period.
@@ -129,7 +160,10 @@ pub enum ServiceAction {
 }
 
 pub fn run(cli: Cli) -> Result<Output, CliError> {
-    let dir = cli.dir;
+    let dir = match cli.command {
+        Command::Quickstart | Command::Init => cli.dir.unwrap_or_else(|| PathBuf::from(WG_FOLDER)),
+        _ => workgraph_dir(cli.dir)?,
+    };
     match cli.command {
         Command::Quickstart => commands::quickstart::quickstart(),
         Command::Init => commands::tasks::init(&dir),
