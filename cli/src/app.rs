@@ -11,7 +11,9 @@ Exit codes:
   0  done, including a no-op (agent already dead, task already open)
   1  the command failed; the message says why and what to do
   2  bad usage
-A reader that closes the pipe early (wg list | head -1) is a normal end: exit 0.";
+  3  wg service status: no service runs
+A reader that closes the pipe early (wg list | head -1) is a normal end: no message,
+the same exit code.";
 
 #[derive(Parser, Debug)]
 #[command(name = "wg", version, about = "Recover hung work in a workgraph task coordinator", after_help = EXIT_CODES)]
@@ -155,7 +157,7 @@ pub enum ServiceAction {
     Start,
     /// Stop the background service (its agents keep running).
     Stop,
-    /// Whether the service runs.
+    /// Whether the service runs: exit 0 if it does, 3 if not (as `systemctl is-active`).
     Status,
 }
 

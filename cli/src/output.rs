@@ -11,11 +11,18 @@ use wg_core::ports::StoreError;
 pub struct Output {
     pub human: String,
     pub json: Value,
+    /// The exit code after printing: 0, or an answer such as [`EXIT_NOT_RUNNING`].
+    pub exit_code: u8,
 }
 
 impl Output {
     pub fn new(human: impl Into<String>, json: Value) -> Self {
-        Output { human: human.into(), json }
+        Output { human: human.into(), json, exit_code: 0 }
+    }
+
+    /// The same output, answered with `exit_code` instead of 0.
+    pub fn with_exit_code(self, exit_code: u8) -> Self {
+        Output { exit_code, ..self }
     }
 
     /// Prints the output and says how `wg` exits: see [`exit_after_printing`].
@@ -27,7 +34,7 @@ impl Output {
         } else {
             Ok(())
         };
-        exit_after_printing(printed)
+        exit_after_printing(printed, self.exit_code)
     }
 }
 
@@ -38,14 +45,14 @@ fn write_stdout(text: &str) -> io::Result<()> {
     stdout.flush()
 }
 
-/// The exit code of a command that succeeded, once its output is printed. A reader that closed
+/// The exit code of a command that succeeded (`exit_code`), once its output is printed. A reader that closed
 /// the pipe (`wg list | head -1`) is a normal end: exit 0, quietly, as ripgrep does. The command
 /// did what was asked, and a 141 would fail `set -o pipefail` scripts for reading only the first
 /// line. Any other write error is reported, with exit 1.
-pub fn exit_after_printing(printed: io::Result<()>) -> ExitCode {
+pub fn exit_after_printing(printed: io::Result<()>, exit_code: u8) -> ExitCode {
     match printed {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(exit_code),
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => ExitCode::from(exit_code),
         Err(error) => {
             eprintln!("error: the command succeeded, but its output could not be written: {error}");
             ExitCode::from(EXIT_FAILED)
@@ -55,6 +62,10 @@ pub fn exit_after_printing(printed: io::Result<()>) -> ExitCode {
 
 /// Exit code 1: the command could not do what was asked. (2 is clap's, for bad usage.)
 pub const EXIT_FAILED: u8 = 1;
+
+/// Exit code 3: `wg service status` found no service running (as `systemctl is-active` and LSB
+/// init scripts' `status` answer).
+pub const EXIT_NOT_RUNNING: u8 = 3;
 
 #[derive(Debug)]
 pub struct CliError {

@@ -40,10 +40,19 @@ fn exit_codes_settle_tasks_and_a_killed_agent_is_requeued() {
     assert_eq!(wg.task("hang")["retry_count"], 1);
 }
 
+/// `wg --json service status` when no service runs: exit 3 (as `systemctl is-active`), and the
+/// JSON says so.
+fn status_not_running(wg: &Workgraph) {
+    let output = wg.wg(&["--json", "service", "status"]);
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    let status: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON output");
+    assert_eq!(status["running"], false);
+}
+
 #[test]
 fn start_status_stop() {
     let wg = Workgraph::fresh();
-    assert_eq!(wg.wg_json(&["service", "status"])["running"], false);
+    status_not_running(&wg);
     let started = wg.wg_json(&["service", "start"]);
     let pid = started["pid"].as_i64().unwrap() as i32;
     assert!(alive(pid));
@@ -53,6 +62,24 @@ fn start_status_stop() {
     assert_eq!(wg.wg_json(&["service", "start"])["started"], false, "a second start finds the first");
     assert_eq!(wg.wg_json(&["service", "stop"])["stopped"], true);
     wait_until("the service is gone", Duration::from_secs(5), || !alive(pid));
-    assert_eq!(wg.wg_json(&["service", "status"])["running"], false);
+    status_not_running(&wg);
     assert_eq!(wg.wg_json(&["service", "stop"])["stopped"], false, "stopping twice is a no-op");
+}
+
+#[test]
+fn status_exits_3_when_no_service_runs_and_0_when_one_does() {
+    let mut wg = Workgraph::fresh();
+    let stopped = wg.wg(&["service", "status"]);
+    assert_eq!(stopped.status.code(), Some(3), "{}", describe(&stopped));
+    assert!(String::from_utf8_lossy(&stopped.stdout).contains("not running; start it with `wg service start`"));
+    assert!(stopped.stderr.is_empty(), "not running is an answer, not an error: {}", describe(&stopped));
+    wg.start_service();
+    let running = wg.wg(&["service", "status"]);
+    assert_eq!(running.status.code(), Some(0), "{}", describe(&running));
+}
+
+#[test]
+fn status_help_documents_exit_3() {
+    let output = std::process::Command::new(wg_binary()).args(["service", "status", "--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&output.stdout).contains("3 if not"), "{}", describe(&output));
 }

@@ -12,7 +12,7 @@ pub mod doorbell;
 
 use crate::commands::{absolute, Ports};
 use crate::config::load_settings;
-use crate::output::{CliError, Output};
+use crate::output::{CliError, Output, EXIT_NOT_RUNNING};
 use crate::real::clock::{epoch_ms_now, RealClock};
 use crate::real::processes::{read_start_ticks, RealProcesses};
 use crate::real::store::{read_small, write_atomically, FileStore, WgPaths};
@@ -287,6 +287,10 @@ pub fn status(dir: &Path) -> Result<Output, CliError> {
             format!("the service runs (pid {}, since {})", record.pid, record.started_at),
             json!({"ok": true, "running": true, "pid": record.pid, "started_at": record.started_at}),
         )),
-        None => Ok(Output::new("the service is not running", json!({"ok": true, "running": false}))),
+        None => Ok(Output::new(
+            "the service is not running; start it with `wg service start`",
+            json!({"ok": true, "running": false}),
+        )
+        .with_exit_code(EXIT_NOT_RUNNING)),
     }
 }
