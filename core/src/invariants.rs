@@ -448,6 +448,93 @@ mod tests {
     }
 
     #[test]
+    fn s3_says_whether_a_requeue_went_uncounted_or_a_count_had_no_requeue() {
+        let running = task(r#"{"kind":"task","id":"t1","status":"in-progress","assigned":"agent-1"}"#);
+        let uncounted = task(r#"{"kind":"task","id":"t1","status":"open"}"#);
+        let counted_failed = task(r#"{"kind":"task","id":"t1","status":"failed","retry_count":1}"#);
+        let detail = |after: &Task| check_attempt_transition(&running, after).map(|v| v.detail);
+        assert_eq!(detail(&uncounted).as_deref(), Some("t1 was re-queued (in-progress -> open) without counting it"));
+        assert_eq!(
+            detail(&counted_failed).as_deref(),
+            Some("t1's retry_count rose 0 -> 1 without a re-queue (in-progress -> failed)")
+        );
+    }
+
+    #[test]
+    fn the_log_must_agree_with_the_counter_both_in_number_and_in_its_last_mark() {
+        let initial = state(r#"{"kind":"task","id":"t1","status":"in-progress","retry_count":2}"#, NO_AGENTS);
+        let now = |count: u32, mark: u32| {
+            let log = format!(r#"[{{"timestamp":"x","user":"u","message":"Retried: hung (attempt {mark})"}}]"#);
+            state(
+                &format!(r#"{{"kind":"task","id":"t1","status":"open","retry_count":{count},"log":{log}}}"#),
+                NO_AGENTS,
+            )
+        };
+        assert_eq!(check_attempts_logged(&initial, &now(3, 3)), Vec::new());
+        assert_eq!(check_attempts_logged(&initial, &now(3, 5)).len(), 1, "one entry for one raise, but marked 5");
+        assert_eq!(check_attempts_logged(&initial, &now(4, 4)).len(), 1, "two raises, one entry (marked right)");
+    }
+
+    #[test]
+    fn a_running_agent_must_be_its_tasks_assignee_and_the_task_in_progress_or_finished() {
+        let given_to_another = r#"{"kind":"task","id":"t1","status":"in-progress","assigned":"agent-2"}"#;
+        let reopened_still_naming_it = r#"{"kind":"task","id":"t1","status":"open","assigned":"agent-1"}"#;
+        for graph in [given_to_another, reopened_still_naming_it] {
+            let found = check_agreement(&state(graph, AGENT_1_ON_T1));
+            assert!(
+                found.iter().any(|v| v.detail.starts_with("agent-1 is working but its task t1")),
+                "{graph}: {found:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_signal_is_checked_against_the_tree_it_was_meant_for() {
+        let agent = crate::model::ProcessRef { pid: 100, start_ticks: Some(5), started_at_ms: None };
+        assert_eq!(check_signal_delivery("SIGTERM", &agent, "pid 100", Some((100, 5))), None);
+        let found = check_signal_delivery("SIGTERM", &agent, "pid 100 (a later process)", None);
+        assert_eq!(found.map(|v| v.invariant), Some("S2"));
+    }
+
+    #[test]
+    fn a_done_task_must_keep_both_its_status_and_its_agent() {
+        let done = state(r#"{"kind":"task","id":"t1","status":"done","assigned":"agent-1"}"#, NO_AGENTS);
+        let reopened_same_agent = state(r#"{"kind":"task","id":"t1","status":"open","assigned":"agent-1"}"#, NO_AGENTS);
+        let done_by_another = state(r#"{"kind":"task","id":"t1","status":"done","assigned":"agent-2"}"#, NO_AGENTS);
+        assert_eq!(check_done_stays_done(&done, &reopened_same_agent)[0].invariant, "S4");
+        assert_eq!(check_done_stays_done(&done, &done_by_another)[0].invariant, "S4");
+    }
+
+    #[test]
+    fn liveness_allows_exactly_the_reaction_time_and_counts_from_the_last_change() {
+        let graph = concat!(
+            r#"{"kind":"task","id":"t1","status":"in-progress","assigned":"agent-1"}"#,
+            "\n",
+            r#"{"kind":"task","id":"t2","status":"open","exec":"true","log":[{"timestamp":"1970-01-01T00:00:01Z","message":"Retried"}]}"#
+        );
+        let state = state(graph, AGENT_1_ON_T1);
+        let gone_at_1000 = |_: &Agent| AgentSeen::Gone { since_ms: Some(1_000) };
+        let view =
+            |now_ms| LivenessView { state: &state, seen: &gone_at_1000, dispatcher: Some(2), now_ms, reaction_ms: 500 };
+        // t1's agent died at 1 s and t2 became ready (its last log entry) at 1 s.
+        assert_eq!(check_recovered(&view(1_500)), Vec::new(), "exactly the reaction time: not yet");
+        assert_eq!(check_recovered(&view(1_501)).len(), 2, "{:?}", check_recovered(&view(1_501)));
+    }
+
+    #[test]
+    fn a_ready_task_waiting_for_a_free_slot_is_not_a_liveness_failure() {
+        let graph = concat!(
+            r#"{"kind":"task","id":"t1","status":"in-progress","assigned":"agent-1"}"#,
+            "\n",
+            r#"{"kind":"task","id":"t2","status":"open","exec":"true"}"#
+        );
+        let state = state(graph, AGENT_1_ON_T1);
+        let alive = |_: &Agent| AgentSeen::Alive;
+        let full = LivenessView { state: &state, seen: &alive, dispatcher: Some(1), now_ms: 10_000, reaction_ms: 500 };
+        assert_eq!(check_recovered(&full), Vec::new());
+    }
+
+    #[test]
     fn s7_wants_one_entry_with_the_reason_from_a_retry_that_acted_and_none_otherwise() {
         assert!(check_retry_logged("wg retry", "t1", "hung", true, &["Retried: hung (attempt 1)"]).is_none());
         assert!(check_retry_logged("wg retry", "t1", "hung", true, &[]).is_some());

@@ -169,3 +169,23 @@ fn record(
     agent.last_heartbeat = Some(format_rfc3339(now_ms));
     Recorded::Yes
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Graph;
+    use crate::registry::Registry;
+
+    fn state(graph: &str) -> State {
+        State { graph: Graph::parse(graph.as_bytes()).unwrap(), registry: Registry::empty() }
+    }
+
+    #[test]
+    fn a_task_in_a_crash_loop_backoff_is_ready_again_the_moment_the_backoff_ends() {
+        let state =
+            state(r#"{"kind":"task","id":"t1","status":"open","exec":"true","crash_loop":{"not_before_ms":5000}}"#);
+        let task = state.graph.task("t1").unwrap();
+        assert!(!is_ready(&state, task, 4_999), "still backing off");
+        assert!(is_ready(&state, task, 5_000), "the backoff is over");
+    }
+}

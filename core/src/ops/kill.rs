@@ -78,3 +78,52 @@ async fn mark_dead<C: Clock, P: Processes, S: Store>(
     ctx.store.transact(|state| mark_agent_ended(state, agent_id, process.pid, now_ms)).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block_on;
+    use crate::graph::Graph;
+    use crate::ops::fake::Fake;
+    use crate::ports::{ExitKind, State};
+    use crate::registry::Registry;
+
+    fn state(status: &str, stop_requested_by: Option<&str>) -> State {
+        let graph = r#"{"kind":"task","id":"t1","status":"in-progress","assigned":"agent-1"}"#;
+        let mut agent =
+            serde_json::json!({"id": "agent-1", "pid": 7, "task_id": "t1", "status": status, "started_at": "x"});
+        if let Some(by) = stop_requested_by {
+            agent["stop_requested"] = serde_json::json!({"by": by, "at_ms": 0});
+        }
+        let registry = serde_json::json!({"agents": {"agent-1": agent}, "next_agent_id": 2}).to_string();
+        State {
+            graph: Graph::parse(graph.as_bytes()).unwrap(),
+            registry: Registry::parse(registry.as_bytes()).unwrap(),
+        }
+    }
+
+    fn kill(fake: &Fake) -> KillOutcome {
+        let options = KillOptions { force: false, grace_ms: 1_000 };
+        block_on(kill_agent(fake.ctx(), &Settings::default(), "agent-1", &options)).unwrap()
+    }
+
+    #[test]
+    fn kill_of_an_ended_agent_signals_and_writes_nothing() {
+        let fake = Fake::new(state("dead", None), 1_000, Liveness::Alive);
+        assert_eq!(kill(&fake), KillOutcome::AlreadyDead { status: AgentStatus::Dead });
+        assert_eq!(*fake.state.borrow(), state("dead", None));
+        assert_eq!(*fake.signals.borrow(), []);
+    }
+
+    #[test]
+    fn kill_of_an_agent_whose_process_is_gone_marks_its_entry_dead_and_keeps_the_first_stop_request() {
+        let fake = Fake::new(state("working", Some("wg retry (pid 1)")), 1_000, Liveness::Gone(ExitKind::Died));
+        assert_eq!(kill(&fake), KillOutcome::AlreadyDead { status: AgentStatus::Dead });
+        let state = fake.state.borrow();
+        let agent = state.registry.agent("agent-1").unwrap();
+        assert_eq!(agent.status, AgentStatus::Dead);
+        assert_eq!(agent.stop_requested.as_ref().map(|request| request.by.as_str()), Some("wg retry (pid 1)"));
+        assert_eq!(state.graph.task("t1").unwrap().status, crate::model::TaskStatus::InProgress, "left to the reaper");
+        assert_eq!(*fake.signals.borrow(), []);
+    }
+}

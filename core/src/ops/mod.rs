@@ -5,6 +5,8 @@
 //! anything else. That is what lets retry, kill, reaper and dispatcher run at the same time.
 
 mod dispatcher;
+#[cfg(test)]
+mod fake;
 mod kill;
 mod reaper;
 mod retry;
@@ -113,4 +115,63 @@ fn mark_agent_ended(state: &mut State, agent_id: &str, pid: i64, now_ms: i64) ->
 /// transition checks inside its transaction.
 fn still_running_for(task: &Task, agent_id: &str) -> bool {
     task.status == TaskStatus::InProgress && task.assigned.as_deref() == Some(agent_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Graph;
+    use crate::registry::Registry;
+
+    fn state(task_status: &str, agent_status: &str) -> State {
+        let graph = format!(r#"{{"kind":"task","id":"t1","status":"{task_status}","assigned":"agent-1"}}"#);
+        let registry = format!(
+            r#"{{"agents":{{"agent-1":{{"id":"agent-1","pid":7,"task_id":"t1","started_at":"x","status":"{agent_status}"}}}},"next_agent_id":2}}"#
+        );
+        State {
+            graph: Graph::parse(graph.as_bytes()).unwrap(),
+            registry: Registry::parse(registry.as_bytes()).unwrap(),
+        }
+    }
+
+    fn agent_status(state: &State) -> String {
+        state.registry.agent("agent-1").unwrap().status.to_string()
+    }
+
+    #[test]
+    fn an_ended_entry_takes_the_status_its_task_ended_with() {
+        for (task_status, ended) in [("done", "done"), ("failed", "failed"), ("in-progress", "dead"), ("open", "dead")]
+        {
+            let mut state = state(task_status, "working");
+            assert!(mark_agent_ended(&mut state, "agent-1", 7, 1_000));
+            assert_eq!(agent_status(&state), ended, "task {task_status}");
+            assert!(state.registry.agent("agent-1").unwrap().completed_at.is_some());
+        }
+    }
+
+    #[test]
+    fn only_a_running_entry_that_still_names_the_pid_is_marked_ended() {
+        let mut other_pid = state("in-progress", "working");
+        assert!(!mark_agent_ended(&mut other_pid, "agent-1", 8, 1_000));
+        assert_eq!(agent_status(&other_pid), "working");
+        let mut already_ended = state("open", "done");
+        assert!(!mark_agent_ended(&mut already_ended, "agent-1", 7, 1_000));
+        assert_eq!(agent_status(&already_ended), "done", "an ended entry keeps how it ended");
+        assert_eq!(already_ended.registry.agent("agent-1").unwrap().completed_at, None);
+    }
+
+    #[test]
+    fn an_error_says_what_went_wrong_and_what_to_do_next() {
+        let shown = |error: OpError| error.to_string();
+        assert_eq!(shown(OpError::UnknownTask("t9".into())), "no task \"t9\" in the graph (see `wg list`)");
+        assert_eq!(
+            shown(OpError::UnknownAgent("agent-9".into())),
+            "no agent \"agent-9\" in the registry (see `wg agents`)"
+        );
+        assert_eq!(shown(OpError::Refused("t1 is done".into())), "t1 is done");
+        assert_eq!(shown(OpError::Store(StoreError::Io("disk full".into()))), "disk full");
+        let stuck = shown(OpError::WillNotDie { agent_id: "agent-3".into(), pid: 4242 });
+        assert!(stuck.starts_with("agent-3 (pid 4242) did not exit after SIGKILL"), "{stuck}");
+        assert!(stuck.contains("/proc/4242/stat"), "{stuck}");
+    }
 }

@@ -353,6 +353,129 @@ fn note_death(crash_loop: &mut CrashLoop, policy: &CrashLoopPolicy, now_ms: i64)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block_on;
+    use crate::graph::Graph;
+    use crate::ops::fake::Fake;
+    use crate::registry::Registry;
+
+    const GRACE_MS: i64 = 2_000;
+    /// grace + kill wait + the takeover slack: past this a stop request's requester has crashed.
+    const EXPIRY_MS: i64 = 13_000;
+
+    fn settings() -> Settings {
+        Settings {
+            grace_ms: GRACE_MS as u64,
+            kill_wait_ms: 1_000,
+            heartbeat_timeout_ms: Some(3_000),
+            starting_timeout_ms: 30_000,
+            ..Settings::default()
+        }
+    }
+
+    /// t1 in progress for agent-1 (`status`, `pid`, silent since 0, maybe asked to stop).
+    fn state(status: &str, pid: i64, stop: Option<(&str, i64)>) -> State {
+        let graph = r#"{"kind":"task","id":"t1","status":"in-progress","assigned":"agent-1"}"#;
+        let mut agent = serde_json::json!({
+            "id": "agent-1", "pid": pid, "task_id": "t1", "status": status,
+            "started_at": format_rfc3339(0), "last_heartbeat": format_rfc3339(0),
+        });
+        if let Some((by, at_ms)) = stop {
+            agent["stop_requested"] = serde_json::json!({"by": by, "at_ms": at_ms});
+        }
+        let registry = serde_json::json!({"agents": {"agent-1": agent}, "next_agent_id": 2}).to_string();
+        State {
+            graph: Graph::parse(graph.as_bytes()).unwrap(),
+            registry: Registry::parse(registry.as_bytes()).unwrap(),
+        }
+    }
+
+    /// One sweep at `now_ms` over `state` with the agent's process alive: what it settled and the
+    /// signals it sent.
+    fn sweep(state: State, now_ms: i64) -> (Fake, Vec<Reaped>, Vec<Signal>) {
+        let fake = Fake::new(state, now_ms, Liveness::Alive);
+        let reaped = block_on(reap(fake.ctx(), &settings())).unwrap();
+        let signals = fake.signals.borrow().iter().map(|(_, signal)| *signal).collect();
+        (fake, reaped, signals)
+    }
+
+    fn stop_request(fake: &Fake) -> Option<StopRequest> {
+        fake.state.borrow().registry.agent("agent-1").unwrap().stop_requested.clone()
+    }
+
+    #[test]
+    fn a_silent_agent_is_asked_to_stop_once_past_the_heartbeat_timeout() {
+        let (fake, _, signals) = sweep(state("working", 7, None), 3_000);
+        assert_eq!((stop_request(&fake), signals), (None, vec![]), "silent for exactly the timeout: not yet");
+        let (fake, reaped, signals) = sweep(state("working", 7, None), 3_001);
+        assert_eq!(signals, [Signal::Term]);
+        let request = stop_request(&fake).expect("the stop is recorded");
+        assert_eq!((request.by.as_str(), request.at_ms), ("heartbeat timeout after 3 s of silence (test)", 3_001));
+        assert_eq!(reaped, [], "nothing is settled until the agent is gone");
+    }
+
+    #[test]
+    fn the_reapers_own_stop_request_gets_sigkill_once_the_grace_period_is_over() {
+        let asked = Some(("heartbeat timeout after 3 s of silence (test)", 10_000));
+        assert_eq!(sweep(state("working", 7, asked), 10_000 + GRACE_MS).2, [], "within the grace period");
+        assert_eq!(sweep(state("working", 7, asked), 10_001 + GRACE_MS).2, [Signal::Kill]);
+    }
+
+    #[test]
+    fn a_commands_stop_request_gets_sigkill_only_once_it_outlived_any_stop() {
+        let asked = Some(("wg retry (pid 4242)", 10_000));
+        assert_eq!(sweep(state("working", 7, asked), 10_001 + GRACE_MS).2, [], "the command escalates itself");
+        assert_eq!(sweep(state("working", 7, asked), 10_000 + EXPIRY_MS).2, [], "it may still be at work");
+        assert_eq!(sweep(state("working", 7, asked), 10_001 + EXPIRY_MS).2, [Signal::Kill], "it crashed");
+    }
+
+    #[test]
+    fn the_reaper_asks_a_silent_agent_to_stop_only_if_its_entry_is_as_the_sweep_saw_it() {
+        // A `wg agents kill` asks first, between the sweep's look and its transaction.
+        let fake = Fake::new(state("working", 7, None), 5_000, Liveness::Alive);
+        fake.at_next_liveness(|state| {
+            let request = StopRequest { by: "wg agents kill (pid 99)".into(), at_ms: 5_000 };
+            state.registry.agent_mut("agent-1").unwrap().stop_requested = Some(request);
+        });
+        block_on(reap(fake.ctx(), &settings())).unwrap();
+        assert_eq!(stop_request(&fake).unwrap().by, "wg agents kill (pid 99)", "the kill's request stands");
+        assert_eq!(*fake.signals.borrow(), [], "and the kill does the signalling");
+        // Another tool ends the entry meanwhile, asking nothing.
+        let fake = Fake::new(state("working", 7, None), 5_000, Liveness::Alive);
+        fake.at_next_liveness(|state| state.registry.agent_mut("agent-1").unwrap().status = AgentStatus::Dead);
+        block_on(reap(fake.ctx(), &settings())).unwrap();
+        assert_eq!((stop_request(&fake), fake.signals.borrow().clone()), (None, vec![]));
+    }
+
+    #[test]
+    fn a_working_entry_whose_pid_is_never_an_agents_is_settled_at_once() {
+        let (fake, reaped, signals) = sweep(state("working", 0, None), 1_000);
+        assert_eq!(signals, []);
+        assert_eq!(reaped.len(), 1, "{reaped:?}");
+        assert!(matches!(reaped[0].cause, DeathCause::NotAProcess(_)), "{reaped:?}");
+        let state = fake.state.borrow();
+        let task = state.graph.task("t1").unwrap();
+        assert_eq!((&task.status, task.retry_count), (&TaskStatus::Open, 1));
+    }
+
+    #[test]
+    fn a_starting_entry_without_a_pid_is_retired_only_after_the_starting_timeout() {
+        assert_eq!(sweep(state("starting", 0, None), 30_000).1, [], "exactly the timeout: the spawn may still come");
+        let (fake, reaped, _) = sweep(state("starting", 0, None), 30_001);
+        assert_eq!(reaped.iter().map(|r| r.cause.clone()).collect::<Vec<_>>(), [DeathCause::NeverStarted]);
+        assert_eq!(fake.state.borrow().graph.task("t1").unwrap().status, TaskStatus::Open);
+    }
+
+    #[test]
+    fn only_a_running_entry_that_still_names_the_dead_pid_is_settled() {
+        let death = DeathCause::Exited(ExitKind::Died);
+        for (status, pid) in [("working", 8), ("dead", 7)] {
+            let mut state = state(status, pid, None);
+            let settled = on_agent_ended(&mut state, &settings(), "test", "agent-1", 7, death.clone(), 1_000);
+            assert_eq!(settled, None, "{status} entry with pid {pid}");
+            let task = state.graph.task("t1").unwrap();
+            assert_eq!((&task.status, task.retry_count), (&TaskStatus::InProgress, 0), "{status} entry with pid {pid}");
+        }
+    }
 
     #[test]
     fn throttle_backs_off_then_gives_up() {
@@ -365,6 +488,30 @@ mod tests {
         assert!(matches!(note_death(&mut crash_loop, &policy, 3), Throttle::Backoff { wait_ms: 20 }));
         assert!(matches!(note_death(&mut crash_loop, &policy, 4), Throttle::None));
         assert!(matches!(note_death(&mut crash_loop, &policy, 5), Throttle::GiveUp));
+    }
+
+    #[test]
+    fn a_death_exactly_one_window_ago_no_longer_counts() {
+        let policy = CrashLoopPolicy { deaths_max: 2, window_ms: 1_000, backoffs_ms: vec![10] };
+        let mut crash_loop = CrashLoop::default();
+        assert!(matches!(note_death(&mut crash_loop, &policy, 0), Throttle::None));
+        assert!(matches!(note_death(&mut crash_loop, &policy, 1_000), Throttle::None));
+        assert!(matches!(note_death(&mut crash_loop, &policy, 1_999), Throttle::Backoff { wait_ms: 10 }));
+    }
+
+    #[test]
+    fn a_task_that_crashes_after_every_backoff_fails_with_the_crash_loop_as_its_reason() {
+        let policy = CrashLoopPolicy { deaths_max: 1, window_ms: 1_000, backoffs_ms: vec![] };
+        let mut task = Task::new("t1", "t1");
+        task.status = TaskStatus::InProgress;
+        task.assigned = Some("agent-4".into());
+        settle_task(&mut task, &policy, "reaper", "agent-4", &DeathCause::Exited(ExitKind::Died), None, 0);
+        assert_eq!(task.status, TaskStatus::Failed);
+        assert_eq!(task.assigned, None);
+        assert_eq!(task.retry_count, 0, "failing is not a re-queue");
+        let reason = "crash loop: agent-4 ended (its process died) after every backoff";
+        assert_eq!(task.failure_reason.as_deref(), Some(reason));
+        assert_eq!(task.log.last().map(|entry| entry.message.as_str()), Some(reason));
     }
 
     #[test]

@@ -184,3 +184,35 @@ fn finish(
     }
     RetryOutcome::Restarted { agent_id: agent_id.to_string(), pid, stop, by_reaper, retry_count: task.retry_count }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Graph;
+    use crate::registry::Registry;
+
+    /// t1 in progress for agent-1, whose stop `wg retry (pid 1)` requested at 0.
+    fn being_stopped() -> State {
+        let graph = r#"{"kind":"task","id":"t1","status":"in-progress","assigned":"agent-1"}"#;
+        let registry = r#"{"agents":{"agent-1":{"id":"agent-1","pid":7,"task_id":"t1","started_at":"x","status":"working",
+            "stop_requested":{"by":"wg retry (pid 1)","at_ms":0}}},"next_agent_id":2}"#;
+        State {
+            graph: Graph::parse(graph.as_bytes()).unwrap(),
+            registry: Registry::parse(registry.as_bytes()).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_retry_leaves_a_stop_in_flight_to_its_requester_until_it_outlived_any_stop() {
+        let settings = Settings::default();
+        let expiry_ms = settings.stop_request_expiry_ms() as i64;
+        let mut state = being_stopped();
+        let claim = claim_in_progress(&mut state, &settings, "wg retry (pid 2)", "t1", "hung", expiry_ms - 1).unwrap();
+        assert!(matches!(claim, Claim::Done(RetryOutcome::InFlight { ref by, .. }) if by == "wg retry (pid 1)"));
+        let mut state = being_stopped();
+        let claim = claim_in_progress(&mut state, &settings, "wg retry (pid 2)", "t1", "hung", expiry_ms).unwrap();
+        assert!(matches!(claim, Claim::Stop { ref agent_id, .. } if agent_id == "agent-1"), "taken over");
+        let request = state.registry.agent("agent-1").unwrap().stop_requested.clone().unwrap();
+        assert_eq!((request.by.as_str(), request.at_ms), ("wg retry (pid 2)", expiry_ms));
+    }
+}

@@ -47,3 +47,59 @@ pub async fn stop_process<C: Clock, P: Processes, S: Store>(
         ExitWait::TimedOut => Err(OpError::WillNotDie { agent_id: agent_id.to_string(), pid: process.pid }),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block_on;
+    use crate::graph::Graph;
+    use crate::ops::fake::Fake;
+    use crate::ports::{Liveness, Signal, State};
+    use crate::registry::Registry;
+
+    const NOW_MS: i64 = 10_000;
+    const GRACE_MS: u64 = 2_000;
+    const KILL_WAIT_MS: u64 = 500;
+
+    /// Stops pid 7 (which exits on `exits_on`) at `NOW_MS`: the result, the signals sent and the
+    /// deadline of each wait for the exit.
+    fn stop(exits_on: Option<Signal>, force: bool) -> (Result<StopResult, OpError>, Vec<Signal>, Vec<i64>) {
+        let state = State { graph: Graph::parse(b"").unwrap(), registry: Registry::empty() };
+        let mut fake = Fake::new(state, NOW_MS, Liveness::Alive);
+        fake.exits_on = exits_on;
+        let process = ProcessRef { pid: 7, start_ticks: Some(1), started_at_ms: None };
+        let result = block_on(stop_process(fake.ctx(), "agent-1", &process, force, GRACE_MS, KILL_WAIT_MS));
+        let signals = fake.signals.borrow().iter().map(|(_, signal)| *signal).collect();
+        let waits = fake.waits.borrow().clone();
+        (result, signals, waits)
+    }
+
+    #[test]
+    fn sigterm_is_enough_for_a_cooperative_agent() {
+        let (result, signals, waits) = stop(Some(Signal::Term), false);
+        assert_eq!(result, Ok(StopResult::Stopped { escalated: false }));
+        assert_eq!((signals, waits), (vec![Signal::Term], vec![NOW_MS + GRACE_MS as i64]));
+    }
+
+    #[test]
+    fn an_agent_ignoring_sigterm_gets_sigkill_after_the_grace_period() {
+        let (result, signals, waits) = stop(Some(Signal::Kill), false);
+        assert_eq!(result, Ok(StopResult::Stopped { escalated: true }));
+        assert_eq!(signals, [Signal::Term, Signal::Kill]);
+        assert_eq!(waits, [NOW_MS + GRACE_MS as i64, NOW_MS + KILL_WAIT_MS as i64]);
+    }
+
+    #[test]
+    fn force_starts_at_sigkill_and_is_no_escalation() {
+        let (result, signals, waits) = stop(Some(Signal::Kill), true);
+        assert_eq!(result, Ok(StopResult::Stopped { escalated: false }));
+        assert_eq!((signals, waits), (vec![Signal::Kill], vec![NOW_MS + KILL_WAIT_MS as i64]));
+    }
+
+    #[test]
+    fn a_process_that_survives_sigkill_is_reported_not_hidden() {
+        let (result, signals, _) = stop(None, false);
+        assert_eq!(result, Err(OpError::WillNotDie { agent_id: "agent-1".into(), pid: 7 }));
+        assert_eq!(signals, [Signal::Term, Signal::Kill]);
+    }
+}

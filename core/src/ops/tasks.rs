@@ -204,3 +204,78 @@ fn plan_recovery(state: &State, only_task: Option<&str>, keep_agency: bool) -> R
     }
     plan
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Graph;
+    use crate::registry::Registry;
+
+    fn state(graph: &str) -> State {
+        State { graph: Graph::parse(graph.as_bytes()).unwrap(), registry: Registry::empty() }
+    }
+
+    #[test]
+    fn a_task_added_without_an_id_is_named_after_the_first_words_of_its_title() {
+        assert_eq!(slug("Nightly checks"), "nightly-checks");
+        assert_eq!(slug("  Fix: the build (again) on ARM, today!"), "fix-the-build-again-on");
+        assert_eq!(slug("¿?"), "task");
+    }
+
+    #[test]
+    fn a_taken_id_gets_the_first_free_numbered_suffix() {
+        let state = state(concat!(
+            r#"{"kind":"task","id":"nightly-checks","status":"open"}"#,
+            "\n",
+            r#"{"kind":"task","id":"nightly-checks-2","status":"open"}"#
+        ));
+        assert_eq!(free_id(&state, "nightly-checks"), "nightly-checks-3");
+        assert_eq!(free_id(&state, "weekly"), "weekly");
+    }
+
+    #[test]
+    fn recover_reopens_failed_and_abandoned_tasks_and_abandons_their_open_companions_unless_kept() {
+        let state = state(concat!(
+            r#"{"kind":"task","id":"t1","status":"failed"}"#,
+            "\n",
+            r#"{"kind":"task","id":"t2","status":"abandoned"}"#,
+            "\n",
+            r#"{"kind":"task","id":"t3","status":"done"}"#,
+            "\n",
+            r#"{"kind":"task","id":".evaluate-t1","status":"open"}"#,
+            "\n",
+            r#"{"kind":"task","id":".flip-t1","status":"done"}"#,
+            "\n",
+            r#"{"kind":"task","id":".evaluate-t3","status":"open"}"#,
+            "\n",
+            r#"{"kind":"task","id":".flip-t2","status":"open"}"#
+        ));
+        let plan = plan_recovery(&state, None, false);
+        assert_eq!(plan.requeued, ["t1", "t2"], "companions are never re-opened by recover");
+        assert_eq!(plan.companions_abandoned, [".evaluate-t1", ".flip-t2"]);
+        assert_eq!(plan_recovery(&state, None, true).companions_abandoned, Vec::<String>::new());
+        let only_t2 = plan_recovery(&state, Some("t2"), false);
+        assert_eq!(
+            (only_t2.requeued, only_t2.companions_abandoned),
+            (vec!["t2".to_string()], vec![".flip-t2".to_string()])
+        );
+    }
+
+    #[test]
+    fn add_names_the_task_it_added_and_refuses_a_dependency_that_does_not_exist() {
+        use crate::ops::fake::Fake;
+        let fake = Fake::new(
+            state(r#"{"kind":"task","id":"nightly-checks","status":"done"}"#),
+            0,
+            crate::ports::Liveness::Alive,
+        );
+        let new =
+            NewTask { title: "Nightly checks".into(), after: vec!["nightly-checks".into()], ..NewTask::default() };
+        assert_eq!(crate::block_on(add_task(fake.ctx(), &new)), Ok("nightly-checks-2".to_string()));
+        assert_eq!(fake.state.borrow().graph.task("nightly-checks-2").unwrap().after, ["nightly-checks"]);
+        let orphan = NewTask { id: Some("t9".into()), after: vec!["t0".into()], ..NewTask::default() };
+        let refused = crate::block_on(add_task(fake.ctx(), &orphan));
+        assert_eq!(refused, Err(OpError::Refused("--after t0: no such task (see `wg list`)".into())));
+        assert!(fake.state.borrow().graph.task("t9").is_none());
+    }
+}

@@ -1,0 +1,99 @@
+//! Ports for the operations' unit tests: a clock that stands still, a store holding one state,
+//! processes whose liveness the test sets, and a record of every signal sent. A hook may change
+//! the state during a liveness check, as another command committing at that very moment would.
+
+use crate::identity::check_pid;
+use crate::model::ProcessRef;
+use crate::ports::{
+    Clock, Ctx, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnRequest, Spawned, State, Store, StoreError,
+};
+use std::cell::RefCell;
+
+type Hook = Box<dyn FnOnce(&mut State)>;
+
+pub struct Fake {
+    pub now_ms: i64,
+    pub state: RefCell<State>,
+    /// What every process with a pid the guard allows is found to be.
+    pub liveness: Liveness,
+    pub signals: RefCell<Vec<(i64, Signal)>>,
+    /// The signal the process exits on (SIGKILL also ends one that exits on SIGTERM); `None`: it
+    /// never exits (stuck in the kernel).
+    pub exits_on: Option<Signal>,
+    /// The deadline of every wait for an exit.
+    pub waits: RefCell<Vec<i64>>,
+    on_liveness: RefCell<Option<Hook>>,
+}
+
+impl Fake {
+    pub fn new(state: State, now_ms: i64, liveness: Liveness) -> Fake {
+        Fake {
+            now_ms,
+            state: RefCell::new(state),
+            liveness,
+            signals: RefCell::default(),
+            exits_on: Some(Signal::Term),
+            waits: RefCell::default(),
+            on_liveness: RefCell::default(),
+        }
+    }
+
+    pub fn ctx(&self) -> Ctx<'_, Fake, Fake, Fake> {
+        Ctx { clock: self, processes: self, store: self, actor: "test" }
+    }
+
+    /// Runs `hook` on the state at the next liveness check, once.
+    pub fn at_next_liveness(&self, hook: impl FnOnce(&mut State) + 'static) {
+        *self.on_liveness.borrow_mut() = Some(Box::new(hook));
+    }
+}
+
+impl Clock for Fake {
+    fn now_ms(&self) -> i64 {
+        self.now_ms
+    }
+
+    async fn sleep_ms(&self, _duration_ms: u64) {}
+}
+
+impl Processes for Fake {
+    async fn spawn(&self, _request: &SpawnRequest) -> Result<Spawned, String> {
+        Err("the fake spawns nothing".to_string())
+    }
+
+    async fn release(&self, _spawned: &Spawned, _go: bool) {}
+
+    async fn liveness(&self, process: &ProcessRef) -> Liveness {
+        if let Some(hook) = self.on_liveness.borrow_mut().take() {
+            hook(&mut self.state.borrow_mut());
+        }
+        match check_pid(process.pid, None) {
+            Err(why) => Liveness::Refused(why),
+            Ok(_) => self.liveness.clone(),
+        }
+    }
+
+    async fn signal(&self, process: &ProcessRef, signal: Signal) -> SignalOutcome {
+        self.signals.borrow_mut().push((process.pid, signal));
+        SignalOutcome::Delivered
+    }
+
+    async fn wait_exit(&self, _process: &ProcessRef, deadline_ms: i64) -> ExitWait {
+        self.waits.borrow_mut().push(deadline_ms);
+        let ends = |signal: &Signal| match self.exits_on {
+            Some(Signal::Term) => true,
+            Some(Signal::Kill) => *signal == Signal::Kill,
+            None => false,
+        };
+        match self.signals.borrow().iter().any(|(_, signal)| ends(signal)) {
+            true => ExitWait::Exited,
+            false => ExitWait::TimedOut,
+        }
+    }
+}
+
+impl Store for Fake {
+    async fn transact<R>(&self, change: impl FnOnce(&mut State) -> R) -> Result<R, StoreError> {
+        Ok(change(&mut self.state.borrow_mut()))
+    }
+}
