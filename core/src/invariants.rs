@@ -254,18 +254,20 @@ pub enum AgentSeen {
 pub struct LivenessView<'a> {
     pub state: &'a State,
     pub seen: &'a dyn Fn(&Agent) -> AgentSeen,
-    /// `max_agents`, when a dispatcher runs.
-    pub dispatcher: Option<usize>,
+    /// `max_agents`, when the service (reaper and dispatcher) runs. Without one, nothing promises
+    /// recovery, and L1 has nothing to check.
+    pub service: Option<usize>,
     pub now_ms: i64,
     /// How long the service may take to act on what it can see: a sweep to notice a death, a
     /// tick to start a ready task. A condition younger than this is not (yet) a violation.
     pub reaction_ms: i64,
 }
 
-/// L1 at the end of a run (the run gave the service time to recover from its faults): no task
+/// L1 at the end of a run in which the service runs (it had time to recover from the faults): no task
 /// of ours is still in progress for an agent whose process has been gone longer than the
 /// service's reaction time, and no task has been ready that long while the dispatcher has room.
 pub fn check_recovered(view: &LivenessView) -> Vec<Violation> {
+    let Some(max_agents) = view.service else { return Vec::new() };
     let state = view.state;
     let too_old = |since_ms: i64| view.now_ms.saturating_sub(since_ms) > view.reaction_ms;
     let mut found = Vec::new();
@@ -278,16 +280,14 @@ pub fn check_recovered(view: &LivenessView) -> Vec<Violation> {
             }
         }
     }
-    if let Some(max_agents) = view.dispatcher {
-        let running = state.registry.agents().filter(|agent| agent.status.is_running()).count();
-        let waiting = state
-            .graph
-            .tasks()
-            .filter(|task| running < max_agents && is_ready(state, task, view.now_ms))
-            .filter(|task| too_old(ready_since_ms(state, task)));
-        for task in waiting {
-            found.push(violation("L1", format!("{} is ready but no agent was dispatched for it", task.id)));
-        }
+    let running = state.registry.agents().filter(|agent| agent.status.is_running()).count();
+    let waiting = state
+        .graph
+        .tasks()
+        .filter(|task| running < max_agents && is_ready(state, task, view.now_ms))
+        .filter(|task| too_old(ready_since_ms(state, task)));
+    for task in waiting {
+        found.push(violation("L1", format!("{} is ready but no agent was dispatched for it", task.id)));
     }
     found
 }
@@ -515,7 +515,7 @@ mod tests {
         let state = state(graph, AGENT_1_ON_T1);
         let gone_at_1000 = |_: &Agent| AgentSeen::Gone { since_ms: Some(1_000) };
         let view =
-            |now_ms| LivenessView { state: &state, seen: &gone_at_1000, dispatcher: Some(2), now_ms, reaction_ms: 500 };
+            |now_ms| LivenessView { state: &state, seen: &gone_at_1000, service: Some(2), now_ms, reaction_ms: 500 };
         // t1's agent died at 1 s and t2 became ready (its last log entry) at 1 s.
         assert_eq!(check_recovered(&view(1_500)), Vec::new(), "exactly the reaction time: not yet");
         assert_eq!(check_recovered(&view(1_501)).len(), 2, "{:?}", check_recovered(&view(1_501)));
@@ -530,7 +530,7 @@ mod tests {
         );
         let state = state(graph, AGENT_1_ON_T1);
         let alive = |_: &Agent| AgentSeen::Alive;
-        let full = LivenessView { state: &state, seen: &alive, dispatcher: Some(1), now_ms: 10_000, reaction_ms: 500 };
+        let full = LivenessView { state: &state, seen: &alive, service: Some(1), now_ms: 10_000, reaction_ms: 500 };
         assert_eq!(check_recovered(&full), Vec::new());
     }
 
@@ -564,13 +564,16 @@ mod tests {
         );
         let state = state(graph, AGENT_1_ON_T1);
         let gone_at_1000 = |_: &Agent| AgentSeen::Gone { since_ms: Some(1_000) };
-        let view = |seen, now_ms| LivenessView { state: &state, seen, dispatcher: Some(2), now_ms, reaction_ms: 500 };
+        let view = |seen, now_ms| LivenessView { state: &state, seen, service: Some(2), now_ms, reaction_ms: 500 };
         let found = check_recovered(&view(&gone_at_1000, 1_600));
         assert_eq!(found.len(), 2, "{found:?}");
         assert_eq!(check_recovered(&view(&gone_at_1000, 1_400)).len(), 1, "a death younger than a sweep is not yet L1");
+        let without_service =
+            LivenessView { state: &state, seen: &gone_at_1000, service: None, now_ms: 9_000, reaction_ms: 0 };
+        assert_eq!(check_recovered(&without_service), Vec::new(), "without a service nothing promises recovery");
         let alive = |_: &Agent| AgentSeen::Alive;
-        let view = LivenessView { state: &state, seen: &alive, dispatcher: None, now_ms: 0, reaction_ms: 0 };
-        assert_eq!(check_recovered(&view), Vec::new());
+        let view = LivenessView { state: &state, seen: &alive, service: Some(1), now_ms: 0, reaction_ms: 0 };
+        assert_eq!(check_recovered(&view), Vec::new(), "the one slot is taken by a live agent");
         let running = [AgentProcess { agent_id: "agent-1", task_id: "t1", pid: 7 }];
         assert_eq!(check_stopped(&state, [], running), Vec::new());
         assert_eq!(check_stopped(&state, ["agent-1"], running)[0].invariant, "L2");

@@ -88,7 +88,7 @@ pub fn at_end(inner: &Inner, initial: &State, settings: &Settings, service_runs:
     let view = LivenessView {
         state: &inner.committed,
         seen: &seen,
-        dispatcher: service_runs.then_some(settings.max_agents),
+        service: service_runs.then_some(settings.max_agents),
         now_ms: inner.now_ms,
         // A sweep to notice, then a tick to dispatch; both loops run every poll interval.
         reaction_ms: 2 * settings.poll_interval_ms as i64,

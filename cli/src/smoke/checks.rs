@@ -167,7 +167,7 @@ pub fn recovered(state: &State, service_max_agents: Option<usize>) -> Vec<String
     let view = LivenessView {
         state,
         seen: &seen,
-        dispatcher: service_max_agents,
+        service: service_max_agents,
         now_ms: crate::real::clock::epoch_ms_now(),
         reaction_ms: 0,
     };

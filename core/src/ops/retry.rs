@@ -2,13 +2,15 @@
 //!
 //! Three transactions at most: claim (mark the agent as being stopped by this retry), stop the
 //! process, then re-queue on the condition that the task is still the agent's. A second retry
-//! that finds the claim leaves (one kill, one count, one log entry); a retry that loses the race
-//! to the reaper only logs its reason, the reaper having counted the death (S3, S7).
+//! that finds the claim leaves while the agent still runs (one kill, one count, one log entry);
+//! once the agent is gone it finishes the job itself, as the requester may have crashed after its
+//! signal. A retry that loses the race to the reaper (or to another retry) only logs its reason,
+//! the other having counted the re-queue (S3, S7).
 
 use super::stop::{stop_process, StopResult};
 use super::{mark_agent_ended, requeue, still_running_for, OpError};
 use crate::model::{ProcessRef, StopRequest, TaskStatus};
-use crate::ports::{Clock, Ctx, Processes, State, Store};
+use crate::ports::{Clock, Ctx, Liveness, Processes, State, Store};
 use crate::settings::Settings;
 use crate::time::format_rfc3339;
 
@@ -30,7 +32,16 @@ pub enum RetryOutcome {
 /// What the claim transaction decided.
 enum Claim {
     Done(RetryOutcome),
-    Stop { agent_id: String, process: ProcessRef },
+    Stop {
+        agent_id: String,
+        process: ProcessRef,
+    },
+    /// Another command asked this agent to stop, recently enough to be still at it.
+    InFlight {
+        agent_id: String,
+        by: String,
+        process: ProcessRef,
+    },
 }
 
 pub async fn retry<C: Clock, P: Processes, S: Store>(
@@ -43,7 +54,7 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
     let claim = ctx.store.transact(|state| claim(state, settings, ctx.actor, task_id, reason, now_ms)).await??;
     #[cfg(feature = "planted-bugs")]
     if settings.planted_bug == Some(crate::settings::PlantedBug::DoubleCountRetries) {
-        if let Claim::Done(RetryOutcome::InFlight { .. }) = &claim {
+        if let Claim::InFlight { .. } = &claim {
             ctx.store
                 .transact(|state| {
                     let task = state.graph.task_mut(task_id).expect("found by the claim");
@@ -53,11 +64,18 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
                 .await?;
         }
     }
-    let (agent_id, process) = match claim {
+    let (agent_id, process, stopped) = match claim {
         Claim::Done(outcome) => return Ok(outcome),
-        Claim::Stop { agent_id, process } => (agent_id, process),
+        Claim::Stop { agent_id, process } => {
+            let stopped =
+                stop_process(ctx, &agent_id, &process, false, settings.grace_ms, settings.kill_wait_ms).await?;
+            (agent_id, process, stopped)
+        }
+        Claim::InFlight { agent_id, by, process } => match already_stopped(ctx, &process).await {
+            Some(stopped) => (agent_id, process, stopped),
+            None => return Ok(RetryOutcome::InFlight { agent_id, by }),
+        },
     };
-    let stopped = stop_process(ctx, &agent_id, &process, false, settings.grace_ms, settings.kill_wait_ms).await?;
     let now_ms = ctx.clock.now_ms();
     #[cfg(feature = "planted-bugs")]
     if settings.planted_bug == Some(crate::settings::PlantedBug::UnconditionalRetry) {
@@ -86,6 +104,23 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
         .transact(|state| finish(state, ctx.actor, task_id, &agent_id, process.pid, stopped.clone(), reason, now_ms))
         .await?;
     Ok(outcome)
+}
+
+/// Whether the agent another command is stopping is gone already. Then nothing is left to stop,
+/// only the re-queue, which nothing else may do (the requester may have crashed after its signal,
+/// and a `wg agents kill` leaves the task to the reaper, which may not run): this retry does it,
+/// on the usual condition, so it is counted once whoever gets there first.
+async fn already_stopped<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    process: &ProcessRef,
+) -> Option<StopResult> {
+    match ctx.processes.liveness(process).await {
+        Liveness::Gone(_) => Some(StopResult::AlreadyGone),
+        Liveness::Replaced => Some(StopResult::NotOurs("the pid now belongs to a process started later".into())),
+        // Alive: the stop is under way. Refused: a `starting` entry (no pid yet), which the
+        // dispatcher settles when it finds the stop request.
+        Liveness::Alive | Liveness::Refused(_) => None,
+    }
 }
 
 fn claim(
@@ -146,7 +181,7 @@ fn claim_in_progress(
     if let Some(request) = &agent.stop_requested {
         let age_ms = now_ms.saturating_sub(request.at_ms);
         if age_ms < settings.stop_request_expiry_ms() as i64 {
-            return Ok(Claim::Done(RetryOutcome::InFlight { agent_id, by: request.by.clone() }));
+            return Ok(Claim::InFlight { agent_id, by: request.by.clone(), process });
         }
         // Older than any stop can take: whoever asked has crashed. Take it over.
     }
@@ -202,13 +237,47 @@ mod tests {
         }
     }
 
+    /// A `wg agents kill` (or a retry) that asked for the stop and sent SIGTERM, then crashed: its
+    /// stop request is recent, but the agent is gone. Nothing else would re-queue the task without
+    /// a service, so the retry does, once, and signals nothing.
+    #[test]
+    fn a_retry_finishes_a_stop_in_flight_whose_agent_is_already_gone() {
+        use crate::ops::fake::Fake;
+        use crate::ports::ExitKind;
+        let fake = Fake::new(being_stopped(), 1_000, Liveness::Gone(ExitKind::Died));
+        let outcome = crate::block_on(retry(fake.ctx(), &Settings::default(), "t1", "hung")).unwrap();
+        assert!(
+            matches!(
+                outcome,
+                RetryOutcome::Restarted { stop: StopResult::AlreadyGone, by_reaper: false, retry_count: 1, .. }
+            ),
+            "{outcome:?}"
+        );
+        let state = fake.state.borrow();
+        let task = state.graph.task("t1").unwrap();
+        assert_eq!((task.status.clone(), task.retry_count), (TaskStatus::Open, 1));
+        assert!(task.log.last().unwrap().message.contains("hung"), "{:?}", task.log);
+        assert!(!state.registry.agent("agent-1").unwrap().status.is_running());
+        assert!(fake.signals.borrow().is_empty(), "nothing left to signal");
+    }
+
+    #[test]
+    fn a_retry_leaves_a_stop_in_flight_alone_while_its_agent_runs() {
+        use crate::ops::fake::Fake;
+        let fake = Fake::new(being_stopped(), 1_000, Liveness::Alive);
+        let outcome = crate::block_on(retry(fake.ctx(), &Settings::default(), "t1", "hung")).unwrap();
+        assert!(matches!(outcome, RetryOutcome::InFlight { ref by, .. } if by == "wg retry (pid 1)"), "{outcome:?}");
+        assert_eq!(*fake.state.borrow(), being_stopped(), "nothing written");
+        assert!(fake.signals.borrow().is_empty());
+    }
+
     #[test]
     fn a_retry_leaves_a_stop_in_flight_to_its_requester_until_it_outlived_any_stop() {
         let settings = Settings::default();
         let expiry_ms = settings.stop_request_expiry_ms() as i64;
         let mut state = being_stopped();
         let claim = claim_in_progress(&mut state, &settings, "wg retry (pid 2)", "t1", "hung", expiry_ms - 1).unwrap();
-        assert!(matches!(claim, Claim::Done(RetryOutcome::InFlight { ref by, .. }) if by == "wg retry (pid 1)"));
+        assert!(matches!(claim, Claim::InFlight { ref by, .. } if by == "wg retry (pid 1)"));
         let mut state = being_stopped();
         let claim = claim_in_progress(&mut state, &settings, "wg retry (pid 2)", "t1", "hung", expiry_ms).unwrap();
         assert!(matches!(claim, Claim::Stop { ref agent_id, .. } if agent_id == "agent-1"), "taken over");
