@@ -111,7 +111,8 @@ impl Behaviour {
 
 pub use wg_core::time::parse_duration_ms;
 
-/// The scenario files named: files as given, folders as their `*.toml` (sorted).
+/// The scenario files named: files as given, folders as their `*.toml` (sorted). A folder with
+/// none is an error: a run of nothing must not pass.
 pub fn scenario_files(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, String> {
     let mut files = Vec::new();
     for path in paths {
@@ -121,6 +122,9 @@ pub fn scenario_files(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::Pat
                 .filter_map(|entry| entry.ok().map(|entry| entry.path()))
                 .filter(|file| file.is_file() && file.extension().is_some_and(|ext| ext == "toml"))
                 .collect();
+            if found.is_empty() {
+                return Err(format!("{}: no scenario file (*.toml) in this folder", path.display()));
+            }
             found.sort();
             files.extend(found);
         } else {

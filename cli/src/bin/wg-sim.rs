@@ -1,7 +1,7 @@
 //! `wg-sim`: run scenario files in the deterministic simulator, fuzz them, replay a failure.
 //!
 //! Exit codes: 0 every run passed; 1 a run failed (the failure block is printed); 2 a scenario
-//! file (or trace) is malformed, or a mode is not available.
+//! file (or trace) is malformed, a mode is not available, or the request would run nothing.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::IsTerminal;
@@ -20,7 +20,8 @@ use wg_sim::scenario::{self, Scenario, SchedulerKind};
     about = "Deterministic simulation of wg-recover's recovery paths.",
     after_help = "\
 Exit codes: 0 all runs passed, 1 a run failed (the failure is printed with a replay command),
-2 a scenario file or trace is malformed."
+2 a scenario file or trace is malformed, or the request would run nothing (an empty folder, an
+empty seed range)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,7 +37,7 @@ enum Mode {
         paths: Vec<PathBuf>,
         /// Seeds per scenario (default: the scenario's `[sim] seeds`). With --time, the most
         /// seeds per scenario (default: no bound but the time).
-        #[arg(long)]
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: Option<u64>,
         #[command(flatten)]
         campaign: CampaignArgs,
@@ -45,7 +46,7 @@ enum Mode {
         #[arg(long, conflicts_with_all = ["seeds", "jobs", "time"])]
         real: bool,
         /// With --real: writes a JUnit report here.
-        #[arg(long, value_name = "FILE")]
+        #[arg(long, value_name = "FILE", requires = "real")]
         junit: Option<PathBuf>,
     },
     /// Runs many seeds of scenario files (or of every *.toml of a folder), with progress, and
@@ -173,7 +174,11 @@ fn run(paths: &[PathBuf], seeds: Option<u64>, campaign: &CampaignArgs) -> Result
 fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
     let (start, end) = text.split_once("..").ok_or_else(|| format!("--seeds {text:?}: expected A..B"))?;
     let number = |n: &str| n.parse::<u64>().map_err(|_| format!("--seeds {text:?}: {n:?} is not a number"));
-    Ok(number(start)?..number(end)?)
+    let range = number(start)?..number(end)?;
+    if range.is_empty() {
+        return Err(format!("--seeds {text:?} runs no seed: A must be less than B (B is excluded)"));
+    }
+    Ok(range)
 }
 
 fn fuzz(
