@@ -152,3 +152,30 @@ fn retry_with_a_running_service_does_not_mention_starting_it() {
     assert!(text.contains("re-queued") && !text.contains("wg service start"), "{text}");
     assert_eq!(wg.wg_json(&["retry", "t1"])["service_running"], true);
 }
+
+/// With the service running, the service (the agent's parent) often sees the exit first and
+/// makes the re-queue; the retry then only logs its reason. The user asked for a stop and a
+/// re-queue and got both: that is what the retry reports, the rest is in `--json` and the log.
+#[test]
+fn retry_under_a_service_reports_the_stop_and_the_requeue_whoever_counted_it() {
+    let mut wg = Workgraph::fresh();
+    let (old_agent, _) = hung_task_with_service(&mut wg, "sleep 600");
+    let said = wg.wg(&["retry", "t1", "--reason", "hung"]);
+    let stdout = String::from_utf8_lossy(&said.stdout);
+    assert!(said.status.success(), "{}", describe(&said));
+    assert!(stdout.starts_with(&format!("stopped {old_agent} (pid ")), "{stdout}");
+    assert!(stdout.contains("t1 re-queued (attempt 1)"), "{stdout}");
+    assert!(!stdout.contains("reaper"), "who counted is bookkeeping, not news: {stdout}");
+    let task = wg.task("t1");
+    assert_eq!(task["retry_count"], 1, "counted once, whoever counted: {task}");
+    assert_eq!(log_messages(&task).iter().filter(|message| message.ends_with("(attempt 1)")).count(), 1, "{task}");
+}
+
+#[test]
+fn retry_json_says_whether_this_command_made_the_requeue() {
+    let wg = Workgraph::fresh();
+    wg.wg_json(&["add", "Flaky", "--id", "t1", "--exec", "false"]);
+    wg.wg_json(&["fail", "t1", "--reason", "exit code 1"]);
+    assert_eq!(wg.wg_json(&["retry", "t1"])["requeued_by_this_retry"], true);
+    assert!(wg.wg_json(&["retry", "t1"])["requeued_by_this_retry"].is_null(), "already open: no re-queue at all");
+}

@@ -14,7 +14,7 @@ pub fn retry(dir: &Path, task_id: &str, reason: &str) -> Result<Output, CliError
         RetryOutcome::Requeued { from, retry_count } => {
             (format!("{task_id} was {from}; re-queued (attempt {retry_count})"), "requeued", Some(*retry_count))
         }
-        RetryOutcome::Restarted { agent_id, pid, stop, by_reaper, retry_count } => {
+        RetryOutcome::Restarted { agent_id, pid, stop, retry_count, .. } => {
             let stopped = match stop {
                 StopResult::Stopped { escalated: false } => format!("stopped {agent_id} (pid {pid}, SIGTERM)"),
                 StopResult::Stopped { escalated: true } => {
@@ -23,8 +23,10 @@ pub fn retry(dir: &Path, task_id: &str, reason: &str) -> Result<Output, CliError
                 StopResult::AlreadyGone => format!("{agent_id} (pid {pid}) had already exited"),
                 StopResult::NotOurs(why) => format!("{agent_id}'s pid {pid} is not its process ({why}); not signalled"),
             };
-            let who = if *by_reaper { "; the reaper had re-queued it first" } else { "" };
-            (format!("{stopped}; {task_id} re-queued (attempt {retry_count}){who}"), "restarted", Some(*retry_count))
+            // What the user asked for happened: the agent is stopped and the task open. Whether
+            // this command or the service (which sees its child exit at once) made the re-queue
+            // is bookkeeping: it is in `--json` (`requeued_by_this_retry`) and in `wg show`'s log.
+            (format!("{stopped}; {task_id} re-queued (attempt {retry_count})"), "restarted", Some(*retry_count))
         }
         RetryOutcome::AlreadyOpen => (format!("{task_id} is already open; nothing to retry"), "already-open", None),
         RetryOutcome::InFlight { agent_id, by } => {
@@ -38,8 +40,15 @@ pub fn retry(dir: &Path, task_id: &str, reason: &str) -> Result<Output, CliError
         matches!(outcome, RetryOutcome::Requeued { .. } | RetryOutcome::Restarted { .. } | RetryOutcome::AlreadyOpen);
     let service_running = crate::service::is_running(dir);
     let human = if open_now && !service_running { format!("{human}\n{NO_SERVICE}") } else { human };
-    let body =
-        json!({"ok": true, "task": task_id, "outcome": kind, "retry_count": count, "service_running": service_running});
+    // Whether this command's own transaction made the re-queue (false: the reaper, or another
+    // retry, got there first and counted it; this one only logged its reason).
+    let requeued_by_this_retry = match &outcome {
+        RetryOutcome::Restarted { by_reaper, .. } => Some(!by_reaper),
+        RetryOutcome::Requeued { .. } => Some(true),
+        _ => None,
+    };
+    let body = json!({"ok": true, "task": task_id, "outcome": kind, "retry_count": count,
+        "requeued_by_this_retry": requeued_by_this_retry, "service_running": service_running});
     Ok(Output::new(human, body))
 }
 
