@@ -36,7 +36,9 @@ pub enum Command {
     Init,
     /// Add a task.
     Add {
+        /// What the task is, in a few words (shown by `wg list`).
         title: String,
+        /// The task's id (default: made from the title, e.g. "nightly-checks").
         #[arg(long)]
         id: Option<String>,
         /// Shell command an agent runs for this task.
@@ -45,6 +47,8 @@ pub enum Command {
         /// A task that must be done first (repeatable).
         #[arg(long)]
         after: Vec<String>,
+        /// `wg retry` refuses to re-open the failed task once its retry_count reaches this
+        /// (default: no limit).
         #[arg(long)]
         max_retries: Option<u32>,
         /// A tag (repeatable).
@@ -65,6 +69,7 @@ pub enum Command {
     /// Mark a task failed.
     Fail {
         task: String,
+        /// Why it failed: kept as the task's failure reason and logged.
         #[arg(long)]
         reason: String,
     },

@@ -17,6 +17,7 @@ use wg_sim::scenario::{self, Scenario, SchedulerKind};
 #[derive(Parser)]
 #[command(
     name = "wg-sim",
+    version,
     about = "Deterministic simulation of wg-recover's recovery paths.",
     after_help = "\
 Exit codes: 0 all runs passed, 1 a run failed (the failure is printed with a replay command),

@@ -20,6 +20,7 @@ pub async fn add_task<C: Clock, P: Processes, S: Store>(
     ctx: Ctx<'_, C, P, S>,
     new: &NewTask,
 ) -> Result<String, OpError> {
+    check_new_task(new)?;
     let now = format_rfc3339(ctx.clock.now_ms());
     ctx.store
         .transact(|state| {
@@ -40,6 +41,22 @@ pub async fn add_task<C: Clock, P: Processes, S: Store>(
             Ok(id)
         })
         .await?
+}
+
+/// A task needs a title, and an id others can name on a command line and in a path
+/// (`.wg/agents/<agent>/` is per agent, but tools build paths from task ids too).
+fn check_new_task(new: &NewTask) -> Result<(), OpError> {
+    if new.title.trim().is_empty() {
+        return Err(OpError::Refused("the title is empty: say in a few words what the task is".into()));
+    }
+    let Some(id) = &new.id else { return Ok(()) };
+    let unfit = id.is_empty() || id.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/');
+    if unfit {
+        return Err(OpError::Refused(format!(
+            "--id {id:?}: an id is one word without spaces or '/' (e.g. nightly-checks)"
+        )));
+    }
+    Ok(())
 }
 
 fn slug(title: &str) -> String {
@@ -273,9 +290,27 @@ mod tests {
             NewTask { title: "Nightly checks".into(), after: vec!["nightly-checks".into()], ..NewTask::default() };
         assert_eq!(crate::block_on(add_task(fake.ctx(), &new)), Ok("nightly-checks-2".to_string()));
         assert_eq!(fake.state.borrow().graph.task("nightly-checks-2").unwrap().after, ["nightly-checks"]);
-        let orphan = NewTask { id: Some("t9".into()), after: vec!["t0".into()], ..NewTask::default() };
+        let orphan =
+            NewTask { id: Some("t9".into()), title: "Orphan".into(), after: vec!["t0".into()], ..NewTask::default() };
         let refused = crate::block_on(add_task(fake.ctx(), &orphan));
         assert_eq!(refused, Err(OpError::Refused("--after t0: no such task (see `wg list`)".into())));
         assert!(fake.state.borrow().graph.task("t9").is_none());
+    }
+
+    #[test]
+    fn add_refuses_a_blank_title_and_an_id_with_spaces_or_slashes_and_writes_nothing() {
+        use crate::ops::fake::Fake;
+        let fake = Fake::new(state(""), 0, crate::ports::Liveness::Alive);
+        let titled = |id: Option<&str>, title: &str| NewTask {
+            id: id.map(str::to_string),
+            title: title.to_string(),
+            ..NewTask::default()
+        };
+        for new in [titled(None, "  "), titled(Some("a b"), "A"), titled(Some("a/b"), "A"), titled(Some(""), "A")] {
+            let refused = crate::block_on(add_task(fake.ctx(), &new));
+            assert!(matches!(refused, Err(OpError::Refused(_))), "{new:?}: {refused:?}");
+        }
+        assert_eq!(fake.state.borrow().graph.tasks().count(), 0, "nothing was added");
+        assert_eq!(crate::block_on(add_task(fake.ctx(), &titled(Some(".flip-a"), "A"))), Ok(".flip-a".into()));
     }
 }
