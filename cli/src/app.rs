@@ -58,7 +58,12 @@ pub enum Command {
     /// List tasks.
     List,
     /// Show one task with its log.
-    Show { task: String },
+    Show {
+        task: String,
+        /// Only the last N log entries.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+    },
     /// List agents, checking now whether each process is alive; or act on one.
     Agents {
         #[command(subcommand)]
@@ -179,7 +184,7 @@ pub fn run(cli: Cli) -> Result<Output, CliError> {
             commands::tasks::add(&dir, &new)
         }
         Command::List => commands::tasks::list(&dir),
-        Command::Show { task } => commands::tasks::show(&dir, &task),
+        Command::Show { task, tail } => commands::tasks::show(&dir, &task, tail),
         Command::Agents { action: None } => commands::agents::list(&dir),
         Command::Agents { action: Some(AgentsAction::Kill { agent, force, grace }) } => {
             commands::agents::kill(&dir, &agent, force, grace)

@@ -10,6 +10,7 @@ use wg_core::block_on;
 use wg_core::model::{Task, TaskStatus};
 use wg_core::ops::{add_task, fail_task, finish_task, NewTask};
 use wg_core::registry::Registry;
+use wg_core::time::format_rfc3339;
 
 pub fn init(dir: &Path) -> Result<Output, CliError> {
     let paths = WgPaths::new(dir);
@@ -34,20 +35,55 @@ pub fn add(dir: &Path, new: &NewTask) -> Result<Output, CliError> {
 pub fn list(dir: &Path) -> Result<Output, CliError> {
     let ports = Ports::for_command(dir, "list")?;
     let state = ports.store.read()?;
+    let now_ms = crate::real::clock::epoch_ms_now();
     let tasks: Vec<&Task> = state.graph.tasks().collect();
     let mut human = String::new();
+    if tasks.is_empty() {
+        human.push_str("No tasks. Add one with `wg add <title> --exec <command>`.\n");
+    } else {
+        human.push_str(&format!("{:<20} {:<12} TITLE\n", "ID", "STATUS"));
+    }
     for task in &tasks {
         let agent = task.assigned.as_deref().map(|agent| format!("  [{agent}]")).unwrap_or_default();
         let retries = if task.retry_count > 0 { format!("  retries {}", task.retry_count) } else { String::new() };
-        human.push_str(&format!("{:<20} {:<12} {}{agent}{retries}\n", task.id, task.status.as_str(), task.title));
-    }
-    if tasks.is_empty() {
-        human.push_str("No tasks. Add one with `wg add <title> --exec <command>`.\n");
+        let why = waiting_for(&state, task, now_ms).map(|why| format!("  ({why})")).unwrap_or_default();
+        human.push_str(&format!("{:<20} {:<12} {}{agent}{retries}{why}\n", task.id, task.status.as_str(), task.title));
     }
     Ok(Output::new(human, json!({"ok": true, "tasks": tasks})))
 }
 
-pub fn show(dir: &Path, id: &str) -> Result<Output, CliError> {
+/// Why an open task is not started, when the service would not start it now: what a user
+/// reading `wg list` needs to tell "waiting" from "stuck".
+fn waiting_for(state: &wg_core::ports::State, task: &Task, now_ms: i64) -> Option<String> {
+    if task.status != TaskStatus::Open || wg_core::ops::is_ready(state, task, now_ms) {
+        return None;
+    }
+    if task.exec.as_deref().is_none_or(|exec| exec.trim().is_empty()) {
+        return Some("no --exec: the service never starts it".into());
+    }
+    if let Some(until_ms) = task.crash_loop.as_ref().and_then(|crash_loop| crash_loop.not_before_ms) {
+        if until_ms > now_ms {
+            return Some(format!("crash loop: backing off until {}", short_time(&format_rfc3339(until_ms))));
+        }
+    }
+    let pending: Vec<&str> = task
+        .after
+        .iter()
+        .filter(|id| state.graph.task(id).is_none_or(|dependency| dependency.status != TaskStatus::Done))
+        .map(String::as_str)
+        .collect();
+    if !pending.is_empty() {
+        return Some(format!("waits for {}", pending.join(", ")));
+    }
+    Some("paused".into())
+}
+
+/// A log timestamp to the second, as people read it: `2026-11-26T04:29:09`.
+fn short_time(timestamp: &str) -> &str {
+    timestamp.get(..19).filter(|head| head.as_bytes().get(10) == Some(&b'T')).unwrap_or(timestamp)
+}
+
+pub fn show(dir: &Path, id: &str, tail: Option<usize>) -> Result<Output, CliError> {
     let ports = Ports::for_command(dir, "show")?;
     let state = ports.store.read()?;
     let task =
@@ -67,9 +103,13 @@ pub fn show(dir: &Path, id: &str) -> Result<Output, CliError> {
     );
     line("failure", task.failure_reason.clone());
     if !task.log.is_empty() {
-        human.push_str("  log:\n");
-        for entry in &task.log {
-            human.push_str(&format!("    {}  {}: {}\n", entry.timestamp, entry.user, entry.message));
+        let skipped = tail.map_or(0, |tail| task.log.len().saturating_sub(tail));
+        match skipped {
+            0 => human.push_str("  log:\n"),
+            _ => human.push_str(&format!("  log ({skipped} earlier entries not shown):\n")),
+        }
+        for entry in &task.log[skipped..] {
+            human.push_str(&format!("    {}  {}: {}\n", short_time(&entry.timestamp), entry.user, entry.message));
         }
     }
     let (output_human, output) = last_output(dir, &state.registry, task);
