@@ -3,9 +3,9 @@
 //! Three transactions at most: claim (mark the agent as being stopped by this retry), stop the
 //! process, then re-queue on the condition that the task is still the agent's. A second retry
 //! that finds the claim leaves while the agent still runs (one kill, one count, one log entry);
-//! once the agent is gone it finishes the job itself, as the requester may have crashed after its
-//! signal. A retry that loses the race to the reaper (or to another retry) only logs its reason,
-//! the other having counted the re-queue (S3, S7).
+//! once the agent is gone it re-queues the task itself if nobody has yet, as the requester may
+//! have crashed after its signal, and otherwise leaves without writing. A retry that loses the
+//! race to the reaper only logs its reason, the reaper having counted the death (S3, S7).
 
 use super::stop::{stop_process, StopResult};
 use super::{mark_agent_ended, requeue, still_running_for, OpError};
@@ -41,6 +41,7 @@ enum Claim {
         agent_id: String,
         by: String,
         process: ProcessRef,
+        age_ms: i64,
     },
 }
 
@@ -71,10 +72,28 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
                 stop_process(ctx, &agent_id, &process, false, settings.grace_ms, settings.kill_wait_ms).await?;
             (agent_id, process, stopped)
         }
-        Claim::InFlight { agent_id, by, process } => match already_stopped(ctx, &process).await {
-            Some(stopped) => (agent_id, process, stopped),
-            None => return Ok(RetryOutcome::InFlight { agent_id, by }),
-        },
+        Claim::InFlight { agent_id, by, process, age_ms } => {
+            // A requester at work is done at most a grace period and a kill wait after its
+            // request; only past that may it have crashed, and only then is this retry needed.
+            let requester_done_ms = (settings.grace_ms + settings.kill_wait_ms) as i64;
+            let stopped = match age_ms >= requester_done_ms {
+                true => already_stopped(ctx, &process).await,
+                false => None,
+            };
+            let Some(stopped) = stopped else { return Ok(RetryOutcome::InFlight { agent_id, by }) };
+            let now_ms = ctx.clock.now_ms();
+            let taken_over = ctx
+                .store
+                .transact(|state| {
+                    // Only while the task still waits for its re-queue: if the requester (or the
+                    // reaper) made it meanwhile, this retry had nothing to do and writes nothing,
+                    // so two retries at once leave one count and one log entry.
+                    let waiting = state.graph.task(task_id).is_some_and(|task| still_running_for(task, &agent_id));
+                    waiting.then(|| finish(state, ctx.actor, task_id, &agent_id, process.pid, stopped, reason, now_ms))
+                })
+                .await?;
+            return Ok(taken_over.unwrap_or(RetryOutcome::InFlight { agent_id, by }));
+        }
     };
     let now_ms = ctx.clock.now_ms();
     #[cfg(feature = "planted-bugs")]
@@ -181,7 +200,7 @@ fn claim_in_progress(
     if let Some(request) = &agent.stop_requested {
         let age_ms = now_ms.saturating_sub(request.at_ms);
         if age_ms < settings.stop_request_expiry_ms() as i64 {
-            return Ok(Claim::InFlight { agent_id, by: request.by.clone(), process });
+            return Ok(Claim::InFlight { agent_id, by: request.by.clone(), process, age_ms });
         }
         // Older than any stop can take: whoever asked has crashed. Take it over.
     }
@@ -238,14 +257,22 @@ mod tests {
     }
 
     /// A `wg agents kill` (or a retry) that asked for the stop and sent SIGTERM, then crashed: its
-    /// stop request is recent, but the agent is gone. Nothing else would re-queue the task without
-    /// a service, so the retry does, once, and signals nothing.
+    /// stop request has not expired, but the agent is gone and the requester would have finished
+    /// by now. Nothing else would re-queue the task without a service, so the retry does, once,
+    /// and signals nothing.
     #[test]
-    fn a_retry_finishes_a_stop_in_flight_whose_agent_is_already_gone() {
+    fn a_retry_finishes_a_stop_in_flight_whose_agent_is_gone_and_whose_requester_is_late() {
         use crate::ops::fake::Fake;
         use crate::ports::ExitKind;
-        let fake = Fake::new(being_stopped(), 1_000, Liveness::Gone(ExitKind::Died));
-        let outcome = crate::block_on(retry(fake.ctx(), &Settings::default(), "t1", "hung")).unwrap();
+        let settings = Settings::default();
+        let requester_done_ms = (settings.grace_ms + settings.kill_wait_ms) as i64;
+        assert!(requester_done_ms < settings.stop_request_expiry_ms() as i64, "not yet expired");
+        let early = Fake::new(being_stopped(), requester_done_ms - 1, Liveness::Gone(ExitKind::Died));
+        let outcome = crate::block_on(retry(early.ctx(), &settings, "t1", "hung")).unwrap();
+        assert!(matches!(outcome, RetryOutcome::InFlight { .. }), "the requester may still finish: {outcome:?}");
+        assert_eq!(*early.state.borrow(), being_stopped(), "nothing written");
+        let fake = Fake::new(being_stopped(), requester_done_ms, Liveness::Gone(ExitKind::Died));
+        let outcome = crate::block_on(retry(fake.ctx(), &settings, "t1", "hung")).unwrap();
         assert!(
             matches!(
                 outcome,
