@@ -71,8 +71,14 @@ impl Default for Settings {
 }
 
 impl Settings {
+    /// The longest a stop takes: SIGTERM, the grace period, SIGKILL, the kill wait. A requester
+    /// at work has finished by this age of its stop request.
+    pub fn stop_max_ms(&self) -> u64 {
+        self.grace_ms + self.kill_wait_ms
+    }
+
     /// Past this age a stop request belongs to an invocation that crashed.
     pub fn stop_request_expiry_ms(&self) -> u64 {
-        self.grace_ms + self.kill_wait_ms + self.stop_takeover_slack_ms
+        self.stop_max_ms() + self.stop_takeover_slack_ms
     }
 }

@@ -147,13 +147,10 @@ fn settings_for(scenario: &Scenario) -> Settings {
 /// replayed trace gets the same bound as the run it came from.
 pub fn liveness_ms(scenario: &Scenario, waits: TimerWaits) -> u64 {
     let service = &scenario.service;
-    let defaults = Settings::default();
-    let starting_ms = if waits.starting_timeout { defaults.starting_timeout_ms + 1_000 } else { 0 };
-    let stop_expiry_ms = if waits.stop_request_expiry {
-        service.grace_ms + service.kill_wait_ms + defaults.stop_takeover_slack_ms + service.poll_interval_ms
-    } else {
-        0
-    };
+    let settings = settings_for(scenario);
+    let starting_ms = if waits.starting_timeout { settings.starting_timeout_ms + 1_000 } else { 0 };
+    let stop_expiry_ms =
+        if waits.stop_request_expiry { settings.stop_request_expiry_ms() + service.poll_interval_ms } else { 0 };
     scenario.sim.liveness_ms.unwrap_or(
         3 * service.poll_interval_ms
             + service.heartbeat_timeout_ms.unwrap_or(0)

@@ -73,25 +73,7 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
             (agent_id, process, stopped)
         }
         Claim::InFlight { agent_id, by, process, age_ms } => {
-            // A requester at work is done at most a grace period and a kill wait after its
-            // request; only past that may it have crashed, and only then is this retry needed.
-            let requester_done_ms = (settings.grace_ms + settings.kill_wait_ms) as i64;
-            let stopped = match age_ms >= requester_done_ms {
-                true => already_stopped(ctx, &process).await,
-                false => None,
-            };
-            let Some(stopped) = stopped else { return Ok(RetryOutcome::InFlight { agent_id, by }) };
-            let now_ms = ctx.clock.now_ms();
-            let taken_over = ctx
-                .store
-                .transact(|state| {
-                    // Only while the task still waits for its re-queue: if the requester (or the
-                    // reaper) made it meanwhile, this retry had nothing to do and writes nothing,
-                    // so two retries at once leave one count and one log entry.
-                    let waiting = state.graph.task(task_id).is_some_and(|task| still_running_for(task, &agent_id));
-                    waiting.then(|| finish(state, ctx.actor, task_id, &agent_id, process.pid, stopped, reason, now_ms))
-                })
-                .await?;
+            let taken_over = take_over_if_late(ctx, settings, task_id, &agent_id, &process, age_ms, reason).await?;
             return Ok(taken_over.unwrap_or(RetryOutcome::InFlight { agent_id, by }));
         }
     };
@@ -123,6 +105,35 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
         .transact(|state| finish(state, ctx.actor, task_id, &agent_id, process.pid, stopped.clone(), reason, now_ms))
         .await?;
     Ok(outcome)
+}
+
+/// Finishes the job of a stop in flight whose requester is late (a requester at work is done
+/// [`Settings::stop_max_ms`] after its request; later, it may have crashed after its signal) and
+/// whose agent is gone, if the task still waits for its re-queue. If the requester (or the
+/// reaper) made the re-queue meanwhile, this retry had nothing to do and writes nothing, so two
+/// retries at once leave one count and one log entry. `None`: leave it to the requester.
+async fn take_over_if_late<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    settings: &Settings,
+    task_id: &str,
+    agent_id: &str,
+    process: &ProcessRef,
+    age_ms: i64,
+    reason: &str,
+) -> Result<Option<RetryOutcome>, OpError> {
+    if age_ms < settings.stop_max_ms() as i64 {
+        return Ok(None);
+    }
+    let Some(stopped) = already_stopped(ctx, process).await else { return Ok(None) };
+    let now_ms = ctx.clock.now_ms();
+    let taken_over = ctx
+        .store
+        .transact(|state| {
+            let waiting = state.graph.task(task_id).is_some_and(|task| still_running_for(task, agent_id));
+            waiting.then(|| finish(state, ctx.actor, task_id, agent_id, process.pid, stopped, reason, now_ms))
+        })
+        .await?;
+    Ok(taken_over)
 }
 
 /// Whether the agent another command is stopping is gone already. Then nothing is left to stop,
@@ -265,7 +276,7 @@ mod tests {
         use crate::ops::fake::Fake;
         use crate::ports::ExitKind;
         let settings = Settings::default();
-        let requester_done_ms = (settings.grace_ms + settings.kill_wait_ms) as i64;
+        let requester_done_ms = settings.stop_max_ms() as i64;
         assert!(requester_done_ms < settings.stop_request_expiry_ms() as i64, "not yet expired");
         let early = Fake::new(being_stopped(), requester_done_ms - 1, Liveness::Gone(ExitKind::Died));
         let outcome = crate::block_on(retry(early.ctx(), &settings, "t1", "hung")).unwrap();
