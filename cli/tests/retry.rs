@@ -179,3 +179,24 @@ fn retry_json_says_whether_this_command_made_the_requeue() {
     assert_eq!(wg.wg_json(&["retry", "t1"])["requeued_by_this_retry"], true);
     assert!(wg.wg_json(&["retry", "t1"])["requeued_by_this_retry"].is_null(), "already open: no re-queue at all");
 }
+
+#[test]
+fn retry_of_a_task_in_a_crash_loop_backoff_lifts_it() {
+    let wg = Workgraph::fresh();
+    let in_an_hour =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + 3_600_000;
+    wg.append_task(json!({"kind": "task", "id": "t1", "title": "Crashy", "status": "open", "exec": "true",
+        "retry_count": 5, "crash_loop": {"deaths_ms": [], "backoffs_served": 1, "not_before_ms": in_an_hour}}));
+    let listed = wg.wg(&["list"]);
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("backing off until"), "{}", describe(&listed));
+    let result = wg.wg_json(&["retry", "t1", "--reason", "fixed the config"]);
+    assert_eq!(result["outcome"], "backoff-lifted", "{result}");
+    let task = wg.task("t1");
+    assert_eq!((task["status"].as_str(), task["retry_count"].as_i64()), (Some("open"), Some(5)), "not an attempt");
+    assert!(task.get("crash_loop").is_none_or(|throttle| throttle.is_null()), "{task}");
+    assert!(log_messages(&task).iter().any(|message| message.contains("fixed the config")), "{task}");
+    let listed = wg.wg(&["list"]);
+    assert!(!String::from_utf8_lossy(&listed.stdout).contains("backing off"), "{}", describe(&listed));
+    let again = wg.wg_json(&["retry", "t1"]);
+    assert_eq!(again["outcome"], "already-open", "nothing left to lift: {again}");
+}

@@ -3,6 +3,7 @@
 //! Every record keeps the fields we do not know in `extra`, so a rewrite loses nothing (S8).
 //! Statuses we do not know are kept verbatim as `Unknown` and never acted on.
 
+use crate::time::{format_rfc3339, parse_rfc3339, EpochMs};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -189,8 +190,19 @@ impl Task {
         is_companion_id(&self.id)
     }
 
-    pub fn push_log(&mut self, timestamp: String, user: &str, message: String) {
-        self.log.push(LogEntry { timestamp, user: user.to_string(), message, extra: Map::new() });
+    /// Appends an entry stamped `now_ms`, or the time of the entry before it if that is later.
+    /// An operation reads the clock before it waits for the lock, so another command may commit
+    /// an entry in between: an entry must never claim to precede one committed before it, or
+    /// `wg show` lists the log out of time order. (Its commit did happen after the one before.)
+    pub fn push_log(&mut self, now_ms: EpochMs, user: &str, message: String) {
+        let previous_ms = self.log.last().and_then(|entry| parse_rfc3339(&entry.timestamp));
+        let at_ms = previous_ms.map_or(now_ms, |previous_ms| previous_ms.max(now_ms));
+        self.log.push(LogEntry {
+            timestamp: format_rfc3339(at_ms),
+            user: user.to_string(),
+            message,
+            extra: Map::new(),
+        });
     }
 }
 
@@ -255,5 +267,21 @@ impl Agent {
             start_ticks: self.process_start_ticks,
             started_at_ms: crate::time::parse_rfc3339(&self.started_at),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_entry_never_claims_to_precede_the_entry_before_it() {
+        let mut task: Task = serde_json::from_str(r#"{"id":"t1","status":"open"}"#).unwrap();
+        task.push_log(2_000, "dispatcher", "Spawned agent-4".into());
+        // A retry read the clock at 1.5 s, then waited for the lock while the dispatcher committed.
+        task.push_log(1_500, "wg retry", "Retried: hung".into());
+        task.push_log(3_000, "reaper", "agent-4 ended".into());
+        let times: Vec<&str> = task.log.iter().map(|entry| entry.timestamp.as_str()).collect();
+        assert_eq!(times, [format_rfc3339(2_000), format_rfc3339(2_000), format_rfc3339(3_000)]);
     }
 }

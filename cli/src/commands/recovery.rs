@@ -29,6 +29,14 @@ pub fn retry(dir: &Path, task_id: &str, reason: &str) -> Result<Output, CliError
             (format!("{stopped}; {task_id} re-queued (attempt {retry_count})"), "restarted", Some(*retry_count))
         }
         RetryOutcome::AlreadyOpen => (format!("{task_id} is already open; nothing to retry"), "already-open", None),
+        RetryOutcome::BackoffLifted { until_ms } => (
+            format!(
+                "{task_id} was held back by a crash-loop backoff until {}; lifted, the service starts it at its next poll",
+                wg_core::time::format_rfc3339(*until_ms)
+            ),
+            "backoff-lifted",
+            None,
+        ),
         RetryOutcome::InFlight { agent_id, by } => {
             (format!("{by} is already stopping {agent_id} for {task_id}; nothing more to do"), "in-flight", None)
         }
@@ -36,8 +44,13 @@ pub fn retry(dir: &Path, task_id: &str, reason: &str) -> Result<Output, CliError
             (format!("{agent_id} finished {task_id} while being stopped; it stays done"), "finished-meanwhile", None)
         }
     };
-    let open_now =
-        matches!(outcome, RetryOutcome::Requeued { .. } | RetryOutcome::Restarted { .. } | RetryOutcome::AlreadyOpen);
+    let open_now = matches!(
+        outcome,
+        RetryOutcome::Requeued { .. }
+            | RetryOutcome::Restarted { .. }
+            | RetryOutcome::AlreadyOpen
+            | RetryOutcome::BackoffLifted { .. }
+    );
     let service_running = crate::service::is_running(dir);
     let human = if open_now && !service_running { format!("{human}\n{NO_SERVICE}") } else { human };
     // Whether this command's own transaction made the re-queue (false: the reaper, or another

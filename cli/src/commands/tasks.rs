@@ -61,10 +61,11 @@ fn waiting_for(state: &wg_core::ports::State, task: &Task, now_ms: i64) -> Optio
     if task.exec.as_deref().is_none_or(|exec| exec.trim().is_empty()) {
         return Some("no --exec: the service never starts it".into());
     }
-    if let Some(until_ms) = task.crash_loop.as_ref().and_then(|crash_loop| crash_loop.not_before_ms) {
-        if until_ms > now_ms {
-            return Some(format!("crash loop: backing off until {}", short_time(&format_rfc3339(until_ms))));
-        }
+    if let Some(until_ms) = wg_core::ops::backoff_until(task, now_ms) {
+        return Some(format!(
+            "crash loop: backing off until {} (`wg retry` lifts it)",
+            short_time(&format_rfc3339(until_ms))
+        ));
     }
     let pending: Vec<&str> = task
         .after

@@ -51,13 +51,17 @@ pub async fn dispatch<C: Clock, P: Processes, S: Store>(
 pub fn is_ready(state: &State, task: &Task, now_ms: i64) -> bool {
     let runnable = task.exec.as_deref().is_some_and(|exec| !exec.trim().is_empty());
     let paused = task.extra.get("paused").and_then(|value| value.as_bool()) == Some(true);
-    let backing_off =
-        task.crash_loop.as_ref().and_then(|crash_loop| crash_loop.not_before_ms).is_some_and(|at| at > now_ms);
+    let backing_off = backoff_until(task, now_ms).is_some();
     let dependencies_done = task
         .after
         .iter()
         .all(|dependency| state.graph.task(dependency).is_some_and(|dep| dep.status == TaskStatus::Done));
     task.status == TaskStatus::Open && runnable && !paused && !backing_off && dependencies_done
+}
+
+/// When a task in a crash-loop backoff may start again, if that is still in the future.
+pub fn backoff_until(task: &Task, now_ms: i64) -> Option<i64> {
+    task.crash_loop.as_ref().and_then(|crash_loop| crash_loop.not_before_ms).filter(|&at| at > now_ms)
 }
 
 fn reserve(state: &mut State, settings: &Settings, actor: &str, now_ms: i64) -> Vec<SpawnRequest> {
@@ -78,7 +82,7 @@ fn reserve(state: &mut State, settings: &Settings, actor: &str, now_ms: i64) -> 
         task.status = TaskStatus::InProgress;
         task.assigned = Some(agent_id.clone());
         task.started_at = Some(timestamp.clone());
-        task.push_log(timestamp.clone(), actor, format!("Spawned {agent_id}"));
+        task.push_log(now_ms, actor, format!("Spawned {agent_id}"));
         let command = task.exec.clone().expect("ready tasks have a command");
         state.registry.insert(Agent {
             id: agent_id.clone(),

@@ -13,7 +13,7 @@ mod retry;
 mod stop;
 mod tasks;
 
-pub use dispatcher::{dispatch, is_ready, Dispatched};
+pub use dispatcher::{backoff_until, dispatch, is_ready, Dispatched};
 pub use kill::{kill_agent, KillOptions, KillOutcome};
 pub use reaper::{reap, DeathCause, Reaped};
 pub use retry::{retry, RetryOutcome};
@@ -73,7 +73,7 @@ fn requeue(task: &mut Task, now_ms: i64, actor: &str, message: String) {
     task.failure_reason = None;
     task.retry_count += 1;
     let message = format!("{message}{}", attempt_mark(task.retry_count));
-    task.push_log(format_rfc3339(now_ms), actor, message);
+    task.push_log(now_ms, actor, message);
 }
 
 /// The end of the log entry of a re-queue that raised the attempt counter to `retry_count`.

@@ -232,7 +232,7 @@ pub(super) fn on_agent_ended(
             task.status = TaskStatus::Open;
             task.assigned = None;
             task.retry_count += 1;
-            task.push_log(format_rfc3339(now_ms), actor, format!("{agent_id} ended: {cause}; re-queued"));
+            task.push_log(now_ms, actor, format!("{agent_id} ended: {cause}; re-queued"));
             task.status.clone()
         });
         mark_agent_ended(state, agent_id, pid, now_ms);
@@ -300,12 +300,12 @@ fn settle_task(
         DeathCause::Exited(ExitKind::Code(0)) => {
             task.status = TaskStatus::Done;
             task.completed_at = Some(timestamp.clone());
-            task.push_log(timestamp, actor, format!("{agent_id}'s command exited with code 0: done"));
+            task.push_log(now_ms, actor, format!("{agent_id}'s command exited with code 0: done"));
         }
         DeathCause::Exited(ExitKind::Code(code)) => {
             task.status = TaskStatus::Failed;
             task.failure_reason = Some(format!("exit code {code}"));
-            task.push_log(timestamp, actor, format!("{agent_id}'s command exited with code {code}: failed"));
+            task.push_log(now_ms, actor, format!("{agent_id}'s command exited with code {code}: failed"));
         }
         _ => match note_death(task.crash_loop.get_or_insert_with(CrashLoop::default), policy, now_ms) {
             Throttle::None => requeue(task, now_ms, actor, format!("{agent_id} ended: {cause}; re-queued")),
@@ -319,7 +319,7 @@ fn settle_task(
                 task.status = TaskStatus::Failed;
                 task.assigned = None;
                 let reason = format!("crash loop: {agent_id} ended ({cause}) after every backoff");
-                task.push_log(timestamp, actor, reason.clone());
+                task.push_log(now_ms, actor, reason.clone());
                 task.failure_reason = Some(reason);
             }
         },

@@ -23,6 +23,10 @@ pub enum RetryOutcome {
     Restarted { agent_id: String, pid: i64, stop: StopResult, by_reaper: bool, retry_count: u32 },
     /// The task was already open: nothing to do.
     AlreadyOpen,
+    /// The task was open but held back by a crash-loop backoff until `until_ms`; the retry lifted
+    /// it, so the service starts the task at its next poll. Not a new attempt: the death that
+    /// started the backoff already re-queued and counted it.
+    BackoffLifted { until_ms: i64 },
     /// Another `wg retry` is stopping this task's agent right now; it will finish the job.
     InFlight { agent_id: String, by: String },
     /// The agent finished the task while it was being stopped; the task stays done (S4).
@@ -60,7 +64,7 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
                 .transact(|state| {
                     let task = state.graph.task_mut(task_id).expect("found by the claim");
                     task.retry_count += 1;
-                    task.push_log(format_rfc3339(now_ms), ctx.actor, format!("Retried: {reason}"));
+                    task.push_log(now_ms, ctx.actor, format!("Retried: {reason}"));
                 })
                 .await?;
         }
@@ -168,7 +172,7 @@ fn claim(
         )));
     }
     match task.status.clone() {
-        TaskStatus::Open => Ok(Claim::Done(RetryOutcome::AlreadyOpen)),
+        TaskStatus::Open => Ok(Claim::Done(lift_backoff(state, actor, task_id, reason, now_ms))),
         TaskStatus::Failed => {
             if let Some(max) = task.max_retries.filter(|max| task.retry_count >= *max) {
                 return Err(OpError::Refused(format!(
@@ -187,6 +191,18 @@ fn claim(
             Err(OpError::Refused(format!("{task_id} is {other}; only failed and in-progress tasks can be retried")))
         }
     }
+}
+
+/// A retry of an open task lifts a crash-loop backoff, if one holds it back: the person (or agent)
+/// retrying has looked at the task, so the throttle starts afresh, as it does when a failed task is
+/// retried. Otherwise there is nothing to do.
+fn lift_backoff(state: &mut State, actor: &str, task_id: &str, reason: &str, now_ms: i64) -> RetryOutcome {
+    let task = state.graph.task_mut(task_id).expect("found by the claim");
+    let Some(until_ms) = super::backoff_until(task, now_ms) else { return RetryOutcome::AlreadyOpen };
+    task.crash_loop = None;
+    let until = format_rfc3339(until_ms);
+    task.push_log(now_ms, actor, format!("Retried: {reason} (lifted the crash-loop backoff until {until})"));
+    RetryOutcome::BackoffLifted { until_ms }
 }
 
 fn claim_in_progress(
@@ -236,14 +252,14 @@ fn finish(
     if task.status == TaskStatus::Done {
         let task = state.graph.task_mut(task_id).expect("found above");
         let message = format!("Retry ({reason}): {agent_id} finished the task while being stopped; left done");
-        task.push_log(format_rfc3339(now_ms), actor, message);
+        task.push_log(now_ms, actor, message);
         return RetryOutcome::FinishedMeanwhile { agent_id: agent_id.to_string() };
     }
     let by_reaper = !still_running_for(task, agent_id);
     let task = state.graph.task_mut(task_id).expect("found above");
     if by_reaper {
         let message = format!("Retry ({reason}): stopped {agent_id}; the reaper had already re-queued the task");
-        task.push_log(format_rfc3339(now_ms), actor, message);
+        task.push_log(now_ms, actor, message);
     } else {
         requeue(task, now_ms, actor, format!("Retried: {reason} (stopped {agent_id}, pid {pid})"));
     }
@@ -321,5 +337,32 @@ mod tests {
         assert!(matches!(claim, Claim::Stop { ref agent_id, .. } if agent_id == "agent-1"), "taken over");
         let request = state.registry.agent("agent-1").unwrap().stop_requested.clone().unwrap();
         assert_eq!((request.by.as_str(), request.at_ms), ("wg retry (pid 2)", expiry_ms));
+    }
+
+    #[test]
+    fn a_retry_of_a_task_in_a_crash_loop_backoff_lifts_it_once_and_logs_it_without_counting() {
+        let graph = r#"{"kind":"task","id":"t1","status":"open","exec":"true","retry_count":2,
+            "crash_loop":{"deaths_ms":[1,2],"backoffs_served":1,"not_before_ms":5000}}"#;
+        let mut state = State {
+            graph: Graph::parse(graph.replace('\n', "").as_bytes()).unwrap(),
+            registry: Registry::parse(br#"{"agents":{},"next_agent_id":1}"#).unwrap(),
+        };
+        let outcome = lift_backoff(&mut state, "wg retry (pid 9)", "t1", "fixed the config", 1_000);
+        assert_eq!(outcome, RetryOutcome::BackoffLifted { until_ms: 5_000 });
+        let task = state.graph.task("t1").unwrap();
+        assert_eq!((task.status.clone(), task.retry_count, task.crash_loop.is_none()), (TaskStatus::Open, 2, true));
+        let entry = task.log.last().unwrap();
+        assert!(entry.message.contains("fixed the config") && entry.message.contains("backoff"), "{entry:?}");
+        assert_eq!(crate::ops::attempt_marked(&entry.message), None, "not a new attempt");
+        let again = lift_backoff(&mut state, "wg retry (pid 9)", "t1", "fixed the config", 1_000);
+        assert_eq!(again, RetryOutcome::AlreadyOpen, "nothing left to lift");
+        assert_eq!(state.graph.task("t1").unwrap().log.len(), 1);
+        let expired = graph.replace("5000", "900");
+        let mut state = State {
+            graph: Graph::parse(expired.replace('\n', "").as_bytes()).unwrap(),
+            registry: Registry::parse(br#"{"agents":{},"next_agent_id":1}"#).unwrap(),
+        };
+        assert_eq!(lift_backoff(&mut state, "r", "t1", "x", 1_000), RetryOutcome::AlreadyOpen, "the backoff is over");
+        assert!(state.graph.task("t1").unwrap().log.is_empty());
     }
 }

@@ -102,7 +102,8 @@ pub async fn finish_task<C: Clock, P: Processes, S: Store>(
     task_id: &str,
     agent_id: Option<&str>,
 ) -> Result<bool, OpError> {
-    let now = format_rfc3339(ctx.clock.now_ms());
+    let now_ms = ctx.clock.now_ms();
+    let now = format_rfc3339(now_ms);
     ctx.store
         .transact(|state| {
             let task = state.graph.task(task_id).ok_or_else(|| OpError::UnknownTask(task_id.to_string()))?;
@@ -114,7 +115,7 @@ pub async fn finish_task<C: Clock, P: Processes, S: Store>(
             task.status = TaskStatus::Done;
             task.completed_at = Some(now.clone());
             task.failure_reason = None;
-            task.push_log(now.clone(), ctx.actor, "Task marked as done".to_string());
+            task.push_log(now_ms, ctx.actor, "Task marked as done".to_string());
             Ok(true)
         })
         .await?
@@ -127,7 +128,7 @@ pub async fn fail_task<C: Clock, P: Processes, S: Store>(
     reason: &str,
     agent_id: Option<&str>,
 ) -> Result<(), OpError> {
-    let now = format_rfc3339(ctx.clock.now_ms());
+    let now_ms = ctx.clock.now_ms();
     ctx.store
         .transact(|state| {
             let task = state.graph.task(task_id).ok_or_else(|| OpError::UnknownTask(task_id.to_string()))?;
@@ -138,7 +139,7 @@ pub async fn fail_task<C: Clock, P: Processes, S: Store>(
             let task = state.graph.task_mut(task_id).expect("found above");
             task.status = TaskStatus::Failed;
             task.failure_reason = Some(reason.to_string());
-            task.push_log(now.clone(), ctx.actor, format!("Task marked as failed: {reason}"));
+            task.push_log(now_ms, ctx.actor, format!("Task marked as failed: {reason}"));
             Ok(())
         })
         .await?
@@ -193,7 +194,7 @@ pub async fn recover<C: Clock, P: Processes, S: Store>(
                 for id in &plan.companions_abandoned {
                     let task = state.graph.task_mut(id).expect("planned from the graph");
                     task.status = TaskStatus::Abandoned;
-                    task.push_log(format_rfc3339(now_ms), ctx.actor, "Abandoned by wg recover".to_string());
+                    task.push_log(now_ms, ctx.actor, "Abandoned by wg recover".to_string());
                 }
             }
             Ok(plan)
