@@ -5,9 +5,10 @@
 //! or a registry entry whose start ticks we have just checked in `/proc`. [`guard_pid`] comes
 //! first every time, so pid 0, 1, negative pids and our own process group are never signalled.
 
-use crate::real::processes::{check_identity, guard_pid, read_stat, scan_processes};
+use crate::real::processes::{self, check_identity, guard_pid, read_comm, read_environ, read_stat, scan_processes};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
+use rustix::process::Signal as RawSignal;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -100,18 +101,15 @@ pub fn children_named(parent: i32, comm: &str) -> Vec<(i32, u64)> {
     scan_processes()
         .into_iter()
         .filter(|stat| stat.ppid == parent && !stat.has_ended())
-        .filter(|stat| std::fs::read_to_string(format!("/proc/{}/comm", stat.pid)).is_ok_and(|c| c.trim() == comm))
+        .filter(|stat| read_comm(stat.pid).is_some_and(|name| name == comm))
         .map(|stat| (stat.pid, stat.start_ticks))
         .collect()
 }
 
-/// Sends `signal` to `pid` only if it still started at `start_ticks`.
-pub fn signal_verified(pid: i32, start_ticks: u64, signal: Signal) -> bool {
-    let Ok(pid) = guard_pid(pid as i64) else { return false };
-    if read_stat(pid).is_none_or(|stat| stat.start_ticks != start_ticks || stat.has_ended()) {
-        return false;
-    }
-    kill(Pid::from_raw(pid), signal).is_ok()
+/// Sends `signal` to `pid` only if it still started at `start_ticks` (through the port's pid
+/// guard, identity check and pidfd).
+pub fn signal_verified(pid: i32, start_ticks: u64, signal: RawSignal) -> bool {
+    processes::signal_verified(pid, start_ticks, signal).unwrap_or(false)
 }
 
 /// Processes whose environment names `wg_dir` as `WG_DIR` (agents and their children), as
@@ -121,13 +119,7 @@ pub fn processes_of(wg_dir: &str) -> Vec<(i32, u64, String)> {
     scan_processes()
         .into_iter()
         .filter(|stat| !stat.has_ended())
-        .filter(|stat| {
-            std::fs::read(format!("/proc/{}/environ", stat.pid))
-                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var == needle.as_bytes()))
-        })
-        .map(|stat| {
-            let comm = std::fs::read_to_string(format!("/proc/{}/comm", stat.pid)).unwrap_or_default();
-            (stat.pid, stat.start_ticks, comm.trim().to_string())
-        })
+        .filter(|stat| read_environ(stat.pid).is_some_and(|env| env.iter().any(|var| var == needle.as_bytes())))
+        .map(|stat| (stat.pid, stat.start_ticks, read_comm(stat.pid).unwrap_or_default()))
         .collect()
 }

@@ -3,7 +3,7 @@
 
 use super::procs::{self, Spawned};
 use super::world::World;
-use nix::sys::signal::Signal;
+use rustix::process::Signal;
 use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 use wg_core::ports::State;
@@ -149,7 +149,7 @@ impl StepRunner {
             return;
         }
         for (pid, start_ticks) in loops {
-            if procs::signal_verified(pid, start_ticks, Signal::SIGSTOP) {
+            if procs::signal_verified(pid, start_ticks, Signal::Stop) {
                 self.stalls.push(Stall { pid, start_ticks, until: now + Duration::from_millis(for_ms) });
             }
         }
@@ -160,7 +160,7 @@ impl StepRunner {
         self.stalls.retain(|stall| {
             let due = now >= stall.until;
             if due {
-                procs::signal_verified(stall.pid, stall.start_ticks, Signal::SIGCONT);
+                procs::signal_verified(stall.pid, stall.start_ticks, Signal::Cont);
             }
             !due
         });

@@ -328,7 +328,7 @@ impl World {
         }
         let mut found = Vec::new();
         for (pid, ticks, comm) in left {
-            procs::signal_verified(pid, ticks, nix::sys::signal::Signal::SIGKILL);
+            procs::signal_verified(pid, ticks, rustix::process::Signal::Kill);
             found.push(format!("process {pid} ({comm}) outlived the run's process groups; killed it"));
         }
         found
