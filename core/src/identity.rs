@@ -31,7 +31,7 @@ pub fn check_pid(pid: i64, signaller: Option<Signaller>) -> Result<i32, String> 
             return Err(format!("pid {pid} is this wg process's own process group"));
         }
     }
-    debug_assert!(pid32 > 1);
+    assert!(pid32 > 1, "the guard above let pid {pid} through"); // every build: a signal to 0/1/-1 is unrecoverable
     Ok(pid32)
 }
 

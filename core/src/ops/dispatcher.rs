@@ -100,7 +100,14 @@ fn reserve(state: &mut State, settings: &Settings, actor: &str, now_ms: i64) -> 
         });
         requests.push(SpawnRequest { task_id, agent_id, command });
     }
-    debug_assert!(requests.len() <= free, "never more than max_agents running");
+    // Checked in every build: the simulator runs release builds, and a broken cap would be an
+    // overload of the user's machine, not a wrong number.
+    let now_running = state.registry.agents().filter(|agent| agent.status.is_running()).count();
+    assert!(
+        now_running <= settings.max_agents.max(running),
+        "a dispatch never exceeds max_agents: {now_running} running after reserving {} of {free} free",
+        requests.len()
+    );
     requests
 }
 
