@@ -7,6 +7,9 @@
 //!
 //! Errors name the file, line and column and say what was expected.
 
+pub mod command_line;
+
+pub use command_line::{Command, CommandLine};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -224,18 +227,6 @@ pub enum Trigger {
     },
 }
 
-/// A `wg` command line, as typed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    Retry { task: String, reason: String },
-    Kill { agent: String, force: bool },
-    Done { task: String, agent: Option<String> },
-    Fail { task: String, reason: String, agent: Option<String> },
-    Heartbeat { agent: String },
-    Recover { task: Option<String>, keep_agency: bool },
-    Add { id: String, exec: Option<String> },
-}
-
 /// A fault written into the scenario at a given moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScriptedFault {
@@ -255,7 +246,7 @@ pub enum ScriptedFault {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Run(Command),
+    Run(CommandLine),
     Fault(ScriptedFault),
 }
 
@@ -652,80 +643,9 @@ fn step_spec(raw: &RawStep) -> Spanful<Step> {
     Ok(Step { trigger, action, text })
 }
 
-/// Splits a command line on spaces, honouring double quotes.
-fn words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    let mut any = false;
-    for c in text.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            ' ' if !quoted => {
-                if any {
-                    words.push(std::mem::take(&mut current));
-                }
-                any = false;
-            }
-            _ => {
-                current.push(c);
-                any = true;
-            }
-        }
-    }
-    if any {
-        words.push(current);
-    }
-    words
-}
-
-fn flag(words: &mut Vec<String>, name: &str) -> Option<String> {
-    let index = words.iter().position(|word| word == name)?;
-    words.remove(index);
-    (index < words.len()).then(|| words.remove(index))
-}
-
-fn switch(words: &mut Vec<String>, name: &str) -> bool {
-    let found = words.iter().position(|word| word == name);
-    found.map(|index| words.remove(index)).is_some()
-}
-
-fn command(text: &Text) -> Spanful<Command> {
-    let error = |message: &str| (text.span(), message.to_string());
-    let mut words = words(text.get_ref());
-    if words.first().map(String::as_str) != Some("wg") {
-        return Err(error("a command starts with `wg`, e.g. \"wg retry t1 --reason hung\""));
-    }
-    words.remove(0);
-    let reason = flag(&mut words, "--reason");
-    let agent = flag(&mut words, "--agent");
-    let exec = flag(&mut words, "--exec");
-    let force = switch(&mut words, "--force");
-    let keep_agency = switch(&mut words, "--keep-agency");
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    let command = match words.as_slice() {
-        ["retry", task] => Command::Retry { task: task.to_string(), reason: reason.unwrap_or_else(|| "retry".into()) },
-        ["agents", "kill", agent] => Command::Kill { agent: agent.to_string(), force },
-        ["done", task] => Command::Done { task: task.to_string(), agent },
-        ["fail", task] => {
-            Command::Fail { task: task.to_string(), reason: reason.unwrap_or_else(|| "failed".into()), agent }
-        }
-        ["heartbeat", agent] => Command::Heartbeat { agent: agent.to_string() },
-        ["recover"] => Command::Recover { task: None, keep_agency },
-        ["recover", task] => Command::Recover { task: Some(task.to_string()), keep_agency },
-        ["add", id] => Command::Add { id: id.to_string(), exec },
-        _ => {
-            return Err(error(
-                "expected one of: wg retry <task> [--reason R] | wg agents kill <agent> [--force] | \
-                 wg done <task> [--agent A] | wg fail <task> [--reason R] [--agent A] | wg heartbeat <agent> | \
-                 wg recover [<task>] [--keep-agency] | wg add <id> [--exec CMD]",
-            ))
-        }
-    };
-    Ok(command)
+/// A `run` line, read with `wg`'s own grammar ([`command_line`]).
+fn command(text: &Text) -> Spanful<CommandLine> {
+    command_line::parse(text.get_ref()).map_err(|message| (text.span(), message))
 }
 
 fn scripted_fault(text: &Text) -> Spanful<ScriptedFault> {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use wg_core::invariants::{self, AgentProcess, AgentSeen, LivenessView, Violation};
 use wg_core::model::Agent;
 use wg_core::ports::{State, Store};
-use wg_sim::scenario::{Action, Command, Scenario};
+use wg_sim::scenario::{Action, Scenario};
 
 /// The invariants the simulator checks and a real run cannot observe.
 pub const NOT_OBSERVABLE: &str = "S2 beyond the processes at reused pids, S3 per commit, S7, L2 \
@@ -138,11 +138,8 @@ impl Monitor {
 /// The task a step's command names, if any (it may then change that task itself).
 fn step_task(step: &wg_sim::scenario::Step) -> Option<&str> {
     match &step.action {
-        Action::Run(Command::Retry { task, .. } | Command::Done { task, .. } | Command::Fail { task, .. }) => {
-            Some(task)
-        }
-        Action::Run(Command::Recover { task: Some(task), .. } | Command::Add { id: task, .. }) => Some(task),
-        _ => None,
+        Action::Run(line) => line.command.task(),
+        Action::Fault(_) => None,
     }
 }
 

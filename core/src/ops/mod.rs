@@ -14,10 +14,10 @@ mod stop;
 mod tasks;
 
 pub use dispatcher::{dispatch, is_ready, Dispatched};
-pub use kill::{kill_agent, KillOptions, KillOutcome};
+pub use kill::{kill_agent, KillOutcome};
 pub use reaper::{reap, DeathCause, Reaped};
 pub use retry::{retry, RetryOutcome};
-pub use stop::{stop_process, StopResult};
+pub use stop::{stop_process, StopOptions, StopResult};
 pub use tasks::{add_task, fail_task, finish_task, heartbeat, recover, NewTask, RecoverPlan};
 
 use crate::model::{AgentStatus, Task, TaskStatus};
