@@ -95,6 +95,18 @@ pub enum Command {
         #[command(subcommand)]
         action: ServiceAction,
     },
+    /// Print a shell completion script: `wg completions bash > /etc/bash_completion.d/wg`.
+    Completions { shell: ShellName },
+    /// Print the manual page (roff): `wg man > wg.1; man ./wg.1`.
+    Man,
+}
+
+/// The shells `completions` writes scripts for (`wg completions`, `wg-sim completions`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShellName {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Args, Clone, Debug, PartialEq, Eq)]

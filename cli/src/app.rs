@@ -38,11 +38,15 @@ fn find_workgraph() -> Option<PathBuf> {
 
 pub fn run(cli: Cli) -> Result<Output, CliError> {
     let dir = match cli.command {
-        Command::Quickstart | Command::Init => cli.dir.unwrap_or_else(|| PathBuf::from(WG_FOLDER)),
+        Command::Quickstart | Command::Init | Command::Completions { .. } | Command::Man => {
+            cli.dir.unwrap_or_else(|| PathBuf::from(WG_FOLDER))
+        }
         _ => workgraph_dir(cli.dir)?,
     };
     match cli.command {
         Command::Quickstart => commands::quickstart::quickstart(),
+        Command::Completions { shell } => Ok(commands::generated::completions_output::<Cli>(shell)),
+        Command::Man => Ok(commands::generated::man_output::<Cli>()),
         Command::Init => commands::tasks::init(&dir),
         Command::Add(add) => commands::tasks::add(&dir, &add.new_task()),
         Command::List => commands::tasks::list(&dir),

@@ -2,6 +2,7 @@
 //! happened in words and in JSON.
 
 pub mod agents;
+pub mod generated;
 pub mod logs;
 pub mod quickstart;
 pub mod recovery;

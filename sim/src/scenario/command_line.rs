@@ -139,7 +139,9 @@ fn modelled(command: WgCommand) -> Option<Result<Command, String>> {
         | WgCommand::List
         | WgCommand::Show { .. }
         | WgCommand::Agents { .. }
-        | WgCommand::Service { .. } => return None,
+        | WgCommand::Service { .. }
+        | WgCommand::Completions { .. }
+        | WgCommand::Man => return None,
     };
     Some(Ok(command))
 }
