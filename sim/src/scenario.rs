@@ -8,8 +8,10 @@
 //! Errors name the file, line and column and say what was expected.
 
 pub mod command_line;
+pub mod names;
 
 pub use command_line::{Command, CommandLine};
+use names::Names;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -256,6 +258,9 @@ pub struct Step {
     pub action: Action,
     /// The text as written, for timelines.
     pub text: String,
+    /// A run in which the step never fired fails (`step-never-fired`), unless one of these
+    /// fault kinds was injected: as an expectation's `unless`, e.g. `unless = "crash-cli"`.
+    pub unless: Vec<FaultKind>,
 }
 
 /// A randomly injected fault kind (`[sim] faults`).
@@ -374,7 +379,7 @@ type Text = Spanned<String>;
 struct RawScenario {
     world: RawWorld,
     #[serde(default)]
-    step: Vec<RawStep>,
+    step: Vec<Spanned<RawStep>>,
     #[serde(default)]
     expect: RawExpect,
     #[serde(default)]
@@ -419,7 +424,7 @@ struct RawTask {
     exec: Option<OneOrMany>,
     respawn_exec: Option<OneOrMany>,
     #[serde(default)]
-    after: Vec<String>,
+    after: Vec<Text>,
     #[serde(default)]
     retry_count: u32,
     max_retries: Option<u32>,
@@ -436,7 +441,7 @@ fn open() -> Text {
 #[serde(deny_unknown_fields)]
 struct RawAgent {
     id: String,
-    task: String,
+    task: Text,
     #[serde(default)]
     process: Option<Text>,
     #[serde(default = "yes")]
@@ -452,6 +457,7 @@ struct RawStep {
     delay: Option<Text>,
     run: Option<Text>,
     fault: Option<Text>,
+    unless: Option<Text>,
 }
 
 #[derive(Deserialize, Default)]
@@ -504,6 +510,8 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     let tasks = raw.world.task.iter().map(task_spec).collect::<Result<Vec<_>, _>>().map_err(|(s, m)| at(s, m))?;
     let agents = agent_specs(&raw.world, &tasks).map_err(|(s, m)| at(s, m))?;
     let steps = raw.step.iter().map(step_spec).collect::<Result<Vec<_>, _>>().map_err(|(s, m)| at(s, m))?;
+    let names = Names::of(&tasks, &agents, &steps);
+    check_names(&raw, &steps, &names).map_err(|(s, m)| at(s, m))?;
     let expectations = |list: &[Text]| list.iter().map(expectation).collect::<Result<Vec<_>, _>>();
     let expect_always = expectations(&raw.expect.always).map_err(|(s, m)| at(s, m))?;
     let expect_if_no_faults = expectations(&raw.expect.if_no_faults).map_err(|(s, m)| at(s, m))?;
@@ -578,7 +586,7 @@ fn task_spec(raw: &RawTask) -> Spanful<TaskSpec> {
         status: raw.status.get_ref().clone(),
         exec: raw.exec.as_ref().map(behaviours).transpose()?.unwrap_or_default(),
         respawn_exec: raw.respawn_exec.as_ref().map(behaviours).transpose()?,
-        after: raw.after.clone(),
+        after: raw.after.iter().map(|name| name.get_ref().clone()).collect(),
         retry_count: raw.retry_count,
         max_retries: raw.max_retries,
         agent: raw.agent.clone(),
@@ -602,7 +610,7 @@ fn agent_specs(world: &RawWorld, tasks: &[TaskSpec]) -> Spanful<Vec<AgentSpec>> 
         let status = raw.status.clone().unwrap_or_else(|| "working".into());
         agents.push(AgentSpec {
             id: raw.id.clone(),
-            task: raw.task.clone(),
+            task: raw.task.get_ref().clone(),
             process,
             start_recorded: raw.start_recorded,
             status,
@@ -623,7 +631,8 @@ fn agent_specs(world: &RawWorld, tasks: &[TaskSpec]) -> Spanful<Vec<AgentSpec>> 
     Ok(agents)
 }
 
-fn step_spec(raw: &RawStep) -> Spanful<Step> {
+fn step_spec(spanned: &Spanned<RawStep>) -> Spanful<Step> {
+    let raw = spanned.get_ref();
     let trigger = match (&raw.at, &raw.on) {
         (Some(at), None) => Trigger::At { at_ms: duration(at)? },
         (None, Some(on)) => {
@@ -633,14 +642,15 @@ fn step_spec(raw: &RawStep) -> Spanful<Step> {
             }
             Trigger::On { event: words.join(" "), delay_ms: optional_duration(&raw.delay, 0)? }
         }
-        _ => return Err((0..0, "each [[step]] needs exactly one of `at` or `on`".into())),
+        _ => return Err((spanned.span(), "each [[step]] needs exactly one of `at` or `on`".into())),
     };
     let (action, text) = match (&raw.run, &raw.fault) {
         (Some(run), None) => (Action::Run(command(run)?), run.get_ref().clone()),
         (None, Some(fault)) => (Action::Fault(scripted_fault(fault)?), format!("fault: {}", fault.get_ref())),
-        _ => return Err((0..0, "each [[step]] needs exactly one of `run` or `fault`".into())),
+        _ => return Err((spanned.span(), "each [[step]] needs exactly one of `run` or `fault`".into())),
     };
-    Ok(Step { trigger, action, text })
+    let unless = raw.unless.as_ref().map(fault_list).transpose()?.unwrap_or_default();
+    Ok(Step { trigger, action, text, unless })
 }
 
 /// A `run` line, read with `wg`'s own grammar ([`command_line`]).
@@ -671,6 +681,57 @@ fn scripted_fault(text: &Text) -> Spanful<ScriptedFault> {
     Ok(fault)
 }
 
+/// `crash-cli, store-fail`: the fault kinds an expectation or a step does not survive.
+fn fault_names(text: &str) -> Result<Vec<FaultKind>, String> {
+    text.split(',').map(|name| FaultKind::parse(name.trim())).collect()
+}
+
+fn fault_list(text: &Text) -> Spanful<Vec<FaultKind>> {
+    fault_names(text.get_ref()).map_err(|message| (text.span(), message))
+}
+
+/// Every task and agent name the file uses is one the scenario can have ([`names`]).
+fn check_names(raw: &RawScenario, steps: &[Step], names: &Names) -> Spanful<()> {
+    let task = |name: &Text, role: &str| names.check_task(name.get_ref(), role).map_err(|m| (name.span(), m));
+    for raw_task in &raw.world.task {
+        for after in &raw_task.after {
+            task(after, &format!("task {:?}'s `after`", raw_task.id))?;
+        }
+    }
+    for agent in &raw.world.agent {
+        task(&agent.task, &format!("agent {:?}'s `task`", agent.id))?;
+    }
+    for (raw_step, step) in raw.step.iter().zip(steps) {
+        let raw_step = raw_step.get_ref();
+        if let (Some(on), Trigger::On { event, .. }) = (&raw_step.on, &step.trigger) {
+            let agent = event.split_whitespace().nth(1).unwrap_or_default();
+            names.check_agent(agent, "`on`").map_err(|m| (on.span(), m))?;
+        }
+        if let (Some(run), Action::Run(line)) = (&raw_step.run, &step.action) {
+            let in_run = |result: Result<(), String>| result.map_err(|m| (run.span(), m));
+            if let Some(name) = line.command.task().filter(|_| !matches!(line.command, Command::Add(_))) {
+                in_run(names.check_task(name, "`run`"))?;
+            }
+            if let Some(name) = line.command.agent() {
+                in_run(names.check_agent(name, "`run`"))?;
+            }
+            if let Some(name) = &line.agent {
+                in_run(names.check_agent(name, "`run`'s WG_AGENT_ID"))?;
+            }
+        }
+        if let (Some(fault), Action::Fault(ScriptedFault::ReusePid { agent } | ScriptedFault::StallHeartbeat { agent, .. })) =
+            (&raw_step.fault, &step.action)
+        {
+            names.check_agent(agent, "`fault`").map_err(|m| (fault.span(), m))?;
+        }
+    }
+    for text in raw.expect.always.iter().chain(&raw.expect.if_no_faults) {
+        let parsed = expectation(text)?;
+        names.check_subject(&parsed.subject).map_err(|m| (text.span(), m))?;
+    }
+    Ok(())
+}
+
 /// `<subject>.<field> (= | != | in | contains) <value>`; the subject is a task or agent id and
 /// may itself contain dots (`.evaluate-t1.status = open`), so the field is after the last dot.
 fn expectation(text: &Text) -> Spanful<Expectation> {
@@ -686,10 +747,7 @@ fn expectation(text: &Text) -> Spanful<Expectation> {
     };
     let line = text.get_ref().trim();
     let (claim, unless) = match line.rsplit_once(" unless ") {
-        Some((claim, faults)) => {
-            let kinds = faults.split(',').map(|name| FaultKind::parse(name.trim()).map_err(|m| (text.span(), m)));
-            (claim.trim(), kinds.collect::<Result<Vec<_>, _>>()?)
-        }
+        Some((claim, faults)) => (claim.trim(), fault_names(faults).map_err(|m| (text.span(), m))?),
         None => (line, Vec::new()),
     };
     let (left, op, right) = [" != ", " = ", " in ", " contains "]
