@@ -61,7 +61,10 @@ fn the_manual_page_is_roff_naming_every_command() {
     assert!(page.lines().any(|line| line.starts_with(".TH wg 1")), "a roff title line: {page}");
     assert!(page.contains(".SH SUBCOMMANDS"), "{page}");
     for name in wg_args::Cli::command().get_subcommands().map(|sub| sub.get_name().to_string()) {
-        assert!(page.contains(&format!("wg\\-{name}")) || page.contains(&format!("wg-{name}")), "man page lacks {name}");
+        assert!(
+            page.contains(&format!("wg\\-{name}")) || page.contains(&format!("wg-{name}")),
+            "man page lacks {name}"
+        );
     }
 }
 

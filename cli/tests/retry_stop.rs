@@ -51,7 +51,8 @@ fn retry_grace_waits_that_long_then_sigkills() {
 #[test]
 fn retry_refuses_a_grace_it_cannot_read_as_kill_does() {
     let wg = Workgraph::fresh();
-    let commands: [&[&str]; 2] = [&["retry", "t1", "--grace", "soon"], &["agents", "kill", "agent-1", "--grace", "soon"]];
+    let commands: [&[&str]; 2] =
+        [&["retry", "t1", "--grace", "soon"], &["agents", "kill", "agent-1", "--grace", "soon"]];
     for command in commands {
         let output = wg.wg(command);
         assert_eq!(output.status.code(), Some(2), "bad usage: {}", describe(&output));

@@ -719,8 +719,10 @@ fn check_names(raw: &RawScenario, steps: &[Step], names: &Names) -> Spanful<()> 
                 in_run(names.check_agent(name, "`run`'s WG_AGENT_ID"))?;
             }
         }
-        if let (Some(fault), Action::Fault(ScriptedFault::ReusePid { agent } | ScriptedFault::StallHeartbeat { agent, .. })) =
-            (&raw_step.fault, &step.action)
+        if let (
+            Some(fault),
+            Action::Fault(ScriptedFault::ReusePid { agent } | ScriptedFault::StallHeartbeat { agent, .. }),
+        ) = (&raw_step.fault, &step.action)
         {
             names.check_agent(agent, "`fault`").map_err(|m| (fault.span(), m))?;
         }

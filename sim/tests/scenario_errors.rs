@@ -75,7 +75,10 @@ fn a_step_with_both_at_and_on_is_reported_at_the_step() {
         error("\n[[step]]\nat = \"1s\"\non = \"spawn agent-1\"\nrun = \"wg retry build\"\n"),
         "bad.toml:7:1: each [[step]] needs exactly one of `at` or `on`"
     );
-    assert_eq!(error("\n\n[[step]]\nat = \"1s\"\n"), "bad.toml:8:1: each [[step]] needs exactly one of `run` or `fault`");
+    assert_eq!(
+        error("\n\n[[step]]\nat = \"1s\"\n"),
+        "bad.toml:8:1: each [[step]] needs exactly one of `run` or `fault`"
+    );
 }
 
 /// `build` hangs and nothing stops it: `exit agent-1` never happens. Clock jumps are injected on

@@ -116,7 +116,10 @@ fn main() -> ExitCode {
         Mode::Replay { scenario, seed, trace, .. } => replay(&scenario, seed, trace.as_deref()),
         Mode::Completions { shell } => {
             let script = wg_cli::commands::generated::completion_script::<Cli>(shell);
-            Ok(wg_cli::output::exit_after_printing(std::io::Write::write_all(&mut std::io::stdout(), script.as_bytes()), 0))
+            Ok(wg_cli::output::exit_after_printing(
+                std::io::Write::write_all(&mut std::io::stdout(), script.as_bytes()),
+                0,
+            ))
         }
     };
     match result {

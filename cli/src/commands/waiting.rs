@@ -47,13 +47,10 @@ pub fn wait_message(who: &str, signal: Signal, left_ms: u64) -> String {
     }
 }
 
-/// `4s`, `0.2s`: whole seconds without decimals, else one decimal.
+/// `4s`, `0.2s`: one decimal, none when it is zero.
 fn seconds(ms: u64) -> String {
-    if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{:.1}s", ms as f64 / 1000.0)
-    }
+    let text = format!("{:.1}", ms as f64 / 1000.0);
+    format!("{}s", text.trim_end_matches(".0"))
 }
 
 impl Processes for Announcing<'_> {

@@ -280,11 +280,13 @@ mod tests {
         let requester_done_ms = settings.stop_max_ms() as i64;
         assert!(requester_done_ms < settings.stop_request_expiry_ms() as i64, "not yet expired");
         let early = Fake::new(being_stopped(), requester_done_ms - 1, Liveness::Gone(ExitKind::Died));
-        let outcome = crate::block_on(retry(early.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
+        let outcome =
+            crate::block_on(retry(early.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
         assert!(matches!(outcome, RetryOutcome::InFlight { .. }), "the requester may still finish: {outcome:?}");
         assert_eq!(*early.state.borrow(), being_stopped(), "nothing written");
         let fake = Fake::new(being_stopped(), requester_done_ms, Liveness::Gone(ExitKind::Died));
-        let outcome = crate::block_on(retry(fake.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
+        let outcome =
+            crate::block_on(retry(fake.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
         assert!(
             matches!(
                 outcome,
@@ -304,7 +306,14 @@ mod tests {
     fn a_retry_leaves_a_stop_in_flight_alone_while_its_agent_runs() {
         use crate::ops::fake::Fake;
         let fake = Fake::new(being_stopped(), 1_000, Liveness::Alive);
-        let outcome = crate::block_on(retry(fake.ctx(), &Settings::default(), "t1", "hung", &StopOptions::configured(&Settings::default()))).unwrap();
+        let outcome = crate::block_on(retry(
+            fake.ctx(),
+            &Settings::default(),
+            "t1",
+            "hung",
+            &StopOptions::configured(&Settings::default()),
+        ))
+        .unwrap();
         assert!(matches!(outcome, RetryOutcome::InFlight { ref by, .. } if by == "wg retry (pid 1)"), "{outcome:?}");
         assert_eq!(*fake.state.borrow(), being_stopped(), "nothing written");
         assert!(fake.signals.borrow().is_empty());

@@ -28,13 +28,31 @@ pub struct CommandLine {
 /// The `wg` commands the simulator models: each runs one core operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    Retry { task: String, reason: String, stop: StopArgs },
-    Kill { agent: String, stop: StopArgs },
-    Done { task: String },
-    Fail { task: String, reason: String },
-    Heartbeat { agent: String },
+    Retry {
+        task: String,
+        reason: String,
+        stop: StopArgs,
+    },
+    Kill {
+        agent: String,
+        stop: StopArgs,
+    },
+    Done {
+        task: String,
+    },
+    Fail {
+        task: String,
+        reason: String,
+    },
+    Heartbeat {
+        agent: String,
+    },
     /// `wg recover`: the task of `--filter id=<task>`; `apply` is `--yes` (else a dry run).
-    Recover { task: Option<String>, keep_agency: bool, apply: bool },
+    Recover {
+        task: Option<String>,
+        keep_agency: bool,
+        apply: bool,
+    },
     Add(NewTask),
 }
 
@@ -73,10 +91,7 @@ pub fn parse(text: &str) -> Result<CommandLine, String> {
     }
     let cli = Cli::from_arg_matches(&matches).map_err(clap_message)?;
     let command = modelled(cli.command).ok_or_else(|| {
-        format!(
-            "the simulator cannot model `{}`: a step runs one of: {MODELLED}",
-            subcommand_name(&matches)
-        )
+        format!("the simulator cannot model `{}`: a step runs one of: {MODELLED}", subcommand_name(&matches))
     })??;
     Ok(CommandLine { args: words[1..].to_vec(), agent, command })
 }
@@ -167,7 +182,10 @@ mod tests {
     #[test]
     fn the_agent_variable_makes_it_the_agents_command() {
         let line = parse("WG_AGENT_ID=agent-1 wg done t1").unwrap();
-        assert_eq!((line.agent.as_deref(), line.args.as_slice()), (Some("agent-1"), ["done".to_string(), "t1".into()].as_slice()));
+        assert_eq!(
+            (line.agent.as_deref(), line.args.as_slice()),
+            (Some("agent-1"), ["done".to_string(), "t1".into()].as_slice())
+        );
         assert!(parse("WG_DIR=/tmp wg done t1").unwrap_err().contains("only variable a step may set is WG_AGENT_ID"));
     }
 
@@ -183,7 +201,8 @@ mod tests {
 
     #[test]
     fn a_command_the_simulator_cannot_model_is_refused_by_name() {
-        let lines = [("wg quickstart", "wg quickstart"), ("wg list", "wg list"), ("wg service start", "wg service start")];
+        let lines =
+            [("wg quickstart", "wg quickstart"), ("wg list", "wg list"), ("wg service start", "wg service start")];
         for (line, name) in lines {
             let error = parse(line).unwrap_err();
             assert!(error.starts_with(&format!("the simulator cannot model `{name}`")), "{error}");
