@@ -710,7 +710,7 @@ fn check_names(raw: &RawScenario, steps: &[Step], names: &Names) -> Spanful<()> 
         if let (Some(run), Action::Run(line)) = (&raw_step.run, &step.action) {
             let in_run = |result: Result<(), String>| result.map_err(|m| (run.span(), m));
             if let Some(name) = line.command.task().filter(|_| !matches!(line.command, Command::Add(_))) {
-                in_run(names.check_task(name, "`run`"))?;
+                in_run(names.check_task(&name, "`run`"))?;
             }
             if let Some(name) = line.command.agent() {
                 in_run(names.check_agent(name, "`run`"))?;

@@ -76,12 +76,12 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn new(scenario: &Scenario, initial: &Snapshot) -> Monitor {
-        let named: BTreeSet<&str> = scenario.steps.iter().filter_map(step_task).collect();
+        let named: BTreeSet<String> = scenario.steps.iter().filter_map(step_task).collect();
         let companions: BTreeSet<String> = initial
             .state
             .graph
             .tasks()
-            .filter(|task| task.is_companion() && !named.contains(task.id.as_str()))
+            .filter(|task| task.is_companion() && !named.contains(&task.id))
             .map(|task| task.id.clone())
             .collect();
         let companion_lines = companions
@@ -136,7 +136,7 @@ impl Monitor {
 }
 
 /// The task a step's command names, if any (it may then change that task itself).
-fn step_task(step: &wg_sim::scenario::Step) -> Option<&str> {
+fn step_task(step: &wg_sim::scenario::Step) -> Option<String> {
     match &step.action {
         Action::Run(line) => line.command.task(),
         Action::Fault(_) => None,

@@ -57,12 +57,13 @@ pub enum Command {
 }
 
 impl Command {
-    /// The task the command names, if it names one.
-    pub fn task(&self) -> Option<&str> {
+    /// The task the command names, if it names one; for `wg add`, the id the task will have
+    /// (its `--id`, else the one `wg add` makes from the title).
+    pub fn task(&self) -> Option<String> {
         match self {
-            Command::Retry { task, .. } | Command::Done { task } | Command::Fail { task, .. } => Some(task),
-            Command::Recover { task, .. } => task.as_deref(),
-            Command::Add(new) => new.id.as_deref().or(Some(new.title.as_str())),
+            Command::Retry { task, .. } | Command::Done { task } | Command::Fail { task, .. } => Some(task.clone()),
+            Command::Recover { task, .. } => task.clone(),
+            Command::Add(new) => Some(new.id.clone().unwrap_or_else(|| wg_core::ops::slug(&new.title))),
             Command::Kill { .. } | Command::Heartbeat { .. } => None,
         }
     }

@@ -44,10 +44,7 @@ impl Names {
                 Action::Fault(_) => None,
             })
         };
-        let added = commands().filter_map(|command| match command {
-            Command::Add(new) => Some(new.id.clone().unwrap_or_else(|| wg_core::ops::slug(&new.title))),
-            _ => None,
-        });
+        let added = commands().filter(|command| matches!(command, Command::Add(_))).filter_map(Command::task);
         let tasks: BTreeSet<String> = tasks.iter().map(|task| task.id.clone()).chain(added).collect();
         let declared_agents: BTreeSet<String> = agents.iter().map(|agent| agent.id.clone()).collect();
         let first_started = declared_agents.iter().filter_map(|id| agent_number(id)).max().map_or(1, |n| n + 1);
