@@ -3,7 +3,6 @@
 pub mod app;
 pub mod commands;
 pub mod config;
-pub mod duration;
 pub mod output;
 pub mod real;
 pub mod service;

@@ -2,13 +2,12 @@
 //! service's dispatcher and reaper loops, one future per `wg` command, and the scripted
 //! behaviours of agent processes. Also the initial world and the timers (steps, exits).
 
-use crate::scenario::{AgentProcess, Behaviour, Command, Scenario, ScriptedFault};
+use crate::scenario::{AgentProcess, Behaviour, Command, CommandLine, Scenario, ScriptedFault};
 use crate::world::{ActorKind, ActorSpec, Inner, Landing, ProcKind, Timer, World, EPOCH_START_MS};
 use std::future::Future;
 use std::pin::Pin;
 use wg_core::ops::{
-    add_task, dispatch, fail_task, finish_task, heartbeat, kill_agent, reap, recover, retry, KillOptions, NewTask,
-    RetryOutcome,
+    add_task, dispatch, fail_task, finish_task, heartbeat, kill_agent, reap, recover, retry, RetryOutcome,
 };
 use wg_core::ports::{Ctx, ExitKind, State};
 use wg_core::registry::Registry;
@@ -77,29 +76,27 @@ async fn reaper(world: &World, name: String) {
     }
 }
 
-async fn cli(world: &World, name: String, command: Command) {
+/// One `wg` command of a step: the core operation `wg` runs for it, as `wg` would run it.
+async fn cli(world: &World, name: String, line: CommandLine) {
     let ctx = ctx(world, &name);
     let settings = &world.settings;
-    let outcome = match &command {
-        Command::Retry { task, reason } => {
-            let result = retry(ctx, settings, task, reason).await;
+    let agent = line.agent.as_deref();
+    let outcome = match &line.command {
+        Command::Retry { task, reason, stop } => {
+            let result = retry(ctx, settings, task, reason, &stop.options(settings.grace_ms)).await;
             after_retry(world, &name, task, reason, &result);
             format!("{result:?}")
         }
-        Command::Kill { agent, force } => {
-            let options = KillOptions { force: *force, grace_ms: settings.grace_ms };
-            format!("{:?}", kill_agent(ctx, settings, agent, &options).await)
+        Command::Kill { agent, stop } => {
+            format!("{:?}", kill_agent(ctx, settings, agent, &stop.options(settings.grace_ms)).await)
         }
-        Command::Done { task, agent } => format!("{:?}", finish_task(ctx, task, agent.as_deref()).await),
-        Command::Fail { task, reason, agent } => format!("{:?}", fail_task(ctx, task, reason, agent.as_deref()).await),
+        Command::Done { task } => format!("{:?}", finish_task(ctx, task, agent).await),
+        Command::Fail { task, reason } => format!("{:?}", fail_task(ctx, task, reason, agent).await),
         Command::Heartbeat { agent } => format!("{:?}", heartbeat(ctx, agent).await),
-        Command::Recover { task, keep_agency } => {
-            format!("{:?}", recover(ctx, task.as_deref(), *keep_agency, true).await)
+        Command::Recover { task, keep_agency, apply } => {
+            format!("{:?}", recover(ctx, task.as_deref(), *keep_agency, *apply).await)
         }
-        Command::Add { id, exec } => {
-            let new = NewTask { id: Some(id.clone()), title: id.clone(), exec: exec.clone(), ..NewTask::default() };
-            format!("{:?}", add_task(ctx, &new).await)
-        }
+        Command::Add(new) => format!("{:?}", add_task(ctx, new).await),
     };
     world.note(|| format!("returned {outcome}"));
 }

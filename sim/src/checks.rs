@@ -6,11 +6,11 @@
 //! raise per command), S4, S5 (for commands), S8. After every step (the committed state outside
 //! any transaction, plus the process table): S1, S6. At each signal delivery (world.rs): S2.
 //! When a retry returns (actors.rs): S7. At the end of the liveness phase: L1, L2, S3 over the
-//! whole run (every raise has its log entry), and the scenario's expectations.
+//! whole run (every raise has its log entry), every step fired, and the scenario's expectations.
 
-use crate::scenario::{ExpectOp, Expectation};
-use crate::world::{ActorKind, Inner, Proc, ProcKind, Violation};
-use std::collections::BTreeMap;
+use crate::scenario::{ExpectOp, Expectation, FaultKind, Step, Trigger};
+use crate::world::{ActorKind, Inner, Proc, ProcKind, Timer, Violation};
+use std::collections::{BTreeMap, BTreeSet};
 use wg_core::invariants::{self, AgentProcess, AgentSeen, LivenessView};
 use wg_core::model::Agent;
 use wg_core::ports::State;
@@ -103,6 +103,36 @@ pub fn at_end(inner: &Inner, initial: &State, settings: &Settings, service_runs:
 /// Whether the dispatcher could start `task` now or once its crash-loop backoff is over.
 pub fn could_be_ready(state: &State, task: &wg_core::model::Task) -> bool {
     wg_core::ops::is_ready(state, task, i64::MAX)
+}
+
+/// Each step fired: its time came, or its event happened and its delay passed. A step that never
+/// did is a mistake of the scenario (an event that cannot happen, a time past the run's end) or
+/// a run that went elsewhere; a step may name the faults that excuse it (`unless`), as an
+/// expectation does.
+pub fn steps_never_fired(inner: &Inner, steps: &[Step], injected: &BTreeSet<FaultKind>) -> Vec<Violation> {
+    let pending: BTreeSet<usize> = inner
+        .timers
+        .values()
+        .filter_map(|timer| match timer {
+            Timer::Step { index } => Some(*index),
+            _ => None,
+        })
+        .collect();
+    steps
+        .iter()
+        .enumerate()
+        .filter(|(index, step)| {
+            let waits_for_event = matches!(step.trigger, Trigger::On { .. }) && !inner.steps_fired.contains(index);
+            (waits_for_event || pending.contains(index)) && !step.unless.iter().any(|kind| injected.contains(kind))
+        })
+        .map(|(_, step)| Violation {
+            checker: "step-never-fired".into(),
+            detail: match &step.trigger {
+                Trigger::On { event, .. } => format!("`{}`: its event `{event}` never happened", step.text),
+                Trigger::At { at_ms } => format!("`{}`: the run ended before its time ({at_ms} ms)", step.text),
+            },
+        })
+        .collect()
 }
 
 /// The scenario's own expectations, against the final state.

@@ -713,6 +713,7 @@ fn end_checks(world: &World, step: usize, injected: &BTreeSet<FaultKind>, end_ms
     let inner = world.inner.borrow();
     debug_assert!(inner.now_ms >= end_ms || quiescent_inner(world, &inner), "end checks run at the end");
     let mut found = checks::at_end(&inner, &world.initial, &world.settings, world.scenario.service.running);
+    found.extend(checks::steps_never_fired(&inner, &world.scenario.steps, injected));
     let always = world.scenario.expect_always.iter().filter(|expectation| expectation.applies(injected));
     found.extend(checks::expectations(&inner.committed, always));
     if injected.is_empty() {

@@ -7,6 +7,11 @@
 //!
 //! Errors name the file, line and column and say what was expected.
 
+pub mod command_line;
+pub mod names;
+
+pub use command_line::{Command, CommandLine};
+use names::Names;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -224,18 +229,6 @@ pub enum Trigger {
     },
 }
 
-/// A `wg` command line, as typed.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Command {
-    Retry { task: String, reason: String },
-    Kill { agent: String, force: bool },
-    Done { task: String, agent: Option<String> },
-    Fail { task: String, reason: String, agent: Option<String> },
-    Heartbeat { agent: String },
-    Recover { task: Option<String>, keep_agency: bool },
-    Add { id: String, exec: Option<String> },
-}
-
 /// A fault written into the scenario at a given moment.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ScriptedFault {
@@ -255,7 +248,7 @@ pub enum ScriptedFault {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {
-    Run(Command),
+    Run(CommandLine),
     Fault(ScriptedFault),
 }
 
@@ -265,6 +258,9 @@ pub struct Step {
     pub action: Action,
     /// The text as written, for timelines.
     pub text: String,
+    /// A run in which the step never fired fails (`step-never-fired`), unless one of these
+    /// fault kinds was injected: as an expectation's `unless`, e.g. `unless = "crash-cli"`.
+    pub unless: Vec<FaultKind>,
 }
 
 /// A randomly injected fault kind (`[sim] faults`).
@@ -383,7 +379,7 @@ type Text = Spanned<String>;
 struct RawScenario {
     world: RawWorld,
     #[serde(default)]
-    step: Vec<RawStep>,
+    step: Vec<Spanned<RawStep>>,
     #[serde(default)]
     expect: RawExpect,
     #[serde(default)]
@@ -428,7 +424,7 @@ struct RawTask {
     exec: Option<OneOrMany>,
     respawn_exec: Option<OneOrMany>,
     #[serde(default)]
-    after: Vec<String>,
+    after: Vec<Text>,
     #[serde(default)]
     retry_count: u32,
     max_retries: Option<u32>,
@@ -445,7 +441,7 @@ fn open() -> Text {
 #[serde(deny_unknown_fields)]
 struct RawAgent {
     id: String,
-    task: String,
+    task: Text,
     #[serde(default)]
     process: Option<Text>,
     #[serde(default = "yes")]
@@ -461,6 +457,7 @@ struct RawStep {
     delay: Option<Text>,
     run: Option<Text>,
     fault: Option<Text>,
+    unless: Option<Text>,
 }
 
 #[derive(Deserialize, Default)]
@@ -513,6 +510,8 @@ pub fn parse_str(path: &Path, text: &str) -> Result<Scenario, ScenarioError> {
     let tasks = raw.world.task.iter().map(task_spec).collect::<Result<Vec<_>, _>>().map_err(|(s, m)| at(s, m))?;
     let agents = agent_specs(&raw.world, &tasks).map_err(|(s, m)| at(s, m))?;
     let steps = raw.step.iter().map(step_spec).collect::<Result<Vec<_>, _>>().map_err(|(s, m)| at(s, m))?;
+    let names = Names::of(&tasks, &agents, &steps);
+    check_names(&raw, &steps, &names).map_err(|(s, m)| at(s, m))?;
     let expectations = |list: &[Text]| list.iter().map(expectation).collect::<Result<Vec<_>, _>>();
     let expect_always = expectations(&raw.expect.always).map_err(|(s, m)| at(s, m))?;
     let expect_if_no_faults = expectations(&raw.expect.if_no_faults).map_err(|(s, m)| at(s, m))?;
@@ -587,7 +586,7 @@ fn task_spec(raw: &RawTask) -> Spanful<TaskSpec> {
         status: raw.status.get_ref().clone(),
         exec: raw.exec.as_ref().map(behaviours).transpose()?.unwrap_or_default(),
         respawn_exec: raw.respawn_exec.as_ref().map(behaviours).transpose()?,
-        after: raw.after.clone(),
+        after: raw.after.iter().map(|name| name.get_ref().clone()).collect(),
         retry_count: raw.retry_count,
         max_retries: raw.max_retries,
         agent: raw.agent.clone(),
@@ -611,7 +610,7 @@ fn agent_specs(world: &RawWorld, tasks: &[TaskSpec]) -> Spanful<Vec<AgentSpec>> 
         let status = raw.status.clone().unwrap_or_else(|| "working".into());
         agents.push(AgentSpec {
             id: raw.id.clone(),
-            task: raw.task.clone(),
+            task: raw.task.get_ref().clone(),
             process,
             start_recorded: raw.start_recorded,
             status,
@@ -632,7 +631,8 @@ fn agent_specs(world: &RawWorld, tasks: &[TaskSpec]) -> Spanful<Vec<AgentSpec>> 
     Ok(agents)
 }
 
-fn step_spec(raw: &RawStep) -> Spanful<Step> {
+fn step_spec(spanned: &Spanned<RawStep>) -> Spanful<Step> {
+    let raw = spanned.get_ref();
     let trigger = match (&raw.at, &raw.on) {
         (Some(at), None) => Trigger::At { at_ms: duration(at)? },
         (None, Some(on)) => {
@@ -642,90 +642,20 @@ fn step_spec(raw: &RawStep) -> Spanful<Step> {
             }
             Trigger::On { event: words.join(" "), delay_ms: optional_duration(&raw.delay, 0)? }
         }
-        _ => return Err((0..0, "each [[step]] needs exactly one of `at` or `on`".into())),
+        _ => return Err((spanned.span(), "each [[step]] needs exactly one of `at` or `on`".into())),
     };
     let (action, text) = match (&raw.run, &raw.fault) {
         (Some(run), None) => (Action::Run(command(run)?), run.get_ref().clone()),
         (None, Some(fault)) => (Action::Fault(scripted_fault(fault)?), format!("fault: {}", fault.get_ref())),
-        _ => return Err((0..0, "each [[step]] needs exactly one of `run` or `fault`".into())),
+        _ => return Err((spanned.span(), "each [[step]] needs exactly one of `run` or `fault`".into())),
     };
-    Ok(Step { trigger, action, text })
+    let unless = raw.unless.as_ref().map(fault_list).transpose()?.unwrap_or_default();
+    Ok(Step { trigger, action, text, unless })
 }
 
-/// Splits a command line on spaces, honouring double quotes.
-fn words(text: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    let mut any = false;
-    for c in text.chars() {
-        match c {
-            '"' => {
-                quoted = !quoted;
-                any = true;
-            }
-            ' ' if !quoted => {
-                if any {
-                    words.push(std::mem::take(&mut current));
-                }
-                any = false;
-            }
-            _ => {
-                current.push(c);
-                any = true;
-            }
-        }
-    }
-    if any {
-        words.push(current);
-    }
-    words
-}
-
-fn flag(words: &mut Vec<String>, name: &str) -> Option<String> {
-    let index = words.iter().position(|word| word == name)?;
-    words.remove(index);
-    (index < words.len()).then(|| words.remove(index))
-}
-
-fn switch(words: &mut Vec<String>, name: &str) -> bool {
-    let found = words.iter().position(|word| word == name);
-    found.map(|index| words.remove(index)).is_some()
-}
-
-fn command(text: &Text) -> Spanful<Command> {
-    let error = |message: &str| (text.span(), message.to_string());
-    let mut words = words(text.get_ref());
-    if words.first().map(String::as_str) != Some("wg") {
-        return Err(error("a command starts with `wg`, e.g. \"wg retry t1 --reason hung\""));
-    }
-    words.remove(0);
-    let reason = flag(&mut words, "--reason");
-    let agent = flag(&mut words, "--agent");
-    let exec = flag(&mut words, "--exec");
-    let force = switch(&mut words, "--force");
-    let keep_agency = switch(&mut words, "--keep-agency");
-    let words: Vec<&str> = words.iter().map(String::as_str).collect();
-    let command = match words.as_slice() {
-        ["retry", task] => Command::Retry { task: task.to_string(), reason: reason.unwrap_or_else(|| "retry".into()) },
-        ["agents", "kill", agent] => Command::Kill { agent: agent.to_string(), force },
-        ["done", task] => Command::Done { task: task.to_string(), agent },
-        ["fail", task] => {
-            Command::Fail { task: task.to_string(), reason: reason.unwrap_or_else(|| "failed".into()), agent }
-        }
-        ["heartbeat", agent] => Command::Heartbeat { agent: agent.to_string() },
-        ["recover"] => Command::Recover { task: None, keep_agency },
-        ["recover", task] => Command::Recover { task: Some(task.to_string()), keep_agency },
-        ["add", id] => Command::Add { id: id.to_string(), exec },
-        _ => {
-            return Err(error(
-                "expected one of: wg retry <task> [--reason R] | wg agents kill <agent> [--force] | \
-                 wg done <task> [--agent A] | wg fail <task> [--reason R] [--agent A] | wg heartbeat <agent> | \
-                 wg recover [<task>] [--keep-agency] | wg add <id> [--exec CMD]",
-            ))
-        }
-    };
-    Ok(command)
+/// A `run` line, read with `wg`'s own grammar ([`command_line`]).
+fn command(text: &Text) -> Spanful<CommandLine> {
+    command_line::parse(text.get_ref()).map_err(|message| (text.span(), message))
 }
 
 fn scripted_fault(text: &Text) -> Spanful<ScriptedFault> {
@@ -751,6 +681,59 @@ fn scripted_fault(text: &Text) -> Spanful<ScriptedFault> {
     Ok(fault)
 }
 
+/// `crash-cli, store-fail`: the fault kinds an expectation or a step does not survive.
+fn fault_names(text: &str) -> Result<Vec<FaultKind>, String> {
+    text.split(',').map(|name| FaultKind::parse(name.trim())).collect()
+}
+
+fn fault_list(text: &Text) -> Spanful<Vec<FaultKind>> {
+    fault_names(text.get_ref()).map_err(|message| (text.span(), message))
+}
+
+/// Every task and agent name the file uses is one the scenario can have ([`names`]).
+fn check_names(raw: &RawScenario, steps: &[Step], names: &Names) -> Spanful<()> {
+    let task = |name: &Text, role: &str| names.check_task(name.get_ref(), role).map_err(|m| (name.span(), m));
+    for raw_task in &raw.world.task {
+        for after in &raw_task.after {
+            task(after, &format!("task {:?}'s `after`", raw_task.id))?;
+        }
+    }
+    for agent in &raw.world.agent {
+        task(&agent.task, &format!("agent {:?}'s `task`", agent.id))?;
+    }
+    for (raw_step, step) in raw.step.iter().zip(steps) {
+        let raw_step = raw_step.get_ref();
+        if let (Some(on), Trigger::On { event, .. }) = (&raw_step.on, &step.trigger) {
+            let agent = event.split_whitespace().nth(1).unwrap_or_default();
+            names.check_agent(agent, "`on`").map_err(|m| (on.span(), m))?;
+        }
+        if let (Some(run), Action::Run(line)) = (&raw_step.run, &step.action) {
+            let in_run = |result: Result<(), String>| result.map_err(|m| (run.span(), m));
+            if let Some(name) = line.command.task().filter(|_| !matches!(line.command, Command::Add(_))) {
+                in_run(names.check_task(&name, "`run`"))?;
+            }
+            if let Some(name) = line.command.agent() {
+                in_run(names.check_agent(name, "`run`"))?;
+            }
+            if let Some(name) = &line.agent {
+                in_run(names.check_agent(name, "`run`'s WG_AGENT_ID"))?;
+            }
+        }
+        if let (
+            Some(fault),
+            Action::Fault(ScriptedFault::ReusePid { agent } | ScriptedFault::StallHeartbeat { agent, .. }),
+        ) = (&raw_step.fault, &step.action)
+        {
+            names.check_agent(agent, "`fault`").map_err(|m| (fault.span(), m))?;
+        }
+    }
+    for text in raw.expect.always.iter().chain(&raw.expect.if_no_faults) {
+        let parsed = expectation(text)?;
+        names.check_subject(&parsed.subject).map_err(|m| (text.span(), m))?;
+    }
+    Ok(())
+}
+
 /// `<subject>.<field> (= | != | in | contains) <value>`; the subject is a task or agent id and
 /// may itself contain dots (`.evaluate-t1.status = open`), so the field is after the last dot.
 fn expectation(text: &Text) -> Spanful<Expectation> {
@@ -766,10 +749,7 @@ fn expectation(text: &Text) -> Spanful<Expectation> {
     };
     let line = text.get_ref().trim();
     let (claim, unless) = match line.rsplit_once(" unless ") {
-        Some((claim, faults)) => {
-            let kinds = faults.split(',').map(|name| FaultKind::parse(name.trim()).map_err(|m| (text.span(), m)));
-            (claim.trim(), kinds.collect::<Result<Vec<_>, _>>()?)
-        }
+        Some((claim, faults)) => (claim.trim(), fault_names(faults).map_err(|m| (text.span(), m))?),
         None => (line, Vec::new()),
     };
     let (left, op, right) = [" != ", " = ", " in ", " contains "]

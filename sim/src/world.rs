@@ -119,7 +119,7 @@ impl Proc {
 pub enum ActorSpec {
     Dispatcher { generation: u32 },
     Reaper { generation: u32 },
-    Cli { command: crate::scenario::Command, text: String },
+    Cli { command: crate::scenario::CommandLine, text: String },
     Script { pid: i64, start_ticks: u64, agent_id: String, task_id: String, behaviour: Behaviour },
 }
 

@@ -81,6 +81,8 @@ enum Mode {
         #[arg(long)]
         determinism: bool,
     },
+    /// Prints a shell completion script: `wg-sim completions bash > /etc/bash_completion.d/wg-sim`.
+    Completions { shell: wg_args::ShellName },
 }
 
 /// How many threads, and for how long: shared by `run` and `fuzz`.
@@ -112,6 +114,13 @@ fn main() -> ExitCode {
         }
         Mode::Replay { scenario, seed, determinism: true, .. } => check_determinism(&scenario, seed),
         Mode::Replay { scenario, seed, trace, .. } => replay(&scenario, seed, trace.as_deref()),
+        Mode::Completions { shell } => {
+            let script = wg_cli::commands::generated::completion_script::<Cli>(shell);
+            Ok(wg_cli::output::exit_after_printing(
+                std::io::Write::write_all(&mut std::io::stdout(), script.as_bytes()),
+                0,
+            ))
+        }
     };
     match result {
         Ok(code) => code,

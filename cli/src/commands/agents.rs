@@ -5,7 +5,7 @@ use crate::output::{CliError, Output};
 use serde_json::json;
 use std::path::Path;
 use wg_core::block_on;
-use wg_core::ops::{heartbeat as heartbeat_op, kill_agent, KillOptions, KillOutcome};
+use wg_core::ops::{heartbeat as heartbeat_op, kill_agent, KillOutcome};
 use wg_core::ports::{Liveness, Processes};
 
 pub fn list(dir: &Path) -> Result<Output, CliError> {
@@ -40,10 +40,13 @@ pub fn list(dir: &Path) -> Result<Output, CliError> {
     Ok(Output::new(human, json!({"ok": true, "agents": rows})))
 }
 
-pub fn kill(dir: &Path, agent_id: &str, force: bool, grace_ms: Option<u64>) -> Result<Output, CliError> {
+pub fn kill(dir: &Path, agent_id: &str, stop: &wg_args::StopArgs) -> Result<Output, CliError> {
     let ports = Ports::for_command(dir, "agents kill")?;
-    let options = KillOptions { force, grace_ms: grace_ms.unwrap_or(ports.settings.grace_ms) };
-    let outcome = block_on(kill_agent(ports.ctx(), &ports.settings, agent_id, &options))?;
+    let options = stop.options(ports.settings.grace_ms);
+    let force = options.force;
+    let processes = super::waiting::Announcing::on_terminal(&ports.processes, &ports.store);
+    let ctx = ports.ctx_with(&processes);
+    let outcome = block_on(kill_agent(ctx, &ports.settings, agent_id, &options))?;
     let (human, kind) = match &outcome {
         KillOutcome::Unknown => (format!("no agent {agent_id} in the registry; nothing to kill"), "unknown"),
         KillOutcome::AlreadyDead { status } => {

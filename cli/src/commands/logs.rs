@@ -9,8 +9,7 @@ use std::path::{Path, PathBuf};
 use wg_core::model::Agent;
 use wg_core::registry::Registry;
 
-/// How many lines `wg show` prints of a failed task's output, and `wg agents logs` by default.
-pub const TAIL_LINES: usize = 10;
+pub use wg_args::TAIL_LINES;
 
 /// At most this much of the end of a log is read to find its last lines.
 const TAIL_BYTES: u64 = 1 << 20;

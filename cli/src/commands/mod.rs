@@ -2,10 +2,12 @@
 //! happened in words and in JSON.
 
 pub mod agents;
+pub mod generated;
 pub mod logs;
 pub mod quickstart;
 pub mod recovery;
 pub mod tasks;
+pub mod waiting;
 
 use crate::config::load_settings;
 use crate::output::CliError;
@@ -41,7 +43,12 @@ impl Ports {
     }
 
     pub fn ctx(&self) -> Ctx<'_, RealClock, RealProcesses, FileStore> {
-        Ctx { clock: &self.clock, processes: &self.processes, store: &self.store, actor: &self.actor }
+        self.ctx_with(&self.processes)
+    }
+
+    /// The same ports with `processes` in front of the real one (see `waiting::Announcing`).
+    pub fn ctx_with<'a, P>(&'a self, processes: &'a P) -> Ctx<'a, RealClock, P, FileStore> {
+        Ctx { clock: &self.clock, processes, store: &self.store, actor: &self.actor }
     }
 }
 

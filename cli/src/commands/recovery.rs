@@ -1,21 +1,29 @@
 //! `wg retry` and `wg recover`.
 
+use super::waiting::Announcing;
 use super::Ports;
 use crate::output::{CliError, Output};
 use serde_json::json;
 use std::path::Path;
+use wg_args::StopArgs;
 use wg_core::block_on;
 use wg_core::ops::{recover as recover_op, retry as retry_op, RetryOutcome, StopResult};
 
-pub fn retry(dir: &Path, task_id: &str, reason: &str) -> Result<Output, CliError> {
+pub fn retry(dir: &Path, task_id: &str, reason: &str, stop: &StopArgs) -> Result<Output, CliError> {
     let ports = Ports::for_command(dir, "retry")?;
-    let outcome = block_on(retry_op(ports.ctx(), &ports.settings, task_id, reason))?;
+    let options = stop.options(ports.settings.grace_ms);
+    let processes = Announcing::on_terminal(&ports.processes, &ports.store);
+    let ctx = ports.ctx_with(&processes);
+    let outcome = block_on(retry_op(ctx, &ports.settings, task_id, reason, &options))?;
     let (human, kind, count) = match &outcome {
         RetryOutcome::Requeued { from, retry_count } => {
             (format!("{task_id} was {from}; re-queued (attempt {retry_count})"), "requeued", Some(*retry_count))
         }
         RetryOutcome::Restarted { agent_id, pid, stop, retry_count, .. } => {
             let stopped = match stop {
+                StopResult::Stopped { escalated: false } if options.force => {
+                    format!("stopped {agent_id} (pid {pid}, SIGKILL at once: --force)")
+                }
                 StopResult::Stopped { escalated: false } => format!("stopped {agent_id} (pid {pid}, SIGTERM)"),
                 StopResult::Stopped { escalated: true } => {
                     format!("stopped {agent_id} (pid {pid}, SIGKILL after the grace period)")
@@ -69,15 +77,7 @@ pub fn retry(dir: &Path, task_id: &str, reason: &str) -> Result<Output, CliError
 const NO_SERVICE: &str = "no service runs: nothing will start it until the service runs: `wg service start`";
 
 pub fn recover(dir: &Path, filter: Option<String>, keep_agency: bool, apply: bool) -> Result<Output, CliError> {
-    let only_task = match filter.as_deref() {
-        None => None,
-        Some(filter) => Some(
-            filter
-                .strip_prefix("id=")
-                .ok_or_else(|| CliError::new(format!("--filter {filter:?}: only id=<task> is supported")))?
-                .to_string(),
-        ),
-    };
+    let only_task = wg_args::recover_filter_task(filter.as_deref()).map_err(CliError::new)?;
     let ports = Ports::for_command(dir, "recover")?;
     let plan = block_on(recover_op(ports.ctx(), only_task.as_deref(), keep_agency, apply))?;
     let verb = if apply { "re-opened" } else { "would re-open" };

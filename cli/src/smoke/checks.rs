@@ -16,7 +16,7 @@ use std::time::Duration;
 use wg_core::invariants::{self, AgentProcess, AgentSeen, LivenessView, Violation};
 use wg_core::model::Agent;
 use wg_core::ports::{State, Store};
-use wg_sim::scenario::{Action, Command, Scenario};
+use wg_sim::scenario::{Action, Scenario};
 
 /// The invariants the simulator checks and a real run cannot observe.
 pub const NOT_OBSERVABLE: &str = "S2 beyond the processes at reused pids, S3 per commit, S7, L2 \
@@ -76,12 +76,12 @@ pub struct Monitor {
 
 impl Monitor {
     pub fn new(scenario: &Scenario, initial: &Snapshot) -> Monitor {
-        let named: BTreeSet<&str> = scenario.steps.iter().filter_map(step_task).collect();
+        let named: BTreeSet<String> = scenario.steps.iter().filter_map(step_task).collect();
         let companions: BTreeSet<String> = initial
             .state
             .graph
             .tasks()
-            .filter(|task| task.is_companion() && !named.contains(task.id.as_str()))
+            .filter(|task| task.is_companion() && !named.contains(&task.id))
             .map(|task| task.id.clone())
             .collect();
         let companion_lines = companions
@@ -136,13 +136,10 @@ impl Monitor {
 }
 
 /// The task a step's command names, if any (it may then change that task itself).
-fn step_task(step: &wg_sim::scenario::Step) -> Option<&str> {
+fn step_task(step: &wg_sim::scenario::Step) -> Option<String> {
     match &step.action {
-        Action::Run(Command::Retry { task, .. } | Command::Done { task, .. } | Command::Fail { task, .. }) => {
-            Some(task)
-        }
-        Action::Run(Command::Recover { task: Some(task), .. } | Command::Add { id: task, .. }) => Some(task),
-        _ => None,
+        Action::Run(line) => line.command.task(),
+        Action::Fault(_) => None,
     }
 }
 

@@ -7,7 +7,7 @@ use rustix::process::Signal;
 use std::process::{Command as Process, Stdio};
 use std::time::Duration;
 use wg_core::ports::State;
-use wg_sim::scenario::{Action, Command, Scenario, ScriptedFault, Step, Trigger};
+use wg_sim::scenario::{command_line, Action, CommandLine, Scenario, ScriptedFault, Step, Trigger};
 
 /// The simulator restarts a crashed service after one second; so do we.
 const SERVICE_RESTART_DELAY: Duration = Duration::from_secs(1);
@@ -197,46 +197,16 @@ fn event_happened(event: &str, state: &State) -> bool {
     }
 }
 
-/// The `wg` arguments of a scenario command, as a user would type them.
-pub fn arguments(command: &Command) -> (Vec<String>, Option<String>) {
-    let strings = |words: &[&str]| words.iter().map(|w| w.to_string()).collect::<Vec<_>>();
-    match command {
-        Command::Retry { task, reason } => (strings(&["retry", task, "--reason", reason]), None),
-        Command::Kill { agent, force: true } => (strings(&["agents", "kill", agent, "--force"]), None),
-        Command::Kill { agent, force: false } => (strings(&["agents", "kill", agent]), None),
-        Command::Done { task, agent } => (strings(&["done", task]), agent.clone()),
-        Command::Fail { task, reason, agent } => (strings(&["fail", task, "--reason", reason]), agent.clone()),
-        Command::Heartbeat { agent } => (strings(&["heartbeat", agent]), None),
-        Command::Recover { task, keep_agency } => {
-            let mut words = strings(&["recover", "--yes"]);
-            if let Some(task) = task {
-                words.extend(["--filter".to_string(), format!("id={task}")]);
-            }
-            if *keep_agency {
-                words.push("--keep-agency".into());
-            }
-            (words, None)
-        }
-        Command::Add { id, exec } => {
-            let mut words = strings(&["add", id, "--id", id]);
-            if let Some(exec) = exec {
-                words.extend(["--exec".to_string(), exec.clone()]);
-            }
-            (words, None)
-        }
-    }
-}
-
-/// Starts one `wg` process; `--agent A` of the scenario becomes `WG_AGENT_ID=A`, as an agent has it.
-fn start_command(world: &World, command: &Command, index: usize) -> Result<(Spawned, std::path::PathBuf), String> {
-    let (args, agent) = arguments(command);
+/// Starts one `wg` process with the words of the step's line (checked by `wg`'s own grammar when
+/// the scenario was read), and its `WG_AGENT_ID=A` if it has one, as an agent has it.
+fn start_command(world: &World, line: &CommandLine, index: usize) -> Result<(Spawned, std::path::PathBuf), String> {
     let stderr_path = world.root.join(format!("step-{index}.err"));
     let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
     let stdout = std::fs::File::create(world.root.join(format!("step-{index}.out"))).map_err(|e| e.to_string())?;
     let mut process = Process::new(&world.wg);
-    process.arg("--dir").arg(&world.paths.dir).args(&args).env_remove("WG_AGENT_ID").env_remove("WG_DIR");
-    if let Some(agent) = agent {
-        process.env("WG_AGENT_ID", agent);
+    process.arg("--dir").arg(&world.paths.dir).args(&line.args).env_remove("WG_AGENT_ID").env_remove("WG_DIR");
+    if let Some(agent) = &line.agent {
+        process.env(command_line::AGENT_VARIABLE, agent);
     }
     process.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
     // Its own group: a `wg` that signalled "its own group" by mistake could not reach us.

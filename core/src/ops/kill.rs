@@ -2,17 +2,11 @@
 //! the reaper, whose next sweep (woken by this commit) re-queues it if it is still this agent's;
 //! the entry keeps its stop request, so that re-queue is not counted as a crash.
 
-use super::stop::{stop_process, StopResult};
+use super::stop::{stop_process, StopOptions, StopResult};
 use super::{mark_agent_ended, OpError};
 use crate::model::{AgentStatus, ProcessRef, StopRequest};
 use crate::ports::{Clock, Ctx, Liveness, Processes, Store};
 use crate::settings::Settings;
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct KillOptions {
-    pub force: bool,
-    pub grace_ms: u64,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KillOutcome {
@@ -31,7 +25,7 @@ pub async fn kill_agent<C: Clock, P: Processes, S: Store>(
     ctx: Ctx<'_, C, P, S>,
     settings: &Settings,
     agent_id: &str,
-    options: &KillOptions,
+    options: &StopOptions,
 ) -> Result<KillOutcome, OpError> {
     let now_ms = ctx.clock.now_ms();
     let found = ctx
@@ -103,7 +97,7 @@ mod tests {
     }
 
     fn kill(fake: &Fake) -> KillOutcome {
-        let options = KillOptions { force: false, grace_ms: 1_000 };
+        let options = StopOptions { force: false, grace_ms: 1_000 };
         block_on(kill_agent(fake.ctx(), &Settings::default(), "agent-1", &options)).unwrap()
     }
 

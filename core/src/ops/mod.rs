@@ -14,11 +14,11 @@ mod stop;
 mod tasks;
 
 pub use dispatcher::{backoff_until, dispatch, is_ready, Dispatched};
-pub use kill::{kill_agent, KillOptions, KillOutcome};
+pub use kill::{kill_agent, KillOutcome};
 pub use reaper::{reap, DeathCause, Reaped};
 pub use retry::{retry, RetryOutcome};
-pub use stop::{stop_process, StopResult};
-pub use tasks::{add_task, fail_task, finish_task, heartbeat, recover, NewTask, RecoverPlan};
+pub use stop::{stop_process, StopOptions, StopResult};
+pub use tasks::{add_task, fail_task, finish_task, heartbeat, recover, slug, NewTask, RecoverPlan};
 
 use crate::model::{AgentStatus, Task, TaskStatus};
 use crate::ports::{State, StoreError};

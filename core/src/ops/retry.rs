@@ -7,7 +7,7 @@
 //! have crashed after its signal, and otherwise leaves without writing. A retry that loses the
 //! race to the reaper only logs its reason, the reaper having counted the death (S3, S7).
 
-use super::stop::{stop_process, StopResult};
+use super::stop::{stop_process, StopOptions, StopResult};
 use super::{mark_agent_ended, requeue, still_running_for, OpError};
 use crate::model::{ProcessRef, StopRequest, TaskStatus};
 use crate::ports::{Clock, Ctx, Liveness, Processes, State, Store};
@@ -54,6 +54,7 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
     settings: &Settings,
     task_id: &str,
     reason: &str,
+    stop: &StopOptions,
 ) -> Result<RetryOutcome, OpError> {
     let now_ms = ctx.clock.now_ms();
     let claim = ctx.store.transact(|state| claim(state, settings, ctx.actor, task_id, reason, now_ms)).await??;
@@ -73,7 +74,7 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
         Claim::Done(outcome) => return Ok(outcome),
         Claim::Stop { agent_id, process } => {
             let stopped =
-                stop_process(ctx, &agent_id, &process, false, settings.grace_ms, settings.kill_wait_ms).await?;
+                stop_process(ctx, &agent_id, &process, stop.force, stop.grace_ms, settings.kill_wait_ms).await?;
             (agent_id, process, stopped)
         }
         Claim::InFlight { agent_id, by, process, age_ms } => {
@@ -295,11 +296,13 @@ mod tests {
         let requester_done_ms = settings.stop_max_ms() as i64;
         assert!(requester_done_ms < settings.stop_request_expiry_ms() as i64, "not yet expired");
         let early = Fake::new(being_stopped(), requester_done_ms - 1, Liveness::Gone(ExitKind::Died));
-        let outcome = crate::block_on(retry(early.ctx(), &settings, "t1", "hung")).unwrap();
+        let outcome =
+            crate::block_on(retry(early.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
         assert!(matches!(outcome, RetryOutcome::InFlight { .. }), "the requester may still finish: {outcome:?}");
         assert_eq!(*early.state.borrow(), being_stopped(), "nothing written");
         let fake = Fake::new(being_stopped(), requester_done_ms, Liveness::Gone(ExitKind::Died));
-        let outcome = crate::block_on(retry(fake.ctx(), &settings, "t1", "hung")).unwrap();
+        let outcome =
+            crate::block_on(retry(fake.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
         assert!(
             matches!(
                 outcome,
@@ -319,7 +322,14 @@ mod tests {
     fn a_retry_leaves_a_stop_in_flight_alone_while_its_agent_runs() {
         use crate::ops::fake::Fake;
         let fake = Fake::new(being_stopped(), 1_000, Liveness::Alive);
-        let outcome = crate::block_on(retry(fake.ctx(), &Settings::default(), "t1", "hung")).unwrap();
+        let outcome = crate::block_on(retry(
+            fake.ctx(),
+            &Settings::default(),
+            "t1",
+            "hung",
+            &StopOptions::configured(&Settings::default()),
+        ))
+        .unwrap();
         assert!(matches!(outcome, RetryOutcome::InFlight { ref by, .. } if by == "wg retry (pid 1)"), "{outcome:?}");
         assert_eq!(*fake.state.borrow(), being_stopped(), "nothing written");
         assert!(fake.signals.borrow().is_empty());

@@ -5,6 +5,22 @@ use super::OpError;
 use crate::model::ProcessRef;
 use crate::ports::{Clock, Ctx, ExitWait, Processes, Signal, SignalOutcome, Store};
 
+/// How to stop an agent, as `wg agents kill` and `wg retry` are told (`--force`, `--grace`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopOptions {
+    /// SIGKILL at once, without SIGTERM first.
+    pub force: bool,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace_ms: u64,
+}
+
+impl StopOptions {
+    /// SIGTERM, then SIGKILL after the configured grace period.
+    pub fn configured(settings: &crate::settings::Settings) -> StopOptions {
+        StopOptions { force: false, grace_ms: settings.grace_ms }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StopResult {
     /// The process exited after SIGTERM (or after SIGKILL when `escalated`).

@@ -59,7 +59,9 @@ fn check_new_task(new: &NewTask) -> Result<(), OpError> {
     Ok(())
 }
 
-fn slug(title: &str) -> String {
+/// The id `wg add` makes from a title when no `--id` is given (before any suffix that keeps
+/// it unique): "Nightly checks" -> "nightly-checks".
+pub fn slug(title: &str) -> String {
     let words: Vec<String> = title
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|word| !word.is_empty())

@@ -1,4 +1,4 @@
-//! `--grace 5s`, `200ms`, `1.5s`, or a bare number of seconds.
+//! Durations on the command line: `--grace 5s`, `200ms`, `1.5s`, or a bare number of seconds.
 
 /// The core's duration syntax, plus a bare number meaning seconds (as `sleep` reads it).
 pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
