@@ -129,8 +129,16 @@ fn the_shards_together_find_what_one_run_finds_and_merge_reports_them() {
     let mut union = BTreeSet::new();
     for index in 0..3 {
         let shard = format!("{index}/3");
-        let output =
-            wg_sim(&["fuzz", "--seeds", "0..300", "--shard", &shard, "--out", &shards.display().to_string(), &fixture()]);
+        let output = wg_sim(&[
+            "fuzz",
+            "--seeds",
+            "0..300",
+            "--shard",
+            &shard,
+            "--out",
+            &shards.display().to_string(),
+            &fixture(),
+        ]);
         assert!(matches!(output.status.code(), Some(0 | 1)), "{}", shown(&output));
         assert!(stdout(&output).contains("seeds 100 in "), "each shard runs a third: {}", shown(&output));
         let found = failures_in(&shards.join(format!("failures.shard-{index}-of-3.jsonl")));

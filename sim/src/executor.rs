@@ -664,12 +664,24 @@ fn after_step(world: &World, decision: &Decision, call: &str, options: &RunOptio
         }
         Decision::Crash { actor, landing } => {
             let slot = &inner.actors[*actor];
-            (Some(slot.name.clone()), Some(slot.kind), "CRASH".into(), Some(format!("crash (write in flight: {landing:?})")))
+            (
+                Some(slot.name.clone()),
+                Some(slot.kind),
+                "CRASH".into(),
+                Some(format!("crash (write in flight: {landing:?})")),
+            )
         }
         other => (None, None, format!("{other:?}"), Some(format!("{other:?}"))),
     };
-    let record =
-        StepRecord { step: report.trace.len(), tick_ms: inner.now_ms - EPOCH_START_MS, actor, kind, call, fault, notes };
+    let record = StepRecord {
+        step: report.trace.len(),
+        tick_ms: inner.now_ms - EPOCH_START_MS,
+        actor,
+        kind,
+        call,
+        fault,
+        notes,
+    };
     report.timeline.push(record.line());
     report.steps.push(record);
 }

@@ -146,7 +146,8 @@ pub fn render(title: &str, report: &RunReport) -> String {
             );
         }
         None => {
-            let _ = writeln!(html, "<p class=\"verdict pass\">ok: every invariant held ({} steps)</p>", report.steps.len());
+            let _ =
+                writeln!(html, "<p class=\"verdict pass\">ok: every invariant held ({} steps)</p>", report.steps.len());
         }
     }
     html.push_str(

@@ -22,8 +22,13 @@ pub struct TestCase {
 pub enum Outcome {
     Pass,
     /// `message` is one line (CI shows it in lists); `body` the whole story.
-    Failure { message: String, body: String },
-    Skipped { message: String },
+    Failure {
+        message: String,
+        body: String,
+    },
+    Skipped {
+        message: String,
+    },
 }
 
 /// Escapes the five XML specials, and drops characters XML 1.0 cannot carry at all.

@@ -43,8 +43,7 @@ pub struct FailureRecord {
 
 impl FailureRecord {
     pub fn new(scenario: &Scenario, found: &Found, trace_file: &Path) -> FailureRecord {
-        let failure =
-            found.shrunk.failure.as_ref().or(found.original.failure.as_ref()).expect("a found seed failed");
+        let failure = found.shrunk.failure.as_ref().or(found.original.failure.as_ref()).expect("a found seed failed");
         FailureRecord {
             scenario: scenario.name.clone(),
             scenario_path: scenario.path.clone(),

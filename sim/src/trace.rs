@@ -54,8 +54,9 @@ pub fn read(path: &Path) -> Result<TraceFile, String> {
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(&line)
-            .map_err(|e| format!("{}:{}: not a trace line ({e}); is this a file wg-sim wrote?", path.display(), number + 1))?;
+        let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| {
+            format!("{}:{}: not a trace line ({e}); is this a file wg-sim wrote?", path.display(), number + 1)
+        })?;
         if number == 0 && value.get("k").is_none() {
             trace.seed = value["seed"].as_u64();
             trace.scenario = value["scenario"].as_str().map(PathBuf::from);

@@ -417,11 +417,13 @@ fn replay(
         "name the scenario file: wg-sim replay <SCENARIO> --seed N, or --trace F with a trace wg-sim wrote \
          (its first line names the scenario)",
     )?;
-    let seed = seed.or_else(|| trace.as_ref().and_then(|trace| trace.seed)).ok_or(
-        "name the seed: --seed N (the trace's first line names none: it was not written by wg-sim run/fuzz)",
-    )?;
+    let seed = seed
+        .or_else(|| trace.as_ref().and_then(|trace| trace.seed))
+        .ok_or("name the seed: --seed N (the trace's first line names none: it was not written by wg-sim run/fuzz)")?;
     let scenario = load(&path).map_err(|error| match trace_file {
-        Some(file) => format!("{error}\n  (the scenario the trace {} names; name another as the first argument)", file.display()),
+        Some(file) => {
+            format!("{error}\n  (the scenario the trace {} names; name another as the first argument)", file.display())
+        }
         None => error,
     })?;
     let options = RunOptions::for_scenario(&scenario, seed);

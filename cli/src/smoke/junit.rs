@@ -13,10 +13,9 @@ pub fn render(reports: &[ScenarioReport]) -> String {
 fn case(report: &ScenarioReport) -> TestCase {
     let outcome = match &report.verdict {
         Verdict::Pass => Outcome::Pass,
-        Verdict::Fail(failures) => Outcome::Failure {
-            message: failures.first().cloned().unwrap_or_default(),
-            body: failures.join("\n"),
-        },
+        Verdict::Fail(failures) => {
+            Outcome::Failure { message: failures.first().cloned().unwrap_or_default(), body: failures.join("\n") }
+        }
         Verdict::ExpectedFail { reason, .. } => {
             Outcome::Skipped { message: format!("expected to fail in real mode: {reason}") }
         }
