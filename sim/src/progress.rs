@@ -70,9 +70,9 @@ impl Progress {
         let bounded = count < u64::MAX / 2;
         let bar = bars.multi.add(if bounded { ProgressBar::new(count) } else { ProgressBar::new_spinner() });
         let template = if bounded {
-            "{prefix} [{bar:30.green/white}] {human_pos}/{human_len} seeds  {per_sec}  {msg}  ETA {eta}"
+            "{prefix} [{bar:30.green/white}] {human_pos}/{human_len} seeds  {msg}  ETA {eta}"
         } else {
-            "{prefix} {spinner} {human_pos} seeds  {per_sec}  {msg}  (until its share of --time)"
+            "{prefix} {spinner} {human_pos} seeds  {msg}  (until its share of --time)"
         };
         bar.set_style(ProgressStyle::with_template(template).expect("the template is valid").progress_chars("=> "));
         bar.set_prefix(format!("{name:<32}"));
@@ -84,7 +84,8 @@ impl Progress {
         let Some(bars) = &self.bars else { return };
         if let Some(bar) = bars.scenario.lock().expect("no panic holds it").as_ref() {
             bar.set_position(counts.seeds_run);
-            bar.set_message(format!("failures {}", counts.failures));
+            let rate = rate_per_s(counts.seeds_run, counts.elapsed);
+            bar.set_message(format!("{rate:.0} seeds/s, failures {}", counts.failures));
         }
         let seeds = bars.seeds_before.load(Ordering::Relaxed) + counts.seeds_run;
         let failures = bars.failures_before.load(Ordering::Relaxed) + counts.failures;
