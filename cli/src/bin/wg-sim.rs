@@ -82,7 +82,8 @@ enum Mode {
         #[arg(long)]
         swarm: bool,
         /// Folder for failing traces and the failures as JSONL (failures.jsonl, or
-        /// failures.shard-i-of-n.jsonl with --shard) [default: wg-sim-failures].
+        /// failures.shard-i-of-n.jsonl with --shard; written whenever --out or --shard is given,
+        /// else only if a seed failed) [default: wg-sim-failures].
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Writes a JUnit XML report here: one testcase per scenario.
@@ -274,6 +275,10 @@ fn fuzz_command(paths: &[PathBuf], campaign: &CampaignArgs, args: &FuzzArgs) -> 
         }
     };
     let seeds_of = |_: &Scenario| block.clone();
+    // Without --out or --shard a passing campaign writes nothing: no folder appears beside a
+    // person for a run that found nothing. A shard always writes (merge tells "nothing failed"
+    // from "never ran" by it).
+    let write_output_always = args.out.is_some() || args.shard != Shard::WHOLE;
     let out = out_folder(args.out.clone());
     let plan = Plan {
         hunt: Hunt::Every,
@@ -292,10 +297,12 @@ fn fuzz_command(paths: &[PathBuf], campaign: &CampaignArgs, args: &FuzzArgs) -> 
         stopped_by_time: results.iter().any(|result| result.stopped_by_time),
     };
     let records: Vec<FailureRecord> = results.iter().flat_map(|result| result.records.clone()).collect();
-    let file = out.join(args.shard.file_name());
-    shard::write_output(&file, &header, &records).map_err(|error| {
-        format!("cannot write the failures to {}: {error}; pass --out to pick another folder", file.display())
-    })?;
+    if write_output_always || !records.is_empty() {
+        let file = out.join(args.shard.file_name());
+        shard::write_output(&file, &header, &records).map_err(|error| {
+            format!("cannot write the failures to {}: {error}; pass --out to pick another folder", file.display())
+        })?;
+    }
     write_junit(args.junit.as_deref(), "wg-sim fuzz", &results)?;
     Ok(exit_code(&results))
 }
@@ -391,16 +398,23 @@ fn check_determinism(path: Option<&Path>, seed: Option<u64>) -> Result<ExitCode,
     let path = path.ok_or("--determinism needs a scenario file: wg-sim replay <SCENARIO> --seed N --determinism")?;
     let seed = seed.ok_or("--determinism needs --seed N")?;
     let scenario = load(path)?;
+    let progress = Progress::hidden();
     match runner::determinism_check(&scenario, &RunOptions::for_scenario(&scenario, seed)) {
         Ok(()) => {
-            println!(
-                "deterministic: scenario={} seed={seed}: two runs, the same state after every step",
-                scenario.name
+            say_line(
+                &progress,
+                &format!(
+                    "deterministic: scenario={} seed={seed}: two runs, the same state after every step",
+                    scenario.name
+                ),
             );
             Ok(ExitCode::SUCCESS)
         }
         Err(difference) => {
-            println!("FAIL scenario={} seed={seed} checker=determinism: {difference}", scenario.name);
+            say_line(
+                &progress,
+                &format!("FAIL scenario={} seed={seed} checker=determinism: {difference}", scenario.name),
+            );
             Ok(ExitCode::from(1))
         }
     }
