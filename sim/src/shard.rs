@@ -266,6 +266,34 @@ mod tests {
         Output { file: format!("f{index}").into(), header, records: Vec::new() }
     }
 
+    fn failure(seed: u64, checker: &str, by_ms: u64) -> FailureRecord {
+        FailureRecord {
+            scenario: "s".into(),
+            scenario_path: "s.toml".into(),
+            seed,
+            checker: checker.into(),
+            detail: "d".into(),
+            step: 1,
+            tick_ms: 0,
+            original_steps: 2,
+            shrunk_trace: vec![crate::executor::Decision::ClockJump { by_ms }],
+            timeline: Vec::new(),
+            trace_file: format!("s-{seed}.jsonl").into(),
+        }
+    }
+
+    #[test]
+    fn the_same_checker_and_shrunk_trace_is_one_failure_kept_at_its_lowest_seed() {
+        let mut first = output(0, 2);
+        first.records = vec![failure(4, "S3", 5), failure(2, "S3", 7)];
+        let mut second = output(1, 2);
+        second.records = vec![failure(1, "S3", 5), failure(6, "S1", 5)];
+        let merged = merge(vec![first, second]).unwrap();
+        let kept: Vec<(u64, &str)> = merged.records.iter().map(|r| (r.seed, r.checker.as_str())).collect();
+        assert_eq!(kept, vec![(1, "S3"), (2, "S3"), (6, "S1")]);
+        assert_eq!(merged.duplicates, 1);
+    }
+
     #[test]
     fn a_missing_or_doubled_shard_is_an_error() {
         assert!(merge(vec![output(0, 2)]).unwrap_err().contains("shard 1/2 of --seeds 0..10 missing"));
