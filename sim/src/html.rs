@@ -7,7 +7,9 @@
 //! hover text. What happens to an agent process inside another actor's step (spawned by the
 //! dispatcher, signalled by a retry, exited) is an event mark in that agent's lane, so an agent
 //! that never runs code of its own still has its lifeline. The step after which the invariant was
-//! found broken is highlighted and followed by the violation itself. No script, no external resource: the file opens anywhere, offline.
+//! found broken is highlighted and followed by the violation itself. Quiet steps (nothing
+//! changed, a sweep found nothing) keep their rows but are hidden until a checkbox shows them.
+//! No script, no external resource: the file opens anywhere, offline.
 //!
 //! The document is well-formed XML (void elements closed, no named entities but XML's), so a
 //! test can parse it with an XML parser.
@@ -70,6 +72,12 @@ fn agent_lane(steps: &[StepRecord], id: &str) -> String {
         .to_string()
 }
 
+/// A step that changed nothing worth a look: no fault, no commit, no event, and no result but
+/// a sweep that found nothing (`dispatch -> Ok([])`, `reap -> Ok([])`).
+pub fn is_quiet(step: &StepRecord) -> bool {
+    step.fault.is_none() && step.notes.iter().all(|note| note.ends_with(" -> Ok([])"))
+}
+
 /// What a mark shows: its CSS class, most telling first.
 fn mark_class(step: &StepRecord) -> &'static str {
     if step.call == "CRASH" {
@@ -118,6 +126,10 @@ td.act { background: #fbfcfe; box-shadow: inset 2px 0 #8c99ad; }
 .mark.crash { background: #3b3b3b; border-color: #000; color: #fff; font-weight: 600; }
 .change { font-size: 11px; color: #113d7d; margin-top: 2px; word-break: break-word; }
 .note { font-size: 11px; color: #5b6578; margin-top: 1px; word-break: break-word; }
+tr.quiet { display: none; }
+#show-quiet:checked ~ table tr.quiet { display: table-row; }
+.quiet-toggle { font-size: 12px; color: #5b6578; margin-left: 4px; }
+#show-quiet { margin: 0 0 8px; vertical-align: middle; }
 tr.violated td { background: #fde2e1; }
 tr.violated td.act .mark { border: 2px solid #d33; }
 tr.violation td { background: #d33; color: #fff; font-weight: 600; padding: 6px 8px; }
@@ -158,6 +170,16 @@ pub fn render(title: &str, report: &RunReport) -> String {
          <span><span class=\"event\">exit</span>an agent spawned, signalled or exited by the step</span>\
          <span>Hover a mark for the whole step.</span></p>\n",
     );
+    // Quiet steps (a loop woke, called a port, changed nothing) are most of a long run's end;
+    // hidden until asked for, by a checkbox and CSS alone (no script).
+    let quiet = report.steps.iter().filter(|step| is_quiet(step) && violated_at != Some(step.step)).count();
+    if quiet > 0 {
+        let _ = writeln!(
+            html,
+            "<input type=\"checkbox\" id=\"show-quiet\"/><label for=\"show-quiet\" class=\"quiet-toggle\">show the {quiet} \
+             quiet steps (a port call that changed nothing, a sweep that found nothing: hidden, so step numbers skip)</label>"
+        );
+    }
     html.push_str("<table class=\"lanes\">\n<thead><tr><th class=\"when\">step, time</th>");
     for lane in &lanes {
         // A lane no step ran in is an agent seen only in events.
@@ -193,7 +215,11 @@ pub fn render(title: &str, report: &RunReport) -> String {
 }
 
 fn render_row(html: &mut String, step: &StepRecord, steps: &[StepRecord], lanes: &[String], violated: bool) {
-    let class = if violated { " class=\"step violated\"" } else { " class=\"step\"" };
+    let class = match (violated, is_quiet(step)) {
+        (true, _) => " class=\"step violated\"",
+        (false, true) => " class=\"step quiet\"",
+        (false, false) => " class=\"step\"",
+    };
     let _ = write!(
         html,
         "<tr{class} id=\"step-{}\"><td class=\"when\">#{} {}</td>",

@@ -80,6 +80,12 @@ fn check_page(report: &RunReport) -> String {
         .count();
     assert_eq!(events, agent_events - own_lane_events, "an event mark per agent event in another actor's step");
 
+    // Quiet steps are hidden by CSS, not left out: every step keeps its row.
+    for (row, step) in rows.iter().zip(&report.steps) {
+        let hidden = class_of(row).contains("quiet");
+        let violated_here = report.failure.as_ref().is_some_and(|failure| failure.step == step.step);
+        assert_eq!(hidden, html::is_quiet(step) && !violated_here, "step {}", step.step);
+    }
     let violated: Vec<&roxmltree::Node> = rows.iter().filter(|row| class_of(row).contains("violated")).collect();
     match &report.failure {
         Some(failure) => {
