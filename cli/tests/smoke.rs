@@ -88,7 +88,9 @@ fn every_scenario_passes_in_real_mode() {
 #[test]
 fn a_scenario_written_to_fail_fails_in_the_simulator() {
     let fixture = failing_fixture();
-    let output = run_bounded(&["run", &fixture.to_string_lossy()], PER_SCENARIO_LIMIT);
+    let traces = tempfile::tempdir().expect("tempdir");
+    let out = traces.path().to_string_lossy();
+    let output = run_bounded(&["run", "--out", &out, &fixture.to_string_lossy()], PER_SCENARIO_LIMIT);
     let shown = text(&output);
     assert_eq!(output.status.code(), Some(1), "{shown}");
     assert!(shown.contains("t1.retry_count = 5 (actual: 1)"), "the failure names the expectation: {shown}");

@@ -35,8 +35,8 @@ fn an_empty_seed_range_or_zero_seeds_is_an_error() {
 }
 
 #[test]
-fn a_junit_report_without_real_mode_is_an_error() {
-    assert_usage_error(&["run", "--junit", "report.xml", "scenarios/two_retries.toml"], "--real");
+fn a_shard_outside_its_count_is_an_error() {
+    assert_usage_error(&["fuzz", "--shard", "3/3", "scenarios/two_retries.toml"], "expected i/n with 0 <= i < n");
 }
 
 #[test]

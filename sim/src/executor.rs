@@ -108,6 +108,8 @@ pub struct RunReport {
     pub failure: Option<Failure>,
     pub trace: Vec<Decision>,
     pub timeline: Vec<String>,
+    /// With `record_timeline`: the same steps as data (for `wg-sim replay --html`).
+    pub steps: Vec<StepRecord>,
     pub step_hashes: Vec<u64>,
     /// A replayed decision named an actor that could not run, or a pid that was not free.
     pub invalid: bool,
@@ -655,21 +657,67 @@ fn after_step(world: &World, decision: &Decision, call: &str, options: &RunOptio
         return;
     }
     let notes = std::mem::take(&mut inner.notes);
-    let tick = format_tick(inner.now_ms - EPOCH_START_MS);
-    let step = report.trace.len();
-    let line = match decision {
+    let (actor, kind, call, fault) = match decision {
         Decision::Run { actor, fault } => {
             let slot = &inner.actors[*actor];
-            let fault = fault.map(|f| format!(" [store fault: {f:?}]")).unwrap_or_default();
-            format!("#{step:<4} {tick:>8}  {:<36} {call}{fault}  {}", slot.name, notes.join("; "))
+            (Some(slot.name.clone()), Some(slot.kind), call.to_string(), fault.map(|f| format!("store fault: {f:?}")))
         }
         Decision::Crash { actor, landing } => {
-            let name = &inner.actors[*actor].name;
-            format!("#{step:<4} {tick:>8}  {name:<36} CRASH (write in flight: {landing:?})  {}", notes.join("; "))
+            let slot = &inner.actors[*actor];
+            (
+                Some(slot.name.clone()),
+                Some(slot.kind),
+                "CRASH".into(),
+                Some(format!("crash (write in flight: {landing:?})")),
+            )
         }
-        other => format!("#{step:<4} {tick:>8}  {:<36} {other:?}  {}", "FAULT", notes.join("; ")),
+        other => (None, None, format!("{other:?}"), Some(format!("{other:?}"))),
     };
-    report.timeline.push(line);
+    let record = StepRecord {
+        step: report.trace.len(),
+        tick_ms: inner.now_ms - EPOCH_START_MS,
+        actor,
+        kind,
+        call,
+        fault,
+        notes,
+    };
+    report.timeline.push(record.line());
+    report.steps.push(record);
+}
+
+/// One step of a run recorded with a timeline: who ran, at which port call, with which fault,
+/// and what it changed (`notes`: commits, events, results).
+#[derive(Clone, Debug)]
+pub struct StepRecord {
+    pub step: usize,
+    pub tick_ms: i64,
+    /// The actor that ran or crashed; `None` for a fault on the world (pid reuse, clock jump,
+    /// stall, TERM ignored).
+    pub actor: Option<String>,
+    pub kind: Option<ActorKind>,
+    /// The port call it ran (`CRASH`, or the fault, when it did not run one).
+    pub call: String,
+    pub fault: Option<String>,
+    pub notes: Vec<String>,
+}
+
+impl StepRecord {
+    /// The timeline line: `#<step> <tick>  <actor> <call> [fault]  <notes>`.
+    pub fn line(&self) -> String {
+        let (step, tick, notes) = (self.step, format_tick(self.tick_ms), self.notes.join("; "));
+        match (&self.actor, self.call.as_str(), &self.fault) {
+            (Some(name), "CRASH", Some(fault)) => {
+                let landing = fault.trim_start_matches("crash ");
+                format!("#{step:<4} {tick:>8}  {name:<36} CRASH {landing}  {notes}")
+            }
+            (Some(name), call, fault) => {
+                let fault = fault.as_ref().map(|f| format!(" [{f}]")).unwrap_or_default();
+                format!("#{step:<4} {tick:>8}  {name:<36} {call}{fault}  {notes}")
+            }
+            (None, call, _) => format!("#{step:<4} {tick:>8}  {:<36} {call}  {notes}", "FAULT"),
+        }
+    }
 }
 
 pub fn format_tick(tick_ms: i64) -> String {

@@ -9,11 +9,25 @@
 //! - [`checks`]: the invariants S1-S8, L1-L2 and expectations.
 //! - [`runner`]: many seeds, fuzzing, shrinking, traces and failure reports.
 //! - [`campaign`]: many seeds on several threads, with a time budget.
+//! - [`session`]: a `wg-sim run` or `fuzz` over many scenarios: budgets, traces, the summary.
+//! - [`trace`]: trace files (a failing seed's shrunk decisions).
+//! - [`report`]: failure records, failure blocks, the grouped report.
+//! - [`shard`]: splitting a seed range over machines, their JSONL outputs, merging them.
+//! - [`junit`]: JUnit XML for CI.
+//! - [`html`]: a failure drawn as a swimlane timeline.
+//! - [`progress`]: the progress display of a long campaign on a terminal.
 
 pub mod actors;
 pub mod campaign;
 pub mod checks;
 pub mod executor;
+pub mod html;
+pub mod junit;
+pub mod progress;
+pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod session;
+pub mod shard;
+pub mod trace;
 pub mod world;

@@ -1,12 +1,10 @@
 //! Running scenarios across seeds, fuzzing, shrinking failing traces, the determinism
 //! self-check, traces as JSONL and the failure report.
 
-use crate::executor::{self, format_tick, Decision, RunOptions, RunReport};
+use crate::executor::{self, Decision, RunOptions, RunReport};
 use crate::scenario::{FaultKind, Scenario};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::fmt::Write as _;
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 
 /// A failing seed: the original run and its shrunk replay (with a timeline).
@@ -101,77 +99,22 @@ pub fn shrink(scenario: &Scenario, options: &RunOptions, failing: &RunReport) ->
 
 /// The failure block (docs/design.md, Scenarios): header, shrink, timeline, replay command.
 pub fn render_failure(scenario: &Scenario, found: &Found, trace_path: &Path) -> String {
-    let failure = found.shrunk.failure.as_ref().or(found.original.failure.as_ref()).expect("a failure to render");
-    let mut text = String::new();
-    let _ = writeln!(
-        text,
-        "FAIL scenario={} seed={} checker={} step={} tick={}",
-        scenario.name,
-        found.seed,
-        failure.checker,
-        failure.step,
-        format_tick(failure.tick_ms)
-    );
-    let _ = writeln!(text, "  shrunk: {} -> {} steps", found.original.trace.len(), found.shrunk_trace.len());
-    let timeline = &found.shrunk.timeline;
-    let shown = 80;
-    if timeline.len() > shown {
-        let _ = writeln!(text, "  ... {} earlier steps", timeline.len() - shown);
-    }
-    for line in timeline.iter().skip(timeline.len().saturating_sub(shown)) {
-        let _ = writeln!(text, "  {line}");
-    }
-    let _ = writeln!(text, "  !! {}: {}", failure.checker, failure.detail);
-    let _ = writeln!(
-        text,
-        "  replay: wg-sim replay {} --seed {} --trace {}",
-        scenario.path.display(),
-        found.seed,
-        trace_path.display()
-    );
-    text
+    crate::report::FailureRecord::new(scenario, found, trace_path).block()
 }
 
-/// Writes a trace as JSONL: a header line, then one decision per line.
+/// Writes a trace file (see [`crate::trace`]).
 pub fn write_trace(path: &Path, scenario: &Scenario, seed: u64, trace: &[Decision]) -> std::io::Result<()> {
-    if let Some(folder) = path.parent() {
-        std::fs::create_dir_all(folder)?;
-    }
-    let mut text = serde_json::json!({"scenario": scenario.path.display().to_string(), "seed": seed}).to_string();
-    text.push('\n');
-    for decision in trace {
-        text.push_str(&serde_json::to_string(decision).expect("decisions serialize"));
-        text.push('\n');
-    }
-    std::fs::write(path, text)
+    crate::trace::write(path, scenario, seed, trace)
 }
 
-/// Reads a trace written by [`write_trace`]: the seed of its header and its decisions.
+/// Reads a trace file (see [`crate::trace`]): the seed of its header and its decisions.
 pub fn read_trace(path: &Path) -> Result<(Option<u64>, Vec<Decision>), String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut seed = None;
-    let mut decisions = Vec::new();
-    for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
-        if number == 0 && line.contains("\"seed\"") {
-            let header: serde_json::Value =
-                serde_json::from_str(&line).map_err(|e| format!("{}:1: {e}", path.display()))?;
-            seed = header["seed"].as_u64();
-            continue;
-        }
-        if line.trim().is_empty() {
-            continue;
-        }
-        let decision = serde_json::from_str(&line).map_err(|e| format!("{}:{}: {e}", path.display(), number + 1))?;
-        decisions.push(decision);
-    }
-    Ok((seed, decisions))
+    crate::trace::read(path).map(|trace| (trace.seed, trace.decisions))
 }
 
-/// Where a failing trace goes by default.
+/// Where a failing trace goes: `folder`, or [`crate::trace::DEFAULT_FOLDER`].
 pub fn default_trace_path(folder: Option<&Path>, scenario: &Scenario, seed: u64) -> PathBuf {
-    let folder = folder.map(Path::to_path_buf).unwrap_or_else(|| std::env::temp_dir().join("wg-sim"));
-    folder.join(format!("{}-{seed}.jsonl", scenario.name))
+    crate::trace::path_in(folder.unwrap_or(Path::new(crate::trace::DEFAULT_FOLDER)), scenario, seed)
 }
 
 /// Runs `seed` twice; returns the first step whose state hash differs, if any.

@@ -1,18 +1,25 @@
-//! `wg-sim`: run scenario files in the deterministic simulator, fuzz them, replay a failure.
+//! `wg-sim`: run scenario files in the deterministic simulator, fuzz them, replay a failure, merge
+//! the outputs of sharded campaigns. The work is in `wg_sim` (session, report, shard, junit,
+//! html); this file parses arguments and prints.
 //!
 //! Exit codes: 0 every run passed; 1 a run failed (the failure block is printed); 2 a scenario
 //! file (or trace) is malformed, a mode is not available, or the request would run nothing.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use std::io::IsTerminal;
+use std::io::ErrorKind;
 use std::num::NonZeroUsize;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
-use wg_sim::campaign;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use wg_sim::executor::{self, RunOptions};
-use wg_sim::runner;
+use wg_sim::progress::Progress;
+use wg_sim::report::{self, FailureRecord};
 use wg_sim::scenario::{self, Scenario, SchedulerKind};
+use wg_sim::session::{self, Hunt, Plan, ScenarioResult};
+use wg_sim::shard::{self, CampaignHeader, Shard};
+use wg_sim::{campaign, html, junit, runner, trace};
 
 #[derive(Parser)]
 #[command(
@@ -22,7 +29,8 @@ use wg_sim::scenario::{self, Scenario, SchedulerKind};
     after_help = "\
 Exit codes: 0 all runs passed, 1 a run failed (the failure is printed with a replay command),
 2 a scenario file or trace is malformed, or the request would run nothing (an empty folder, an
-empty seed range)."
+empty seed range). A reader that closes the pipe early (wg-sim run scenarios/ | head -1) ends
+the command quietly. Guide: docs/simulation.md."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -44,20 +52,28 @@ enum Mode {
         campaign: CampaignArgs,
         /// Runs each scenario once against real processes, the real `wg` (next to this binary)
         /// and a temp `.wg/`; faults only the simulator can make are skipped, visibly.
-        #[arg(long, conflicts_with_all = ["seeds", "jobs", "time"])]
+        #[arg(long, conflicts_with_all = ["seeds", "jobs", "time", "out"])]
         real: bool,
-        /// With --real: writes a JUnit report here.
-        #[arg(long, value_name = "FILE", requires = "real")]
+        /// Writes a JUnit XML report here: one testcase per scenario, a failure's block and
+        /// replay command in its <failure>.
+        #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
+        /// Folder for failing traces [default: wg-sim-failures].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
     /// Runs many seeds of scenario files (or of every *.toml of a folder), with progress, and
-    /// reports every failing seed (in seed order) and writes its trace.
+    /// reports every failing seed, grouped, and writes its trace.
     Fuzz {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
-        /// A range A..B of seeds, for each scenario.
+        /// A range A..B of seeds, for each scenario (B excluded).
         #[arg(long, default_value = "0..1000")]
         seeds: String,
+        /// Runs only shard i of n (0-based) of the --seeds range: the i-th of n contiguous
+        /// blocks. Merge the shards' --out outputs with `wg-sim merge`.
+        #[arg(long, value_name = "i/n", value_parser = Shard::parse)]
+        shard: Option<Shard>,
         #[command(flatten)]
         campaign: CampaignArgs,
         #[arg(long, value_enum)]
@@ -65,21 +81,39 @@ enum Mode {
         /// Randomises per seed which fault kinds are on.
         #[arg(long)]
         swarm: bool,
-        /// Folder for failing traces.
-        #[arg(long, default_value = "wg-sim-failures")]
-        out: PathBuf,
+        /// Folder for failing traces and the failures as JSONL (failures.jsonl, or
+        /// failures.shard-i-of-n.jsonl with --shard; written whenever --out or --shard is given,
+        /// else only if a seed failed) [default: wg-sim-failures].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Writes a JUnit XML report here: one testcase per scenario.
+        #[arg(long, value_name = "FILE")]
+        junit: Option<PathBuf>,
     },
-    /// Replays one seed (or a trace) and prints its timeline.
+    /// Replays one seed of a scenario, or a trace file, and prints its timeline.
     Replay {
-        scenario: PathBuf,
+        /// The scenario file (default, with --trace: the one the trace names).
+        scenario: Option<PathBuf>,
+        /// The seed (default, with --trace: the trace's).
         #[arg(long)]
-        seed: u64,
-        #[arg(long)]
+        seed: Option<u64>,
+        /// A trace file written by `run` or `fuzz`.
+        #[arg(long, value_name = "FILE")]
         trace: Option<PathBuf>,
         /// Run the seed twice and compare a hash of the state after every step; report the first
         /// step where the two runs differ (nondeterminism is itself a failure).
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["trace", "html"])]
         determinism: bool,
+        /// Also draws the run as a self-contained HTML swimlane timeline in this file.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+    },
+    /// Combines the --out outputs of the shards of one `fuzz --shard` campaign (files or folders):
+    /// checks every shard is there, de-duplicates failures by checker and shrunk trace, prints
+    /// the grouped report; exits 1 if any failure.
+    Merge {
+        #[arg(required = true, value_name = "OUTPUT")]
+        outputs: Vec<PathBuf>,
     },
     /// Prints a shell completion script: `wg-sim completions bash > /etc/bash_completion.d/wg-sim`.
     Completions { shell: wg_args::ShellName },
@@ -108,12 +142,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Mode::Run { paths, real: true, junit, .. } => Ok(wg_cli::smoke::run_real(&paths, junit.as_deref())),
-        Mode::Run { paths, seeds, campaign, .. } => run(&paths, seeds, &campaign),
-        Mode::Fuzz { paths, seeds, campaign, scheduler, swarm, out } => {
-            fuzz(&paths, &seeds, &campaign, scheduler, swarm, &out)
+        Mode::Run { paths, seeds, campaign, junit, out, .. } => run(&paths, seeds, &campaign, junit, out),
+        Mode::Fuzz { paths, seeds, shard, campaign, scheduler, swarm, out, junit } => {
+            let fuzz = FuzzArgs { seeds, shard: shard.unwrap_or(Shard::WHOLE), scheduler, swarm, out, junit };
+            fuzz_command(&paths, &campaign, &fuzz)
         }
-        Mode::Replay { scenario, seed, determinism: true, .. } => check_determinism(&scenario, seed),
-        Mode::Replay { scenario, seed, trace, .. } => replay(&scenario, seed, trace.as_deref()),
+        Mode::Replay { scenario, seed, determinism: true, .. } => check_determinism(scenario.as_deref(), seed),
+        Mode::Replay { scenario, seed, trace, html, .. } => replay(scenario, seed, trace.as_deref(), html.as_deref()),
+        Mode::Merge { outputs } => merge(&outputs),
         Mode::Completions { shell } => {
             let script = wg_cli::commands::generated::completion_script::<Cli>(shell);
             Ok(wg_cli::output::exit_after_printing(
@@ -129,6 +165,29 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A failure was printed: the exit code if the reader closes the pipe before the end.
+static FAILURE_PRINTED: AtomicBool = AtomicBool::new(false);
+
+/// Prints `text` on stdout. A reader that closed the pipe (`wg-sim run scenarios/ | head -1`)
+/// ends the command at once and quietly, as `wg` does: nobody reads the rest, so running it is
+/// wasted. The exit code is 1 if a failure was printed before, else 0.
+fn say(progress: &Progress, text: &str) {
+    match progress.print(text) {
+        Ok(()) => {}
+        Err(error) if error.kind() == ErrorKind::BrokenPipe => {
+            std::process::exit(i32::from(FAILURE_PRINTED.load(Ordering::Relaxed)))
+        }
+        Err(error) => {
+            eprintln!("wg-sim: cannot write to stdout: {error}");
+            std::process::exit(2)
+        }
+    }
+}
+
+fn say_line(progress: &Progress, line: &str) {
+    say(progress, &format!("{line}\n"));
 }
 
 fn load(path: &Path) -> Result<Scenario, String> {
@@ -157,31 +216,7 @@ fn parse_time(text: &str) -> Result<Duration, String> {
     scenario::parse_duration_ms(text).map(Duration::from_millis)
 }
 
-fn run(paths: &[PathBuf], seeds: Option<u64>, campaign: &CampaignArgs) -> Result<ExitCode, String> {
-    let scenarios = load_all(paths)?;
-    let mut clock = BudgetClock::start(campaign, scenarios.len());
-    let mut tally = Tally::start();
-    for scenario in &scenarios {
-        // With a time budget and no --seeds, the time is the only bound.
-        let default_count = if campaign.time.is_some() { u64::MAX } else { scenario.sim.seeds };
-        let budget = clock.next_budget(0..seeds.unwrap_or(default_count));
-        let started = Instant::now();
-        let outcome = campaign::first_failure(scenario, &budget, |_| {}, progress_line(&scenario.name));
-        let elapsed = started.elapsed();
-        tally.add(&outcome);
-        match outcome.failures.first() {
-            Some(found) => {
-                let path = runner::default_trace_path(None, scenario, found.seed);
-                print!("{}", render_with_trace(scenario, found, &path)?);
-            }
-            None => println!("{}{}", scenario_line("ok  ", &scenario.name, &outcome, elapsed), time_note(&outcome)),
-        }
-    }
-    println!("{}", tally.line(scenarios.len(), budget_jobs(campaign)));
-    Ok(tally.exit_code())
-}
-
-fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
+fn parse_range(text: &str) -> Result<Range<u64>, String> {
     let (start, end) = text.split_once("..").ok_or_else(|| format!("--seeds {text:?}: expected A..B"))?;
     let number = |n: &str| n.parse::<u64>().map_err(|_| format!("--seeds {text:?}: {n:?} is not a number"));
     let range = number(start)?..number(end)?;
@@ -191,17 +226,54 @@ fn parse_range(text: &str) -> Result<std::ops::Range<u64>, String> {
     Ok(range)
 }
 
-fn fuzz(
+fn out_folder(out: Option<PathBuf>) -> PathBuf {
+    out.unwrap_or_else(|| PathBuf::from(trace::DEFAULT_FOLDER))
+}
+
+fn run(
     paths: &[PathBuf],
-    seeds: &str,
+    seeds: Option<u64>,
     campaign: &CampaignArgs,
+    junit: Option<PathBuf>,
+    out: Option<PathBuf>,
+) -> Result<ExitCode, String> {
+    let scenarios = load_all(paths)?;
+    // With a time budget and no --seeds, the time is the only bound.
+    let seeds_of = |scenario: &Scenario| {
+        let default_count = if campaign.time.is_some() { u64::MAX } else { scenario.sim.seeds };
+        0..seeds.unwrap_or(default_count)
+    };
+    let plan = Plan {
+        hunt: Hunt::Lowest,
+        seeds: &seeds_of,
+        jobs: campaign.jobs.unwrap_or_else(campaign::default_jobs),
+        time: campaign.time,
+        tune: &|_| {},
+        out: out_folder(out),
+    };
+    let results = run_session(&scenarios, &plan, false)?;
+    write_junit(junit.as_deref(), "wg-sim run", &results)?;
+    Ok(exit_code(&results))
+}
+
+struct FuzzArgs {
+    seeds: String,
+    shard: Shard,
     scheduler: Option<SchedulerArg>,
     swarm: bool,
-    out: &Path,
-) -> Result<ExitCode, String> {
-    let seeds = parse_range(seeds)?;
+    out: Option<PathBuf>,
+    junit: Option<PathBuf>,
+}
+
+fn fuzz_command(paths: &[PathBuf], campaign: &CampaignArgs, args: &FuzzArgs) -> Result<ExitCode, String> {
+    let whole = parse_range(&args.seeds)?;
     let scenarios = load_all(paths)?;
-    let tune = |options: &mut RunOptions| {
+    let block = args.shard.seeds(&whole);
+    if block.is_empty() {
+        eprintln!("wg-sim: shard {} of --seeds {} has no seed (more shards than seeds)", args.shard, args.seeds);
+    }
+    let (scheduler, swarm) = (args.scheduler, args.swarm);
+    let tune = move |options: &mut RunOptions| {
         match scheduler {
             Some(SchedulerArg::Random) => options.scheduler = SchedulerKind::Random,
             Some(SchedulerArg::Pct) => options.scheduler = SchedulerKind::Pct { depth: 3 },
@@ -211,176 +283,199 @@ fn fuzz(
             options.faults = runner::swarm_faults(options.seed);
         }
     };
-    let mut clock = BudgetClock::start(campaign, scenarios.len());
-    let mut tally = Tally::start();
-    for scenario in &scenarios {
-        let budget = clock.next_budget(seeds.clone());
-        let started = Instant::now();
-        let outcome = campaign::every_failure(scenario, &budget, tune, progress_line(&scenario.name));
-        let elapsed = started.elapsed();
-        tally.add(&outcome);
-        for found in &outcome.failures {
-            let path = runner::default_trace_path(Some(out), scenario, found.seed);
-            print!("{}", render_with_trace(scenario, found, &path)?);
-        }
-        let verdict = if outcome.failures.is_empty() { "ok  " } else { "FAIL" };
-        let ran_to = seeds.start + outcome.seeds_run;
-        let line = scenario_line(verdict, &scenario.name, &outcome, elapsed);
-        println!("{line}, seeds {}..{ran_to}, {} failing{}", seeds.start, outcome.failures.len(), time_note(&outcome));
+    let seeds_of = |_: &Scenario| block.clone();
+    // Without --out or --shard a passing campaign writes nothing: no folder appears beside a
+    // person for a run that found nothing. A shard always writes (merge tells "nothing failed"
+    // from "never ran" by it).
+    let write_output_always = args.out.is_some() || args.shard != Shard::WHOLE;
+    let out = out_folder(args.out.clone());
+    let plan = Plan {
+        hunt: Hunt::Every,
+        seeds: &seeds_of,
+        jobs: campaign.jobs.unwrap_or_else(campaign::default_jobs),
+        time: campaign.time,
+        tune: &tune,
+        out: out.clone(),
+    };
+    let results = run_session(&scenarios, &plan, true)?;
+    let header = CampaignHeader {
+        seeds: whole,
+        shard: args.shard,
+        scenarios: scenarios.iter().map(|scenario| scenario.name.clone()).collect(),
+        seeds_run: results.iter().map(|result| result.seeds_run).sum(),
+        stopped_by_time: results.iter().any(|result| result.stopped_by_time),
+    };
+    let records: Vec<FailureRecord> = results.iter().flat_map(|result| result.records.clone()).collect();
+    if write_output_always || !records.is_empty() {
+        let file = out.join(args.shard.file_name());
+        shard::write_output(&file, &header, &records).map_err(|error| {
+            format!("cannot write the failures to {}: {error}; pass --out to pick another folder", file.display())
+        })?;
     }
-    println!("{}", tally.line(scenarios.len(), budget_jobs(campaign)));
-    Ok(tally.exit_code())
+    write_junit(args.junit.as_deref(), "wg-sim fuzz", &results)?;
+    Ok(exit_code(&results))
 }
 
-/// Writes the shrunk trace of `found` to `path` and returns its failure block.
-fn render_with_trace(scenario: &Scenario, found: &runner::Found, path: &Path) -> Result<String, String> {
-    runner::write_trace(path, scenario, found.seed, &found.shrunk_trace).map_err(|error| {
-        format!(
-            "cannot write the trace of seed {} to {}: {error}; pass --out to pick another folder",
-            found.seed,
-            path.display()
-        )
+/// Runs the session, printing each scenario's grouped failures and line as it ends, then the
+/// summary line.
+fn run_session(scenarios: &[Scenario], plan: &Plan<'_>, fuzz_lines: bool) -> Result<Vec<ScenarioResult>, String> {
+    let progress = Progress::on_terminal(scenarios.len());
+    let (results, summary) = session::run(scenarios, plan, &progress, |result| {
+        if !result.records.is_empty() {
+            say(&progress, &report::render_grouped(&result.records));
+            FAILURE_PRINTED.store(true, Ordering::Relaxed);
+        }
+        // `run` ends a failing scenario with its block alone (it stops at the first failure).
+        if fuzz_lines || result.records.is_empty() {
+            say_line(&progress, &result.line(fuzz_lines));
+        }
     })?;
-    Ok(runner::render_failure(scenario, found, path))
+    progress.finish();
+    say_line(&Progress::hidden(), &summary.line());
+    Ok(results)
 }
 
-/// `ok   <name>  <seeds> seeds in <s>s (<rate> seeds/s)`.
-fn scenario_line(verdict: &str, name: &str, outcome: &campaign::Outcome, elapsed: Duration) -> String {
-    format!(
-        "{verdict} {name:<32} {} seeds in {:.2}s ({:.0} seeds/s)",
-        outcome.seeds_run,
-        elapsed.as_secs_f64(),
-        rate_per_s(outcome.seeds_run, elapsed)
-    )
-}
-
-/// Says that the scenario's share of --time, not its seed count, ended it.
-fn time_note(outcome: &campaign::Outcome) -> &'static str {
-    match outcome.out_of_time_at {
-        Some(_) => "; stopped by --time",
-        None => "",
+fn exit_code(results: &[ScenarioResult]) -> ExitCode {
+    if results.iter().any(|result| !result.records.is_empty()) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
-fn rate_per_s(seeds: u64, elapsed: Duration) -> f64 {
-    seeds as f64 / elapsed.as_secs_f64().max(1e-9)
+/// One testcase per scenario; a failing one carries its grouped failure blocks (each with its
+/// replay command).
+fn write_junit(path: Option<&Path>, suite: &str, results: &[ScenarioResult]) -> Result<(), String> {
+    let Some(path) = path else { return Ok(()) };
+    let cases: Vec<junit::TestCase> = results
+        .iter()
+        .map(|result| {
+            let outcome = match result.records.first() {
+                None => junit::Outcome::Pass,
+                Some(first) => junit::Outcome::Failure {
+                    message: format!(
+                        "{} failing seed(s); seed {}: {}: {}",
+                        result.records.len(),
+                        first.seed,
+                        first.checker,
+                        first.detail
+                    ),
+                    body: report::render_grouped(&result.records),
+                },
+            };
+            junit::TestCase {
+                name: result.name.clone(),
+                file: result.path.clone(),
+                time: result.elapsed,
+                outcome,
+                system_out: vec![result.line(true)],
+            }
+        })
+        .collect();
+    std::fs::write(path, junit::render(suite, &cases))
+        .map_err(|error| format!("cannot write the JUnit report {}: {error}; name a writable file", path.display()))
 }
 
-fn budget_jobs(campaign: &CampaignArgs) -> NonZeroUsize {
-    campaign.jobs.unwrap_or_else(campaign::default_jobs)
+fn merge(paths: &[PathBuf]) -> Result<ExitCode, String> {
+    let mut outputs = Vec::new();
+    for path in paths {
+        outputs.extend(shard::read_outputs(path)?);
+    }
+    let merged = shard::merge(outputs)?;
+    let progress = Progress::hidden();
+    if !merged.records.is_empty() {
+        say(&progress, &report::render_grouped(&merged.records));
+    }
+    let groups = report::group(&merged.records).len();
+    let time_note = if merged.stopped_by_time { "; --time stopped some shard before its block ended" } else { "" };
+    say_line(
+        &progress,
+        &format!(
+            "merged: shards {}, seeds {}..{}, seeds run {}, failures {} ({} duplicates dropped), distinct {groups}{time_note}",
+            merged.shards,
+            merged.seeds.start,
+            merged.seeds.end,
+            merged.seeds_run,
+            merged.records.len(),
+            merged.duplicates
+        ),
+    );
+    Ok(if merged.records.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// Progress on stderr, at most once a second (the campaign's pace), and only for a person
-/// watching: in a log it would be noise.
-fn progress_line(name: &str) -> impl Fn(campaign::Progress) + '_ {
-    let to_terminal = std::io::stderr().is_terminal();
-    move |progress| {
-        if to_terminal {
-            let rate = rate_per_s(progress.seeds_run, progress.elapsed);
-            eprintln!("{name}: {} seeds, {rate:.0} seeds/s, failures {}", progress.seeds_run, progress.failures);
-        }
-    }
-}
-
-/// Hands each scenario its budget: the threads, and its share of the time left.
-struct BudgetClock {
-    jobs: NonZeroUsize,
-    end: Option<Instant>,
-    scenarios_left: usize,
-}
-
-impl BudgetClock {
-    fn start(campaign: &CampaignArgs, scenarios: usize) -> BudgetClock {
-        let end = campaign.time.map(|time| Instant::now() + time);
-        BudgetClock { jobs: budget_jobs(campaign), end, scenarios_left: scenarios }
-    }
-
-    fn next_budget(&mut self, seeds: std::ops::Range<u64>) -> campaign::Budget {
-        let deadline = self.end.map(|end| campaign::share_of(end, Instant::now(), self.scenarios_left));
-        self.scenarios_left = self.scenarios_left.saturating_sub(1);
-        campaign::Budget { seeds, jobs: self.jobs, deadline }
-    }
-}
-
-/// Totals over the scenarios of one command, for its last line.
-struct Tally {
-    seeds_run: u64,
-    failures: u64,
-    started: Instant,
-}
-
-impl Tally {
-    fn start() -> Tally {
-        Tally { seeds_run: 0, failures: 0, started: Instant::now() }
-    }
-
-    fn add(&mut self, outcome: &campaign::Outcome) {
-        self.seeds_run += outcome.seeds_run;
-        self.failures += outcome.failures.len() as u64;
-    }
-
-    /// `total: scenarios <n>, seeds <n> in <s>s (<rate> seeds/s), failures <n>, jobs <n>`;
-    /// a failure is a failure block printed above.
-    fn line(&self, scenarios: usize, jobs: NonZeroUsize) -> String {
-        let elapsed = self.started.elapsed();
-        format!(
-            "total: scenarios {scenarios}, seeds {} in {:.2}s ({:.0} seeds/s), failures {}, jobs {jobs}",
-            self.seeds_run,
-            elapsed.as_secs_f64(),
-            rate_per_s(self.seeds_run, elapsed),
-            self.failures
-        )
-    }
-
-    fn exit_code(&self) -> ExitCode {
-        if self.failures > 0 {
-            ExitCode::from(1)
-        } else {
-            ExitCode::SUCCESS
-        }
-    }
-}
-
-fn check_determinism(path: &Path, seed: u64) -> Result<ExitCode, String> {
+fn check_determinism(path: Option<&Path>, seed: Option<u64>) -> Result<ExitCode, String> {
+    let path = path.ok_or("--determinism needs a scenario file: wg-sim replay <SCENARIO> --seed N --determinism")?;
+    let seed = seed.ok_or("--determinism needs --seed N")?;
     let scenario = load(path)?;
+    let progress = Progress::hidden();
     match runner::determinism_check(&scenario, &RunOptions::for_scenario(&scenario, seed)) {
         Ok(()) => {
-            println!(
-                "deterministic: scenario={} seed={seed}: two runs, the same state after every step",
-                scenario.name
+            say_line(
+                &progress,
+                &format!(
+                    "deterministic: scenario={} seed={seed}: two runs, the same state after every step",
+                    scenario.name
+                ),
             );
             Ok(ExitCode::SUCCESS)
         }
         Err(difference) => {
-            println!("FAIL scenario={} seed={seed} checker=determinism: {difference}", scenario.name);
+            say_line(
+                &progress,
+                &format!("FAIL scenario={} seed={seed} checker=determinism: {difference}", scenario.name),
+            );
             Ok(ExitCode::from(1))
         }
     }
 }
 
-fn replay(path: &Path, seed: u64, trace: Option<&Path>) -> Result<ExitCode, String> {
-    let scenario = load(path)?;
+fn replay(
+    path: Option<PathBuf>,
+    seed: Option<u64>,
+    trace_file: Option<&Path>,
+    html_file: Option<&Path>,
+) -> Result<ExitCode, String> {
+    let trace = trace_file.map(trace::read).transpose()?;
+    let path = path.or_else(|| trace.as_ref().and_then(|trace| trace.scenario.clone())).ok_or(
+        "name the scenario file: wg-sim replay <SCENARIO> --seed N, or --trace F with a trace wg-sim wrote \
+         (its first line names the scenario)",
+    )?;
+    let seed = seed
+        .or_else(|| trace.as_ref().and_then(|trace| trace.seed))
+        .ok_or("name the seed: --seed N (the trace's first line names none: it was not written by wg-sim run/fuzz)")?;
+    let scenario = load(&path).map_err(|error| match trace_file {
+        Some(file) => {
+            format!("{error}\n  (the scenario the trace {} names; name another as the first argument)", file.display())
+        }
+        None => error,
+    })?;
     let options = RunOptions::for_scenario(&scenario, seed);
-    let decisions = match trace {
-        Some(trace) => Some(runner::read_trace(trace)?.1),
-        None => None,
-    };
-    let report = match decisions {
-        Some(decisions) => runner::replay(&scenario, &options, decisions, true),
+    let report = match trace {
+        Some(trace) => runner::replay(&scenario, &options, trace.decisions, true),
         None => executor::run(&scenario, &RunOptions { record_timeline: true, ..options }),
     };
-    println!("replay scenario={} seed={seed} steps={}", scenario.name, report.trace.len());
+    let progress = Progress::hidden();
+    say_line(&progress, &format!("replay scenario={} seed={seed} steps={}", scenario.name, report.trace.len()));
     for line in &report.timeline {
-        println!("  {line}");
+        say_line(&progress, &format!("  {line}"));
+    }
+    if let Some(file) = html_file {
+        let title = format!("{} seed {seed}", scenario.name);
+        std::fs::write(file, html::render(&title, &report))
+            .map_err(|error| format!("cannot write {}: {error}; name a writable file", file.display()))?;
+        eprintln!("wg-sim: drew the run in {}", file.display());
     }
     match &report.failure {
         Some(failure) => {
-            println!(
-                "FAIL checker={} step={} tick={}: {}",
-                failure.checker,
-                failure.step,
-                executor::format_tick(failure.tick_ms),
-                failure.detail
+            say_line(
+                &progress,
+                &format!(
+                    "FAIL checker={} step={} tick={}: {}",
+                    failure.checker,
+                    failure.step,
+                    executor::format_tick(failure.tick_ms),
+                    failure.detail
+                ),
             );
             Ok(ExitCode::from(1))
         }
@@ -388,7 +483,7 @@ fn replay(path: &Path, seed: u64, trace: Option<&Path>) -> Result<ExitCode, Stri
             Err("the trace does not fit this scenario (a decision named an actor that could not run)".into())
         }
         None => {
-            println!("ok");
+            say_line(&progress, "ok");
             Ok(ExitCode::SUCCESS)
         }
     }
