@@ -72,7 +72,7 @@ impl FailureRecord {
             self.step,
             format_tick(self.tick_ms)
         );
-        let _ = writeln!(text, "  shrunk: {} -> {} steps", self.original_steps, self.shrunk_trace.len());
+        let _ = writeln!(text, "  {}", self.shrink_line());
         let hidden = self.timeline.len().saturating_sub(TIMELINE_SHOWN);
         if hidden > 0 {
             let _ = writeln!(text, "  ... {hidden} earlier steps");
@@ -83,6 +83,18 @@ impl FailureRecord {
         let _ = writeln!(text, "  !! {}: {}", self.checker, self.detail);
         let _ = writeln!(text, "  replay: {}", self.replay_command());
         text
+    }
+
+    /// How far shrinking got. A shrunk trace holds only the decisions it forces; its replay then
+    /// runs on the default schedule (the oldest runnable actor, no faults), so the timeline below
+    /// has more steps than the trace: say both, or the count reads as a contradiction.
+    fn shrink_line(&self) -> String {
+        let (original, chosen, ran) = (self.original_steps, self.shrunk_trace.len(), self.timeline.len());
+        if chosen == 0 {
+            format!("shrunk: {original} steps -> none chosen: the default schedule alone fails ({ran} steps)")
+        } else {
+            format!("shrunk: {original} -> {chosen} chosen steps, then the default schedule ({ran} steps in all)")
+        }
     }
 
     /// The trace's header names the scenario and the seed: the trace alone replays it.

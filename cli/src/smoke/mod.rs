@@ -113,15 +113,16 @@ pub fn run_with(options: &RealOptions, paths: &[PathBuf]) -> ExitCode {
     let mut reports = Vec::new();
     for scenario in &scenarios {
         let report = run::run_scenario(scenario, options);
-        for line in report.lines() {
-            println!("{line}");
-        }
         reports.push(report);
+        let failed_so_far = reports.iter().any(|report| matches!(report.verdict, Verdict::Fail(_)));
+        for line in reports.last().expect("pushed").lines() {
+            say(&line, failed_so_far);
+        }
     }
     let failed = reports.iter().filter(|report| matches!(report.verdict, Verdict::Fail(_))).count();
     let seconds: f64 = reports.iter().map(|report| report.elapsed.as_secs_f64()).sum();
-    println!("{} scenarios, {failed} failed, in {seconds:.2}s (real mode)", reports.len());
-    println!("not checked in real mode: {}", checks::NOT_OBSERVABLE);
+    say(&format!("{} scenarios, {failed} failed, in {seconds:.2}s (real mode)", reports.len()), failed > 0);
+    say(&format!("not checked in real mode: {}", checks::NOT_OBSERVABLE), failed > 0);
     if let Some(path) = &options.junit {
         if let Err(error) = std::fs::write(path, junit::render(&reports)) {
             eprintln!("wg-sim: cannot write {}: {error}", path.display());
@@ -139,4 +140,20 @@ pub fn run_with(options: &RealOptions, paths: &[PathBuf]) -> ExitCode {
 fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, String> {
     let files = scenario::scenario_files(paths)?;
     files.iter().map(|file| scenario::parse(file).map_err(|error| error.to_string())).collect()
+}
+
+/// Prints one line of the report. A reader that closed the pipe (`wg-sim run --real ... | head -1`)
+/// ends the run at once and quietly, as the simulator modes do: each scenario has ended every
+/// process it started before its report is printed, so nothing is left behind. The exit code is
+/// 1 if a failure was reported before, else 0.
+fn say(line: &str, failed_so_far: bool) {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{line}") {
+        Ok(()) => {}
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(i32::from(failed_so_far)),
+        Err(error) => {
+            eprintln!("wg-sim: cannot write to stdout: {error}");
+            std::process::exit(2)
+        }
+    }
 }
