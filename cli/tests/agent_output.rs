@@ -98,7 +98,9 @@ fn readme_quickstart() -> Vec<String> {
     let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
     let section = readme.split("## Quickstart").nth(1).unwrap().split("\n## ").next().unwrap();
     let commands = section.lines().filter_map(|line| line.strip_prefix("    "));
-    commands.map(|line| line.split(" #").next().unwrap().trim().to_string()).collect()
+    // A line that is only a comment continues the comment of the command above it.
+    let commands = commands.map(|line| line.split(" #").next().unwrap().trim().to_string());
+    commands.filter(|line| !line.is_empty() && !line.starts_with('#')).collect()
 }
 
 /// Runs each line with `sh` in an empty folder, `wg` first in `PATH`, as a person would type
@@ -125,11 +127,21 @@ fn the_readme_quickstart_runs_as_written_in_an_empty_folder() {
         if line.starts_with("wg agents logs") {
             assert!(stdout(&output).contains("checking"), "{line}: {}", describe(&output));
         }
-        if line == "wg service start" {
-            let log = wg.dir.join("agents/agent-1/output.log");
-            wait_until("agent-1 prints", Duration::from_secs(10), || {
+        let prints = |agent: &str| {
+            let log = wg.dir.join(format!("agents/{agent}/output.log"));
+            wait_until(&format!("{agent} prints"), Duration::from_secs(10), || {
                 std::fs::read_to_string(&log).is_ok_and(|text| text.contains("checking"))
             });
+        };
+        if line == "wg service start" {
+            prints("agent-1");
+        }
+        if line.starts_with("wg retry") {
+            assert!(stdout(&output).contains("re-queued (attempt 1)"), "{line}: {}", describe(&output));
+            prints("agent-2"); // the service started a new agent: the hung one is recovered
+        }
+        if line.starts_with("wg agents kill") {
+            assert!(stdout(&output).contains("agent-2"), "{line}: {}", describe(&output));
         }
     }
 }
