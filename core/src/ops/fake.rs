@@ -9,6 +9,29 @@ use crate::ports::{
 };
 use std::cell::RefCell;
 
+/// A state made of task lines and registry entries written as the JSON `wg` stores (each task
+/// gets `"kind":"task"`), so a test reads like the files it stands for. The next agent id is
+/// the one after the entries given.
+pub fn state_of(tasks: &[serde_json::Value], agents: &[serde_json::Value]) -> State {
+    let lines: Vec<String> = tasks
+        .iter()
+        .map(|task| {
+            let mut line = serde_json::json!({"kind": "task"});
+            line.as_object_mut().unwrap().extend(task.as_object().expect("a task is an object").clone());
+            line.to_string()
+        })
+        .collect();
+    let agents: serde_json::Map<String, serde_json::Value> = agents
+        .iter()
+        .map(|agent| (agent["id"].as_str().expect("an entry has an id").to_string(), agent.clone()))
+        .collect();
+    let registry = serde_json::json!({"agents": agents, "next_agent_id": agents.len() + 1});
+    State {
+        graph: crate::graph::Graph::parse(lines.join("\n").as_bytes()).expect("a valid graph"),
+        registry: crate::registry::Registry::parse(registry.to_string().as_bytes()).expect("a valid registry"),
+    }
+}
+
 type Hook = Box<dyn FnOnce(&mut State)>;
 
 pub struct Fake {
