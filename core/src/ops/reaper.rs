@@ -684,7 +684,7 @@ mod tests {
             (json!({"id": "t1", "status": "failed", "assigned": "agent-1"}), AgentStatus::Failed),
         ];
         for (task, entry_status) in moved_on {
-            let before = state_of(&[task.clone()], &[agent_1("working")]);
+            let before = state_of(std::slice::from_ref(&task), &[agent_1("working")]);
             let mut state = before.clone();
             let reaped = end_agent_1(&mut state).expect("the entry is settled");
             assert_eq!(reaped.task_now, None, "{task}");
