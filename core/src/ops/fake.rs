@@ -8,6 +8,7 @@ use crate::ports::{
     Clock, Ctx, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnRequest, Spawned, State, Store, StoreError,
 };
 use std::cell::RefCell;
+use std::collections::VecDeque;
 
 /// A state made of task lines and registry entries written as the JSON `wg` stores (each task
 /// gets `"kind":"task"`), so a test reads like the files it stands for. The next agent id is
@@ -40,6 +41,9 @@ pub struct Fake {
     /// What every process with a pid the guard allows is found to be.
     pub liveness: Liveness,
     pub signals: RefCell<Vec<(i64, Signal)>>,
+    /// What each signal finds, in order (recorded in `signals` only when delivered); once
+    /// these run out, every signal is delivered.
+    pub signal_outcomes: RefCell<VecDeque<SignalOutcome>>,
     /// The signal the process exits on (SIGKILL also ends one that exits on SIGTERM); `None`: it
     /// never exits (stuck in the kernel).
     pub exits_on: Option<Signal>,
@@ -55,6 +59,7 @@ impl Fake {
             state: RefCell::new(state),
             liveness,
             signals: RefCell::default(),
+            signal_outcomes: RefCell::default(),
             exits_on: Some(Signal::Term),
             waits: RefCell::default(),
             on_liveness: RefCell::default(),
@@ -97,8 +102,11 @@ impl Processes for Fake {
     }
 
     async fn signal(&self, process: &ProcessRef, signal: Signal) -> SignalOutcome {
-        self.signals.borrow_mut().push((process.pid, signal));
-        SignalOutcome::Delivered
+        let outcome = self.signal_outcomes.borrow_mut().pop_front().unwrap_or(SignalOutcome::Delivered);
+        if outcome == SignalOutcome::Delivered {
+            self.signals.borrow_mut().push((process.pid, signal));
+        }
+        outcome
     }
 
     async fn wait_exit(&self, _process: &ProcessRef, deadline_ms: i64) -> ExitWait {
