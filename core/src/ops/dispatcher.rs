@@ -391,4 +391,47 @@ mod tests {
         let message = "agent-1 ended: it could not be spawned: the fake spawns nothing; re-queued (attempt 1)";
         assert_eq!(task.log.last().unwrap().message, message);
     }
+
+    // The whole tick with a spawn that succeeds: the gate opens only for a recorded pid.
+
+    fn spawning(pid: i64) -> Fake {
+        let mut fake = Fake::new(state_of(&[ready("t1")], &[]), NOW_MS, Liveness::Alive);
+        fake.spawns = Some(Spawned { pid, start_ticks: Some(5) });
+        fake
+    }
+
+    #[test]
+    fn a_spawned_process_is_recorded_and_then_let_run() {
+        let fake = spawning(4242);
+        let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(2))).unwrap();
+        assert_eq!(dispatched, [Dispatched { agent_id: "agent-1".into(), task_id: "t1".into(), result: Ok(4242) }]);
+        assert_eq!(*fake.releases.borrow(), [(4242, true)]);
+        let state = fake.state.borrow();
+        let agent = state.registry.agent("agent-1").unwrap();
+        assert_eq!((agent.pid, agent.process_start_ticks, &agent.status), (4242, Some(5), &AgentStatus::Working));
+        assert_eq!(state.graph.task("t1").unwrap().status, TaskStatus::InProgress);
+    }
+
+    #[test]
+    fn a_process_whose_entry_was_stopped_or_settled_while_it_spawned_never_runs() {
+        let stop: fn(&mut State) = |state| {
+            let request = crate::model::StopRequest { by: "wg agents kill (pid 8)".into(), at_ms: NOW_MS };
+            state.registry.agent_mut("agent-1").unwrap().stop_requested = Some(request);
+        };
+        let settle: fn(&mut State) = |state| state.registry.agent_mut("agent-1").unwrap().status = AgentStatus::Dead;
+        let cases = [
+            (stop, "agent-1 was stopped before it was recorded; it never ran"),
+            (settle, "agent-1 was settled before it was recorded; it never ran"),
+        ];
+        for (meanwhile, why) in cases {
+            let fake = spawning(4242);
+            fake.at_next_spawn(meanwhile);
+            let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(2))).unwrap();
+            assert_eq!(dispatched[0].result, Err(why.to_string()));
+            assert_eq!(*fake.releases.borrow(), [(4242, false)], "{why}: the gate is closed");
+            let state = fake.state.borrow();
+            let agent = state.registry.agent("agent-1").unwrap();
+            assert_eq!((agent.pid, &agent.status), (0, &AgentStatus::Dead), "{why}: no pid recorded");
+        }
+    }
 }

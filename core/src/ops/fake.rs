@@ -1,6 +1,7 @@
 //! Ports for the operations' unit tests: a clock that stands still, a store holding one state,
-//! processes whose liveness the test sets, and a record of every signal sent. A hook may change
-//! the state during a liveness check, as another command committing at that very moment would.
+//! processes whose liveness (and spawn) the test sets, and a record of every signal sent and
+//! every gate released. A hook may change the state during a liveness check or a spawn, as
+//! another command committing at that very moment would.
 
 use crate::identity::check_pid;
 use crate::model::ProcessRef;
@@ -50,6 +51,11 @@ pub struct Fake {
     /// The deadline of every wait for an exit.
     pub waits: RefCell<Vec<i64>>,
     on_liveness: RefCell<Option<Hook>>,
+    /// What every spawn starts; `None`: spawning fails.
+    pub spawns: Option<Spawned>,
+    /// Each process released from its gate, and whether it was let run.
+    pub releases: RefCell<Vec<(i64, bool)>>,
+    on_spawn: RefCell<Option<Hook>>,
 }
 
 impl Fake {
@@ -63,6 +69,9 @@ impl Fake {
             exits_on: Some(Signal::Term),
             waits: RefCell::default(),
             on_liveness: RefCell::default(),
+            spawns: None,
+            releases: RefCell::default(),
+            on_spawn: RefCell::default(),
         }
     }
 
@@ -73,6 +82,11 @@ impl Fake {
     /// Runs `hook` on the state at the next liveness check, once.
     pub fn at_next_liveness(&self, hook: impl FnOnce(&mut State) + 'static) {
         *self.on_liveness.borrow_mut() = Some(Box::new(hook));
+    }
+
+    /// Runs `hook` on the state at the next spawn, once.
+    pub fn at_next_spawn(&self, hook: impl FnOnce(&mut State) + 'static) {
+        *self.on_spawn.borrow_mut() = Some(Box::new(hook));
     }
 }
 
@@ -86,10 +100,15 @@ impl Clock for Fake {
 
 impl Processes for Fake {
     async fn spawn(&self, _request: &SpawnRequest) -> Result<Spawned, String> {
-        Err("the fake spawns nothing".to_string())
+        if let Some(hook) = self.on_spawn.borrow_mut().take() {
+            hook(&mut self.state.borrow_mut());
+        }
+        self.spawns.ok_or_else(|| "the fake spawns nothing".to_string())
     }
 
-    async fn release(&self, _spawned: &Spawned, _go: bool) {}
+    async fn release(&self, spawned: &Spawned, go: bool) {
+        self.releases.borrow_mut().push((spawned.pid, go));
+    }
 
     async fn liveness(&self, process: &ProcessRef) -> Liveness {
         if let Some(hook) = self.on_liveness.borrow_mut().take() {
