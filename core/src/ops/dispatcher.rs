@@ -199,4 +199,239 @@ mod tests {
         assert!(!is_ready(&state, task, 4_999), "still backing off");
         assert!(is_ready(&state, task, 5_000), "the backoff is over");
     }
+
+    // The reservation, on hand-made states.
+
+    use crate::ops::fake::{state_of, Fake};
+    use crate::ports::Liveness;
+    use serde_json::{json, Value};
+
+    const NOW_MS: i64 = 60_000;
+
+    fn ready(id: &str) -> Value {
+        json!({"id": id, "status": "open", "exec": format!("run {id}")})
+    }
+
+    fn agent(id: &str, task_id: &str, status: &str) -> Value {
+        json!({"id": id, "pid": 40, "task_id": task_id, "started_at": "x", "status": status})
+    }
+
+    fn settings(max_agents: usize) -> Settings {
+        Settings { max_agents, ..Settings::default() }
+    }
+
+    fn reserved(requests: &[SpawnRequest]) -> Vec<(&str, &str)> {
+        requests.iter().map(|request| (request.task_id.as_str(), request.agent_id.as_str())).collect()
+    }
+
+    #[test]
+    fn a_dispatch_fills_only_the_slots_the_running_agents_leave_free() {
+        // agent-1 runs, agent-2 ended: one of three slots is taken.
+        let tasks = [
+            json!({"id": "t0", "status": "in-progress", "assigned": "agent-1"}),
+            json!({"id": "t9", "status": "failed"}),
+            ready("t1"),
+            ready("t2"),
+            ready("t3"),
+        ];
+        let agents = [agent("agent-1", "t0", "working"), agent("agent-2", "t9", "dead")];
+        let mut state = state_of(&tasks, &agents);
+        let requests = reserve(&mut state, &settings(3), "service", NOW_MS);
+        assert_eq!(reserved(&requests), [("t1", "agent-3"), ("t2", "agent-4")], "file order, ids in order");
+        assert_eq!(state.graph.task("t3").unwrap().status, TaskStatus::Open, "no slot left for t3");
+        assert_eq!(state.registry.agents().filter(|agent| agent.status.is_running()).count(), 3);
+    }
+
+    #[test]
+    fn a_dispatch_with_every_slot_taken_reserves_nothing_and_writes_nothing() {
+        for max_agents in [0, 1] {
+            let tasks = [json!({"id": "t0", "status": "in-progress", "assigned": "agent-1"}), ready("t1")];
+            let before = state_of(&tasks, &[agent("agent-1", "t0", "starting")]);
+            let mut state = before.clone();
+            assert_eq!(reserve(&mut state, &settings(max_agents), "service", NOW_MS), [], "max_agents {max_agents}");
+            assert_eq!(state, before, "max_agents {max_agents}");
+        }
+    }
+
+    #[test]
+    fn only_open_runnable_unpaused_tasks_whose_dependencies_are_done_are_dispatched() {
+        let tasks = [
+            json!({"id": "done-dep", "status": "done"}),
+            json!({"id": "open-dep", "status": "open"}),
+            json!({"id": "running", "status": "in-progress", "exec": "true"}),
+            json!({"id": "failed", "status": "failed", "exec": "true"}),
+            json!({"id": "no-command", "status": "open"}),
+            json!({"id": "blank-command", "status": "open", "exec": " \t"}),
+            json!({"id": "paused", "status": "open", "exec": "true", "paused": true}),
+            json!({"id": "backing-off", "status": "open", "exec": "true", "crash_loop": {"not_before_ms": NOW_MS + 1}}),
+            json!({"id": "waits", "status": "open", "exec": "true", "after": ["done-dep", "open-dep"]}),
+            json!({"id": "missing-dep", "status": "open", "exec": "true", "after": ["nowhere"]}),
+            json!({"id": "unpaused", "status": "open", "exec": "true", "paused": false}),
+            json!({"id": "deps-done", "status": "open", "exec": "true", "after": ["done-dep"]}),
+            json!({"id": "backoff-over", "status": "open", "exec": "true", "crash_loop": {"not_before_ms": NOW_MS}}),
+        ];
+        let mut state = state_of(&tasks, &[]);
+        let requests = reserve(&mut state, &settings(10), "service", NOW_MS);
+        let started: Vec<&str> = requests.iter().map(|request| request.task_id.as_str()).collect();
+        assert_eq!(started, ["unpaused", "deps-done", "backoff-over"]);
+    }
+
+    #[test]
+    fn a_reserved_task_is_in_progress_for_a_starting_entry_without_a_pid() {
+        let before = state_of(&[json!({"id": "t1", "status": "open", "exec": "make check", "retry_count": 2})], &[]);
+        let mut state = before.clone();
+        let requests = reserve(&mut state, &settings(1), "service (pid 5)", NOW_MS);
+        let request = SpawnRequest { task_id: "t1".into(), agent_id: "agent-1".into(), command: "make check".into() };
+        assert_eq!(requests, [request]);
+        let timestamp = format_rfc3339(NOW_MS);
+        let task = state.graph.task("t1").unwrap();
+        assert_eq!(task.status, TaskStatus::InProgress);
+        assert_eq!(task.assigned.as_deref(), Some("agent-1"));
+        assert_eq!(task.started_at.as_deref(), Some(timestamp.as_str()));
+        assert_eq!(task.retry_count, 2, "starting is not an attempt");
+        let entry = task.log.last().unwrap();
+        assert_eq!((entry.user.as_str(), entry.message.as_str()), ("service (pid 5)", "Spawned agent-1"));
+        let agent = state.registry.agent("agent-1").unwrap();
+        let starting = Agent {
+            id: "agent-1".into(),
+            pid: 0,
+            task_id: "t1".into(),
+            executor: "shell".into(),
+            started_at: timestamp.clone(),
+            last_heartbeat: None,
+            status: AgentStatus::Starting,
+            output_file: Some("agents/agent-1/output.log".into()),
+            completed_at: None,
+            process_start_ticks: None,
+            stop_requested: None,
+            extra: Map::new(),
+        };
+        assert_eq!(*agent, starting);
+        assert_eq!(state.registry.allocate_agent_id(), "agent-2", "the id is used up");
+    }
+
+    // Recording the pid of a fresh process.
+
+    /// t1 reserved for agent-1 (`starting`, pid 0), maybe asked to stop meanwhile.
+    fn reserved_state(stop_requested_by: Option<&str>) -> State {
+        let mut state = state_of(&[ready("t1")], &[]);
+        reserve(&mut state, &settings(1), "service", 1_000);
+        if let Some(by) = stop_requested_by {
+            let request = crate::model::StopRequest { by: by.into(), at_ms: 1_500 };
+            state.registry.agent_mut("agent-1").unwrap().stop_requested = Some(request);
+        }
+        state
+    }
+
+    fn record_agent_1(state: &mut State) -> Recorded {
+        let request = SpawnRequest { task_id: "t1".into(), agent_id: "agent-1".into(), command: "run t1".into() };
+        record(state, &settings(1), "service", &request, Spawned { pid: 4242, start_ticks: Some(99) }, NOW_MS)
+    }
+
+    #[test]
+    fn a_fresh_process_is_recorded_as_working_with_its_pid_and_identity() {
+        let before = reserved_state(None);
+        let mut state = before.clone();
+        assert!(matches!(record_agent_1(&mut state), Recorded::Yes));
+        let mut expected = before.clone();
+        let agent = expected.registry.agent_mut("agent-1").unwrap();
+        agent.pid = 4242;
+        agent.process_start_ticks = Some(99);
+        agent.status = AgentStatus::Working;
+        agent.last_heartbeat = Some(format_rfc3339(NOW_MS));
+        assert_eq!(state, expected, "the graph is left as the reservation wrote it");
+    }
+
+    #[test]
+    fn a_process_whose_entry_was_asked_to_stop_before_its_pid_was_recorded_never_runs_and_is_settled() {
+        let mut state = reserved_state(Some("wg agents kill (pid 8)"));
+        assert!(matches!(record_agent_1(&mut state), Recorded::StoppedFirst));
+        let agent = state.registry.agent("agent-1").unwrap();
+        assert_eq!((agent.pid, &agent.status), (0, &AgentStatus::Dead), "no pid recorded");
+        let task = state.graph.task("t1").unwrap();
+        assert_eq!((&task.status, task.retry_count, &task.assigned), (&TaskStatus::Open, 1, &None));
+        assert_eq!(
+            task.log.last().unwrap().message,
+            "agent-1 was stopped by wg agents kill (pid 8); re-queued (attempt 1)"
+        );
+    }
+
+    #[test]
+    fn a_process_whose_entry_is_gone_or_changed_is_not_recorded() {
+        let changes: [fn(&mut State); 3] = [
+            |state| state.registry.agent_mut("agent-1").unwrap().status = AgentStatus::Dead,
+            |state| state.registry.agent_mut("agent-1").unwrap().pid = 77,
+            |state| *state = state_of(&[ready("t1")], &[]),
+        ];
+        for change in changes {
+            let mut before = reserved_state(None);
+            change(&mut before);
+            let mut state = before.clone();
+            assert!(matches!(record_agent_1(&mut state), Recorded::Gone));
+            assert_eq!(state, before, "nothing written");
+        }
+    }
+
+    #[test]
+    fn a_spawn_that_fails_settles_its_entry_and_requeues_the_task_as_a_death() {
+        // The fake's spawn always fails.
+        let fake = Fake::new(state_of(&[ready("t1")], &[]), NOW_MS, Liveness::Alive);
+        let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(2))).unwrap();
+        let failed = Dispatched {
+            agent_id: "agent-1".into(),
+            task_id: "t1".into(),
+            result: Err("the fake spawns nothing".into()),
+        };
+        assert_eq!(dispatched, [failed]);
+        let state = fake.state.borrow();
+        assert_eq!(state.registry.agent("agent-1").unwrap().status, AgentStatus::Dead);
+        let task = state.graph.task("t1").unwrap();
+        assert_eq!((&task.status, task.retry_count), (&TaskStatus::Open, 1));
+        assert_eq!(task.crash_loop.as_ref().map(|crash_loop| crash_loop.deaths_ms.clone()), Some(vec![NOW_MS]));
+        let message = "agent-1 ended: it could not be spawned: the fake spawns nothing; re-queued (attempt 1)";
+        assert_eq!(task.log.last().unwrap().message, message);
+    }
+
+    // The whole tick with a spawn that succeeds: the gate opens only for a recorded pid.
+
+    fn spawning(pid: i64) -> Fake {
+        let mut fake = Fake::new(state_of(&[ready("t1")], &[]), NOW_MS, Liveness::Alive);
+        fake.spawns = Some(Spawned { pid, start_ticks: Some(5) });
+        fake
+    }
+
+    #[test]
+    fn a_spawned_process_is_recorded_and_then_let_run() {
+        let fake = spawning(4242);
+        let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(2))).unwrap();
+        assert_eq!(dispatched, [Dispatched { agent_id: "agent-1".into(), task_id: "t1".into(), result: Ok(4242) }]);
+        assert_eq!(*fake.releases.borrow(), [(4242, true)]);
+        let state = fake.state.borrow();
+        let agent = state.registry.agent("agent-1").unwrap();
+        assert_eq!((agent.pid, agent.process_start_ticks, &agent.status), (4242, Some(5), &AgentStatus::Working));
+        assert_eq!(state.graph.task("t1").unwrap().status, TaskStatus::InProgress);
+    }
+
+    #[test]
+    fn a_process_whose_entry_was_stopped_or_settled_while_it_spawned_never_runs() {
+        let stop: fn(&mut State) = |state| {
+            let request = crate::model::StopRequest { by: "wg agents kill (pid 8)".into(), at_ms: NOW_MS };
+            state.registry.agent_mut("agent-1").unwrap().stop_requested = Some(request);
+        };
+        let settle: fn(&mut State) = |state| state.registry.agent_mut("agent-1").unwrap().status = AgentStatus::Dead;
+        let cases = [
+            (stop, "agent-1 was stopped before it was recorded; it never ran"),
+            (settle, "agent-1 was settled before it was recorded; it never ran"),
+        ];
+        for (meanwhile, why) in cases {
+            let fake = spawning(4242);
+            fake.at_next_spawn(meanwhile);
+            let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(2))).unwrap();
+            assert_eq!(dispatched[0].result, Err(why.to_string()));
+            assert_eq!(*fake.releases.borrow(), [(4242, false)], "{why}: the gate is closed");
+            let state = fake.state.borrow();
+            let agent = state.registry.agent("agent-1").unwrap();
+            assert_eq!((agent.pid, &agent.status), (0, &AgentStatus::Dead), "{why}: no pid recorded");
+        }
+    }
 }

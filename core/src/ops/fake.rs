@@ -1,6 +1,7 @@
 //! Ports for the operations' unit tests: a clock that stands still, a store holding one state,
-//! processes whose liveness the test sets, and a record of every signal sent. A hook may change
-//! the state during a liveness check, as another command committing at that very moment would.
+//! processes whose liveness (and spawn) the test sets, and a record of every signal sent and
+//! every gate released. A hook may change the state during a liveness check or a spawn, as
+//! another command committing at that very moment would.
 
 use crate::identity::check_pid;
 use crate::model::ProcessRef;
@@ -8,6 +9,30 @@ use crate::ports::{
     Clock, Ctx, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnRequest, Spawned, State, Store, StoreError,
 };
 use std::cell::RefCell;
+use std::collections::VecDeque;
+
+/// A state made of task lines and registry entries written as the JSON `wg` stores (each task
+/// gets `"kind":"task"`), so a test reads like the files it stands for. The next agent id is
+/// the one after the entries given.
+pub fn state_of(tasks: &[serde_json::Value], agents: &[serde_json::Value]) -> State {
+    let lines: Vec<String> = tasks
+        .iter()
+        .map(|task| {
+            let mut line = serde_json::json!({"kind": "task"});
+            line.as_object_mut().unwrap().extend(task.as_object().expect("a task is an object").clone());
+            line.to_string()
+        })
+        .collect();
+    let agents: serde_json::Map<String, serde_json::Value> = agents
+        .iter()
+        .map(|agent| (agent["id"].as_str().expect("an entry has an id").to_string(), agent.clone()))
+        .collect();
+    let registry = serde_json::json!({"agents": agents, "next_agent_id": agents.len() + 1});
+    State {
+        graph: crate::graph::Graph::parse(lines.join("\n").as_bytes()).expect("a valid graph"),
+        registry: crate::registry::Registry::parse(registry.to_string().as_bytes()).expect("a valid registry"),
+    }
+}
 
 type Hook = Box<dyn FnOnce(&mut State)>;
 
@@ -17,12 +42,20 @@ pub struct Fake {
     /// What every process with a pid the guard allows is found to be.
     pub liveness: Liveness,
     pub signals: RefCell<Vec<(i64, Signal)>>,
+    /// What each signal finds, in order (recorded in `signals` only when delivered); once
+    /// these run out, every signal is delivered.
+    pub signal_outcomes: RefCell<VecDeque<SignalOutcome>>,
     /// The signal the process exits on (SIGKILL also ends one that exits on SIGTERM); `None`: it
     /// never exits (stuck in the kernel).
     pub exits_on: Option<Signal>,
     /// The deadline of every wait for an exit.
     pub waits: RefCell<Vec<i64>>,
     on_liveness: RefCell<Option<Hook>>,
+    /// What every spawn starts; `None`: spawning fails.
+    pub spawns: Option<Spawned>,
+    /// Each process released from its gate, and whether it was let run.
+    pub releases: RefCell<Vec<(i64, bool)>>,
+    on_spawn: RefCell<Option<Hook>>,
 }
 
 impl Fake {
@@ -32,9 +65,13 @@ impl Fake {
             state: RefCell::new(state),
             liveness,
             signals: RefCell::default(),
+            signal_outcomes: RefCell::default(),
             exits_on: Some(Signal::Term),
             waits: RefCell::default(),
             on_liveness: RefCell::default(),
+            spawns: None,
+            releases: RefCell::default(),
+            on_spawn: RefCell::default(),
         }
     }
 
@@ -45,6 +82,11 @@ impl Fake {
     /// Runs `hook` on the state at the next liveness check, once.
     pub fn at_next_liveness(&self, hook: impl FnOnce(&mut State) + 'static) {
         *self.on_liveness.borrow_mut() = Some(Box::new(hook));
+    }
+
+    /// Runs `hook` on the state at the next spawn, once.
+    pub fn at_next_spawn(&self, hook: impl FnOnce(&mut State) + 'static) {
+        *self.on_spawn.borrow_mut() = Some(Box::new(hook));
     }
 }
 
@@ -58,10 +100,15 @@ impl Clock for Fake {
 
 impl Processes for Fake {
     async fn spawn(&self, _request: &SpawnRequest) -> Result<Spawned, String> {
-        Err("the fake spawns nothing".to_string())
+        if let Some(hook) = self.on_spawn.borrow_mut().take() {
+            hook(&mut self.state.borrow_mut());
+        }
+        self.spawns.ok_or_else(|| "the fake spawns nothing".to_string())
     }
 
-    async fn release(&self, _spawned: &Spawned, _go: bool) {}
+    async fn release(&self, spawned: &Spawned, go: bool) {
+        self.releases.borrow_mut().push((spawned.pid, go));
+    }
 
     async fn liveness(&self, process: &ProcessRef) -> Liveness {
         if let Some(hook) = self.on_liveness.borrow_mut().take() {
@@ -74,8 +121,11 @@ impl Processes for Fake {
     }
 
     async fn signal(&self, process: &ProcessRef, signal: Signal) -> SignalOutcome {
-        self.signals.borrow_mut().push((process.pid, signal));
-        SignalOutcome::Delivered
+        let outcome = self.signal_outcomes.borrow_mut().pop_front().unwrap_or(SignalOutcome::Delivered);
+        if outcome == SignalOutcome::Delivered {
+            self.signals.borrow_mut().push((process.pid, signal));
+        }
+        outcome
     }
 
     async fn wait_exit(&self, _process: &ProcessRef, deadline_ms: i64) -> ExitWait {

@@ -79,7 +79,7 @@ mod tests {
     use crate::block_on;
     use crate::graph::Graph;
     use crate::ops::fake::Fake;
-    use crate::ports::{ExitKind, State};
+    use crate::ports::{ExitKind, Signal, State};
     use crate::registry::Registry;
 
     fn state(status: &str, stop_requested_by: Option<&str>) -> State {
@@ -119,5 +119,83 @@ mod tests {
         assert_eq!(agent.stop_requested.as_ref().map(|request| request.by.as_str()), Some("wg retry (pid 1)"));
         assert_eq!(state.graph.task("t1").unwrap().status, crate::model::TaskStatus::InProgress, "left to the reaper");
         assert_eq!(*fake.signals.borrow(), []);
+    }
+
+    fn kill_with(fake: &Fake, force: bool) -> Result<KillOutcome, OpError> {
+        let options = KillOptions { force, grace_ms: 1_000 };
+        block_on(kill_agent(fake.ctx(), &Settings::default(), "agent-1", &options))
+    }
+
+    /// `state(status, None)` once the kill has asked for the stop and (when `ended`) ended the
+    /// entry, at 1 000: the task is never touched.
+    fn killed(ended: bool) -> State {
+        let mut expected = state("working", None);
+        let agent = expected.registry.agent_mut("agent-1").unwrap();
+        agent.stop_requested = Some(StopRequest { by: "test".into(), at_ms: 1_000 });
+        if ended {
+            agent.status = AgentStatus::Dead;
+            agent.completed_at = Some(crate::time::format_rfc3339(1_000));
+        }
+        expected
+    }
+
+    #[test]
+    fn kill_of_an_agent_not_in_the_registry_does_nothing() {
+        let fake = Fake::new(state("working", None), 1_000, Liveness::Alive);
+        let options = KillOptions { force: false, grace_ms: 1_000 };
+        let outcome = block_on(kill_agent(fake.ctx(), &Settings::default(), "agent-9", &options));
+        assert_eq!(outcome, Ok(KillOutcome::Unknown));
+        assert_eq!(*fake.state.borrow(), state("working", None));
+        assert_eq!(*fake.signals.borrow(), []);
+    }
+
+    #[test]
+    fn kill_of_a_running_agent_stops_it_with_sigterm_and_marks_its_entry_dead_leaving_the_task_to_the_reaper() {
+        let fake = Fake::new(state("working", None), 1_000, Liveness::Alive);
+        assert_eq!(kill(&fake), KillOutcome::Killed { pid: 7, escalated: false });
+        assert_eq!(*fake.signals.borrow(), [(7, Signal::Term)]);
+        assert_eq!(*fake.state.borrow(), killed(true), "the stop request says the death was asked for");
+    }
+
+    #[test]
+    fn kill_escalates_to_sigkill_for_an_agent_that_ignores_sigterm() {
+        let mut fake = Fake::new(state("working", None), 1_000, Liveness::Alive);
+        fake.exits_on = Some(Signal::Kill);
+        assert_eq!(kill(&fake), KillOutcome::Killed { pid: 7, escalated: true });
+        assert_eq!(*fake.signals.borrow(), [(7, Signal::Term), (7, Signal::Kill)]);
+        assert_eq!(*fake.waits.borrow(), [1_000 + 1_000, 1_000 + Settings::default().kill_wait_ms as i64]);
+    }
+
+    #[test]
+    fn a_forced_kill_starts_at_sigkill() {
+        let fake = Fake::new(state("working", None), 1_000, Liveness::Alive);
+        assert_eq!(kill_with(&fake, true), Ok(KillOutcome::Killed { pid: 7, escalated: false }));
+        assert_eq!(*fake.signals.borrow(), [(7, Signal::Kill)]);
+        assert_eq!(*fake.state.borrow(), killed(true));
+    }
+
+    #[test]
+    fn kill_of_an_agent_whose_pid_is_not_its_process_signals_nothing_and_marks_the_entry_dead() {
+        let replaced = Fake::new(state("working", None), 1_000, Liveness::Replaced);
+        let why = "the pid now belongs to a process started later".to_string();
+        assert_eq!(kill(&replaced), KillOutcome::NotOurs { pid: 7, why });
+        assert_eq!(*replaced.signals.borrow(), []);
+        assert_eq!(*replaced.state.borrow(), killed(true));
+        // The pid guard refuses pid 1 outright.
+        let mut init = state("working", None);
+        init.registry.agent_mut("agent-1").unwrap().pid = 1;
+        let refused = Fake::new(init, 1_000, Liveness::Alive);
+        assert!(matches!(kill(&refused), KillOutcome::NotOurs { pid: 1, .. }));
+        assert_eq!(*refused.signals.borrow(), []);
+        assert_eq!(refused.state.borrow().registry.agent("agent-1").unwrap().status, AgentStatus::Dead);
+    }
+
+    #[test]
+    fn a_process_that_survives_sigkill_is_an_error_and_its_entry_keeps_its_status() {
+        let mut fake = Fake::new(state("working", None), 1_000, Liveness::Alive);
+        fake.exits_on = None;
+        assert_eq!(kill_with(&fake, false), Err(OpError::WillNotDie { agent_id: "agent-1".into(), pid: 7 }));
+        assert_eq!(*fake.signals.borrow(), [(7, Signal::Term), (7, Signal::Kill)]);
+        assert_eq!(*fake.state.borrow(), killed(false), "only the stop request was written");
     }
 }

@@ -174,4 +174,69 @@ mod tests {
         assert!(stuck.starts_with("agent-3 (pid 4242) did not exit after SIGKILL"), "{stuck}");
         assert!(stuck.contains("/proc/4242/stat"), "{stuck}");
     }
+
+    // The shared re-queue rule and the ownership condition.
+
+    fn task(status: TaskStatus, assigned: Option<&str>) -> Task {
+        let mut task = Task::new("t1", "t1");
+        task.status = status;
+        task.assigned = assigned.map(str::to_string);
+        task
+    }
+
+    #[test]
+    fn a_requeue_opens_unassigns_clears_the_failure_and_counts_one_attempt_in_its_log_entry() {
+        let mut failed = task(TaskStatus::Failed, Some("agent-1"));
+        failed.retry_count = 4;
+        failed.failure_reason = Some("exit code 2".into());
+        failed.tags = vec!["nightly".into()];
+        let mut expected = failed.clone();
+        requeue(&mut failed, 1_000, "reaper", "agent-1 ended".into());
+        expected.status = TaskStatus::Open;
+        expected.assigned = None;
+        expected.failure_reason = None;
+        expected.retry_count = 5;
+        expected.push_log(1_000, "reaper", "agent-1 ended (attempt 5)".into());
+        assert_eq!(failed, expected);
+        assert_eq!(attempt_marked(&failed.log[0].message), Some(5));
+    }
+
+    #[test]
+    #[should_panic(expected = "a done task is never re-opened (S4): t1")]
+    fn a_requeue_of_a_done_task_is_a_broken_invariant() {
+        requeue(&mut task(TaskStatus::Done, None), 1_000, "reaper", "x".into());
+    }
+
+    #[test]
+    fn only_a_log_entry_ending_in_a_well_formed_attempt_mark_counts_as_a_requeue() {
+        assert_eq!(attempt_marked("Retried: hung (attempt 3)"), Some(3));
+        assert_eq!(attempt_marked("Retried: a (attempt 1) b (attempt 12)"), Some(12));
+        for message in [
+            "Retried: hung",
+            "Retried (attempt 3) later",
+            "x (attempt 03)",
+            "x (attempt -1)",
+            "x(attempt 3)",
+            "x (attempt )",
+        ] {
+            assert_eq!(attempt_marked(message), None, "{message:?}");
+        }
+    }
+
+    #[test]
+    fn a_task_is_still_an_agents_only_while_in_progress_and_assigned_to_it() {
+        assert!(still_running_for(&task(TaskStatus::InProgress, Some("agent-1")), "agent-1"));
+        assert!(!still_running_for(&task(TaskStatus::InProgress, Some("agent-2")), "agent-1"));
+        assert!(!still_running_for(&task(TaskStatus::InProgress, None), "agent-1"));
+        assert!(!still_running_for(&task(TaskStatus::Open, Some("agent-1")), "agent-1"));
+        assert!(!still_running_for(&task(TaskStatus::Done, Some("agent-1")), "agent-1"));
+    }
+
+    #[test]
+    fn an_entry_that_is_not_in_the_registry_is_not_marked_ended() {
+        let mut state = state("in-progress", "working");
+        let before = state.clone();
+        assert!(!mark_agent_ended(&mut state, "agent-9", 7, 1_000));
+        assert_eq!(state, before);
+    }
 }

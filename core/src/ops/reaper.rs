@@ -521,4 +521,217 @@ mod tests {
         assert!(matches!(note_death(&mut crash_loop, &policy, 0), Throttle::None));
         assert!(matches!(note_death(&mut crash_loop, &policy, 5_000), Throttle::None));
     }
+
+    // Settling a task whose agent ended, on hand-made tasks.
+
+    use crate::ops::fake::state_of;
+    use serde_json::json;
+
+    const NOW_MS: i64 = 600_000;
+
+    fn in_progress() -> Task {
+        let mut task = Task::new("t1", "t1");
+        task.status = TaskStatus::InProgress;
+        task.assigned = Some("agent-1".into());
+        task.retry_count = 1;
+        task
+    }
+
+    fn settled(cause: DeathCause, stop_requested_by: Option<&str>) -> Task {
+        let mut task = in_progress();
+        let by = stop_requested_by.map(str::to_string);
+        settle_task(&mut task, &CrashLoopPolicy::default(), "reaper", "agent-1", &cause, by, NOW_MS);
+        task
+    }
+
+    /// `in_progress()` after `change`, with one log entry by the reaper.
+    fn expected(change: impl FnOnce(&mut Task), message: &str) -> Task {
+        let mut task = in_progress();
+        change(&mut task);
+        task.push_log(NOW_MS, "reaper", message.to_string());
+        task
+    }
+
+    #[test]
+    fn an_agent_whose_command_exited_with_code_0_leaves_its_task_done() {
+        let done = expected(
+            |task| {
+                task.status = TaskStatus::Done;
+                task.completed_at = Some(format_rfc3339(NOW_MS));
+            },
+            "agent-1's command exited with code 0: done",
+        );
+        assert_eq!(settled(DeathCause::Exited(ExitKind::Code(0)), None), done, "not a re-queue: the count stays");
+    }
+
+    #[test]
+    fn an_agent_whose_command_exited_with_another_code_leaves_its_task_failed_with_that_code() {
+        let failed = expected(
+            |task| {
+                task.status = TaskStatus::Failed;
+                task.failure_reason = Some("exit code 3".into());
+            },
+            "agent-1's command exited with code 3: failed",
+        );
+        assert_eq!(settled(DeathCause::Exited(ExitKind::Code(3)), None), failed);
+    }
+
+    #[test]
+    fn a_death_somebody_asked_for_requeues_the_task_and_is_not_counted_as_a_crash() {
+        let causes = [
+            DeathCause::Exited(ExitKind::Code(0)),
+            DeathCause::Exited(ExitKind::Code(143)),
+            DeathCause::Exited(ExitKind::Died),
+            DeathCause::EntryEnded(AgentStatus::Dead),
+        ];
+        for cause in causes {
+            let requeued = expected(
+                |task| {
+                    task.status = TaskStatus::Open;
+                    task.assigned = None;
+                    task.retry_count = 2;
+                },
+                "agent-1 was stopped by wg retry (pid 9); re-queued (attempt 2)",
+            );
+            assert_eq!(settled(cause.clone(), Some("wg retry (pid 9)")), requeued, "{cause:?}: no crash loop noted");
+        }
+    }
+
+    #[test]
+    fn an_agent_that_died_requeues_its_task_and_the_death_is_noted_for_the_crash_loop_throttle() {
+        let requeued = expected(
+            |task| {
+                task.status = TaskStatus::Open;
+                task.assigned = None;
+                task.retry_count = 2;
+                task.crash_loop = Some(CrashLoop { deaths_ms: vec![NOW_MS], ..CrashLoop::default() });
+            },
+            "agent-1 ended: its process died; re-queued (attempt 2)",
+        );
+        assert_eq!(settled(DeathCause::Exited(ExitKind::Died), None), requeued);
+    }
+
+    #[test]
+    fn the_death_that_completes_a_crash_loop_requeues_the_task_behind_a_backoff() {
+        let policy = CrashLoopPolicy { deaths_max: 2, window_ms: 1_000, backoffs_ms: vec![60_000] };
+        let mut task = in_progress();
+        task.crash_loop = Some(CrashLoop { deaths_ms: vec![NOW_MS - 999], ..CrashLoop::default() });
+        settle_task(&mut task, &policy, "reaper", "agent-1", &DeathCause::PidReused, None, NOW_MS);
+        let backing_off = expected(
+            |task| {
+                task.status = TaskStatus::Open;
+                task.assigned = None;
+                task.retry_count = 2;
+                let crash_loop =
+                    CrashLoop { deaths_ms: vec![], backoffs_served: 1, not_before_ms: Some(NOW_MS + 60_000) };
+                task.crash_loop = Some(crash_loop);
+            },
+            "agent-1 ended: its pid now belongs to another process; crash loop, re-queued after a 60 s backoff \
+             (attempt 2)",
+        );
+        assert_eq!(task, backing_off);
+    }
+
+    #[test]
+    fn every_death_cause_reads_as_the_end_of_a_sentence_about_the_agent() {
+        let shown = [
+            (DeathCause::Exited(ExitKind::Code(2)), "its process exited with code 2"),
+            (DeathCause::Exited(ExitKind::Died), "its process died"),
+            (DeathCause::PidReused, "its pid now belongs to another process"),
+            (DeathCause::NotAProcess("pid 1".into()), "its recorded pid is not an agent process (pid 1)"),
+            (DeathCause::NeverStarted, "it never started"),
+            (DeathCause::SpawnFailed("no shell".into()), "it could not be spawned: no shell"),
+            (DeathCause::EntryEnded(AgentStatus::Failed), "its registry entry is failed"),
+        ];
+        for (cause, text) in shown {
+            assert_eq!(cause.to_string(), text);
+        }
+    }
+
+    // Settling an ended agent inside a transaction.
+
+    fn agent_1(status: &str) -> serde_json::Value {
+        json!({"id": "agent-1", "pid": 7, "task_id": "t1", "started_at": "x", "status": status})
+    }
+
+    fn end_agent_1(state: &mut State) -> Option<Reaped> {
+        let died = DeathCause::Exited(ExitKind::Died);
+        on_agent_ended(state, &settings(), "reaper", "agent-1", 7, died, NOW_MS)
+    }
+
+    #[test]
+    fn an_ended_agent_whose_task_is_still_its_own_settles_the_task_and_its_entry_together() {
+        let mut state =
+            state_of(&[json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"})], &[agent_1("working")]);
+        let reaped = end_agent_1(&mut state).expect("settled");
+        let expected = Reaped {
+            agent_id: "agent-1".into(),
+            task_id: "t1".into(),
+            cause: DeathCause::Exited(ExitKind::Died),
+            task_now: Some(TaskStatus::Open),
+        };
+        assert_eq!(reaped, expected);
+        assert_eq!(state.registry.agent("agent-1").unwrap().status, AgentStatus::Dead);
+        assert_eq!(state.graph.task("t1").unwrap().retry_count, 1);
+    }
+
+    #[test]
+    fn an_ended_agent_whose_task_moved_on_ends_its_entry_and_leaves_the_task_alone() {
+        let moved_on = [
+            (json!({"id": "t1", "status": "open", "retry_count": 1}), AgentStatus::Dead),
+            (json!({"id": "t1", "status": "in-progress", "assigned": "agent-2"}), AgentStatus::Dead),
+            (json!({"id": "t1", "status": "done", "assigned": "agent-1"}), AgentStatus::Done),
+            (json!({"id": "t1", "status": "failed", "assigned": "agent-1"}), AgentStatus::Failed),
+        ];
+        for (task, entry_status) in moved_on {
+            let before = state_of(std::slice::from_ref(&task), &[agent_1("working")]);
+            let mut state = before.clone();
+            let reaped = end_agent_1(&mut state).expect("the entry is settled");
+            assert_eq!(reaped.task_now, None, "{task}");
+            assert_eq!(state.graph, before.graph, "{task}: the task is not touched");
+            assert_eq!(state.registry.agent("agent-1").unwrap().status, entry_status, "{task}");
+        }
+    }
+
+    // The orphan sweep: in-progress tasks whose entry ended without settling them.
+
+    #[test]
+    fn an_in_progress_task_whose_entry_was_ended_by_a_kill_is_requeued_without_counting_a_crash() {
+        let mut killed = agent_1("dead");
+        killed["stop_requested"] = json!({"by": "wg agents kill (pid 3)", "at_ms": 1});
+        let mut state = state_of(&[json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"})], &[killed]);
+        let reaped = settle_orphans(&mut state, &settings(), "reaper", NOW_MS);
+        let expected = Reaped {
+            agent_id: "agent-1".into(),
+            task_id: "t1".into(),
+            cause: DeathCause::EntryEnded(AgentStatus::Dead),
+            task_now: Some(TaskStatus::Open),
+        };
+        assert_eq!(reaped, [expected]);
+        let task = state.graph.task("t1").unwrap();
+        assert_eq!((task.retry_count, &task.crash_loop), (1, &None));
+        assert_eq!(
+            task.log.last().unwrap().message,
+            "agent-1 was stopped by wg agents kill (pid 3); re-queued (attempt 1)"
+        );
+    }
+
+    #[test]
+    fn the_orphan_sweep_leaves_running_entries_foreign_claims_and_other_tasks_entries_alone() {
+        let tasks = [
+            json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"}),
+            json!({"id": "t2", "status": "in-progress", "assigned": "someone"}),
+            json!({"id": "t3", "status": "in-progress", "assigned": "agent-3"}),
+            json!({"id": "t4", "status": "failed", "assigned": "agent-4"}),
+        ];
+        let agents = [
+            agent_1("working"),
+            json!({"id": "agent-3", "pid": 9, "task_id": "t0", "started_at": "x", "status": "dead"}),
+            json!({"id": "agent-4", "pid": 9, "task_id": "t4", "started_at": "x", "status": "dead"}),
+        ];
+        let before = state_of(&tasks, &agents);
+        let mut state = before.clone();
+        assert_eq!(settle_orphans(&mut state, &settings(), "reaper", NOW_MS), []);
+        assert_eq!(state, before);
+    }
 }

@@ -271,6 +271,7 @@ fn finish(
 mod tests {
     use super::*;
     use crate::graph::Graph;
+    use crate::model::AgentStatus;
     use crate::registry::Registry;
 
     /// t1 in progress for agent-1, whose stop `wg retry (pid 1)` requested at 0.
@@ -374,5 +375,308 @@ mod tests {
         };
         assert_eq!(lift_backoff(&mut state, "r", "t1", "x", 1_000), RetryOutcome::AlreadyOpen, "the backoff is over");
         assert!(state.graph.task("t1").unwrap().log.is_empty());
+    }
+
+    // The claim, on hand-made states: what each status leads to, and exactly what it writes.
+
+    use crate::ops::fake::{state_of, Fake};
+    use serde_json::json;
+
+    const ACTOR: &str = "wg retry (pid 2)";
+    const NOW_MS: i64 = 60_000;
+
+    fn working_agent() -> serde_json::Value {
+        json!({"id": "agent-1", "pid": 7, "task_id": "t1", "started_at": "x", "status": "working"})
+    }
+
+    fn claim_t1(state: &mut State) -> Result<Claim, OpError> {
+        claim(state, &Settings::default(), ACTOR, "t1", "hung", NOW_MS)
+    }
+
+    /// The state after `change` to a copy of `before`, made through the same accessors an
+    /// operation uses, so the comparison also covers which lines count as changed.
+    fn after(before: &State, change: impl FnOnce(&mut State)) -> State {
+        let mut expected = before.clone();
+        change(&mut expected);
+        expected
+    }
+
+    #[test]
+    fn a_retry_of_a_task_not_in_the_graph_is_refused_naming_it() {
+        let before = state_of(&[json!({"id": "t1", "status": "failed"})], &[]);
+        let mut state = before.clone();
+        let refused = claim(&mut state, &Settings::default(), ACTOR, "t9", "hung", NOW_MS);
+        assert!(matches!(refused, Err(OpError::UnknownTask(ref id)) if id == "t9"));
+        assert_eq!(state, before, "nothing written");
+    }
+
+    #[test]
+    fn a_retry_of_a_companion_task_is_refused_whatever_its_status() {
+        for status in ["failed", "open", "in-progress"] {
+            let before = state_of(&[json!({"id": ".evaluate-t1", "status": status})], &[]);
+            let mut state = before.clone();
+            let refused = claim(&mut state, &Settings::default(), ACTOR, ".evaluate-t1", "hung", NOW_MS);
+            let message = ".evaluate-t1 is an agency companion task; retry never changes companions, retry the \
+                           task it belongs to";
+            assert!(matches!(refused, Err(OpError::Refused(ref m)) if m == message), "{status}");
+            assert_eq!(state, before, "{status}: nothing written");
+        }
+    }
+
+    #[test]
+    fn a_retry_of_a_done_or_abandoned_task_is_refused_and_writes_nothing() {
+        for status in ["done", "abandoned"] {
+            let before = state_of(&[json!({"id": "t1", "status": status})], &[]);
+            let mut state = before.clone();
+            let message = format!("t1 is {status}; only failed and in-progress tasks can be retried");
+            assert!(matches!(claim_t1(&mut state), Err(OpError::Refused(ref m)) if *m == message), "{status}");
+            assert_eq!(state, before, "{status}: nothing written");
+        }
+    }
+
+    #[test]
+    fn a_retry_of_an_open_task_finds_it_already_open_and_writes_nothing() {
+        let before = state_of(&[json!({"id": "t1", "status": "open", "retry_count": 1})], &[]);
+        let mut state = before.clone();
+        assert!(matches!(claim_t1(&mut state), Ok(Claim::Done(RetryOutcome::AlreadyOpen))));
+        // Compared by value: `lift_backoff` takes the task through `task_mut` before it knows
+        // there is nothing to lift, so the line counts as changed and is re-serialized on commit
+        // (reported to the coordinator, not pinned here).
+        assert_eq!(state.graph.task("t1"), before.graph.task("t1"));
+        assert_eq!(state.registry, before.registry);
+    }
+
+    #[test]
+    fn a_retry_of_a_failed_task_reopens_it_counts_one_attempt_and_restarts_the_throttle() {
+        let failed = json!({"id": "t1", "status": "failed", "retry_count": 1, "failure_reason": "exit code 3",
+            "crash_loop": {"deaths_ms": [1], "backoffs_served": 2}});
+        let before = state_of(&[failed], &[]);
+        let mut state = before.clone();
+        let outcome = claim_t1(&mut state);
+        assert!(
+            matches!(outcome, Ok(Claim::Done(RetryOutcome::Requeued { from: TaskStatus::Failed, retry_count: 2 }))),
+            "the count raised once"
+        );
+        let expected = after(&before, |state| {
+            let task = state.graph.task_mut("t1").unwrap();
+            task.status = TaskStatus::Open;
+            task.retry_count = 2;
+            task.failure_reason = None;
+            task.crash_loop = None;
+            task.push_log(NOW_MS, ACTOR, "Retried (was failed): hung (attempt 2)".into());
+        });
+        assert_eq!(state, expected);
+    }
+
+    #[test]
+    fn a_failed_task_is_retried_until_it_has_used_its_max_retries() {
+        let failed = |retry_count: u32| {
+            state_of(&[json!({"id": "t1", "status": "failed", "max_retries": 2, "retry_count": retry_count})], &[])
+        };
+        let mut state = failed(1);
+        assert!(
+            matches!(claim_t1(&mut state), Ok(Claim::Done(RetryOutcome::Requeued { retry_count: 2, .. }))),
+            "one retry left"
+        );
+        assert_eq!(state.graph.task("t1").unwrap().status, TaskStatus::Open);
+        for used in [2, 3] {
+            let before = failed(used);
+            let mut state = before.clone();
+            let message =
+                format!("t1 has used {used} of its 2 retries; raise max_retries in the graph to retry it again");
+            assert!(matches!(claim_t1(&mut state), Err(OpError::Refused(ref m)) if *m == message), "{used} used");
+            assert_eq!(state, before, "{used} used: nothing written");
+        }
+    }
+
+    #[test]
+    fn a_retry_of_an_in_progress_task_claims_the_stop_of_its_running_agent_and_changes_nothing_else() {
+        for status in ["working", "starting", "frozen"] {
+            let mut agent = working_agent();
+            agent["status"] = json!(status);
+            let before = state_of(&[json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"})], &[agent]);
+            let mut state = before.clone();
+            let claimed = claim_t1(&mut state);
+            assert!(
+                matches!(claimed, Ok(Claim::Stop { ref agent_id, ref process }) if agent_id == "agent-1" && process.pid == 7),
+                "{status}"
+            );
+            let expected = after(&before, |state| {
+                let request = StopRequest { by: ACTOR.into(), at_ms: NOW_MS };
+                state.registry.agent_mut("agent-1").unwrap().stop_requested = Some(request);
+            });
+            assert_eq!(state, expected, "{status}: only the stop request is written");
+        }
+    }
+
+    #[test]
+    fn a_retry_of_an_in_progress_task_without_a_running_agent_requeues_it_at_once() {
+        let in_progress = json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"});
+        let mut dead = working_agent();
+        dead["status"] = json!("dead");
+        let unassigned = json!({"id": "t1", "status": "in-progress"});
+        for (task, agents) in [(in_progress.clone(), vec![dead]), (in_progress, vec![]), (unassigned, vec![])] {
+            let before = state_of(&[task], &agents);
+            let mut state = before.clone();
+            let outcome = claim_t1(&mut state);
+            assert!(
+                matches!(
+                    outcome,
+                    Ok(Claim::Done(RetryOutcome::Requeued { from: TaskStatus::InProgress, retry_count: 1 }))
+                ),
+                "{before:?}"
+            );
+            let expected = after(&before, |state| {
+                let task = state.graph.task_mut("t1").unwrap();
+                task.status = TaskStatus::Open;
+                task.assigned = None;
+                task.retry_count = 1;
+                task.push_log(NOW_MS, ACTOR, "Retried (its agent was not running): hung (attempt 1)".into());
+            });
+            assert_eq!(state, expected, "the registry is left as it was");
+        }
+    }
+
+    // The finish, once the agent is stopped: who re-queues, and what else is written.
+
+    /// t1 (`task`) and agent-1, which this retry asked to stop at 0.
+    fn stopped_by_this_retry(task: serde_json::Value, agent_status: &str) -> State {
+        let mut agent = working_agent();
+        agent["status"] = json!(agent_status);
+        agent["stop_requested"] = json!({"by": ACTOR, "at_ms": 0});
+        state_of(&[task], &[agent])
+    }
+
+    fn finish_t1(state: &mut State) -> RetryOutcome {
+        finish(state, ACTOR, "t1", "agent-1", 7, StopResult::Stopped { escalated: true }, "hung", NOW_MS)
+    }
+
+    fn ended(state: &mut State, status: AgentStatus) {
+        let agent = state.registry.agent_mut("agent-1").unwrap();
+        agent.status = status;
+        agent.completed_at = Some(format_rfc3339(NOW_MS));
+    }
+
+    #[test]
+    fn a_retry_that_stopped_the_agent_requeues_the_task_and_ends_the_entry() {
+        let before =
+            stopped_by_this_retry(json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"}), "working");
+        let mut state = before.clone();
+        let outcome = finish_t1(&mut state);
+        let restarted = RetryOutcome::Restarted {
+            agent_id: "agent-1".into(),
+            pid: 7,
+            stop: StopResult::Stopped { escalated: true },
+            by_reaper: false,
+            retry_count: 1,
+        };
+        assert_eq!(outcome, restarted);
+        let expected = after(&before, |state| {
+            ended(state, AgentStatus::Dead);
+            let task = state.graph.task_mut("t1").unwrap();
+            task.status = TaskStatus::Open;
+            task.assigned = None;
+            task.retry_count = 1;
+            task.push_log(NOW_MS, ACTOR, "Retried: hung (stopped agent-1, pid 7) (attempt 1)".into());
+        });
+        assert_eq!(state, expected);
+        let request = state.registry.agent("agent-1").unwrap().stop_requested.clone();
+        assert_eq!(request.map(|request| request.by), Some(ACTOR.to_string()), "who ended it stays recorded");
+    }
+
+    #[test]
+    fn when_the_reaper_requeued_first_the_retry_only_logs_its_reason_and_counts_nothing() {
+        // The reaper settled the death (count 1, entry dead); in the second state the dispatcher
+        // has since given the task to agent-2.
+        let requeued = json!({"id": "t1", "status": "open", "retry_count": 1});
+        let redispatched = json!({"id": "t1", "status": "in-progress", "assigned": "agent-2", "retry_count": 1});
+        for task in [requeued, redispatched] {
+            let before = stopped_by_this_retry(task, "dead");
+            let mut state = before.clone();
+            let outcome = finish_t1(&mut state);
+            assert!(matches!(outcome, RetryOutcome::Restarted { by_reaper: true, retry_count: 1, .. }), "{outcome:?}");
+            let expected = after(&before, |state| {
+                let message = "Retry (hung): stopped agent-1; the reaper had already re-queued the task";
+                state.graph.task_mut("t1").unwrap().push_log(NOW_MS, ACTOR, message.into());
+            });
+            assert_eq!(state, expected, "one log entry, nothing else");
+        }
+    }
+
+    #[test]
+    fn when_the_agent_finished_the_task_while_being_stopped_it_stays_done() {
+        let done = json!({"id": "t1", "status": "done", "assigned": "agent-1", "completed_at": "y"});
+        let before = stopped_by_this_retry(done, "working");
+        let mut state = before.clone();
+        assert_eq!(finish_t1(&mut state), RetryOutcome::FinishedMeanwhile { agent_id: "agent-1".into() });
+        let expected = after(&before, |state| {
+            ended(state, AgentStatus::Done);
+            let message = "Retry (hung): agent-1 finished the task while being stopped; left done";
+            state.graph.task_mut("t1").unwrap().push_log(NOW_MS, ACTOR, message.into());
+        });
+        assert_eq!(state, expected);
+    }
+
+    // The whole retry against the fake ports.
+
+    #[test]
+    fn a_retry_of_a_running_agent_sends_sigterm_once_and_requeues_its_task_once() {
+        let in_progress = json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"});
+        let fake = Fake::new(state_of(&[in_progress], &[working_agent()]), NOW_MS, Liveness::Alive);
+        let outcome = crate::block_on(retry(fake.ctx(), &Settings::default(), "t1", "hung")).unwrap();
+        let restarted = RetryOutcome::Restarted {
+            agent_id: "agent-1".into(),
+            pid: 7,
+            stop: StopResult::Stopped { escalated: false },
+            by_reaper: false,
+            retry_count: 1,
+        };
+        assert_eq!(outcome, restarted);
+        assert_eq!(*fake.signals.borrow(), [(7, crate::ports::Signal::Term)]);
+        let state = fake.state.borrow();
+        let task = state.graph.task("t1").unwrap();
+        assert_eq!((&task.status, task.retry_count, task.log.len()), (&TaskStatus::Open, 1, 1));
+        assert_eq!(state.registry.agent("agent-1").unwrap().status, AgentStatus::Dead);
+    }
+
+    #[test]
+    fn a_late_takeover_writes_nothing_when_the_requester_requeued_the_task_meanwhile() {
+        let settings = Settings::default();
+        let late_ms = settings.stop_max_ms() as i64;
+        let mut agent = working_agent();
+        agent["stop_requested"] = json!({"by": "wg retry (pid 1)", "at_ms": 0});
+        let in_progress = json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"});
+        let fake = Fake::new(state_of(&[in_progress], &[agent]), late_ms, Liveness::Gone(crate::ports::ExitKind::Died));
+        // The requester commits its re-queue between the claim and the takeover's look.
+        fake.at_next_liveness(|state| {
+            requeue(state.graph.task_mut("t1").unwrap(), 1, "wg retry (pid 1)", "Retried: hung".into());
+            mark_agent_ended(state, "agent-1", 7, 1);
+        });
+        let before_takeover = {
+            let mut state = fake.state.borrow().clone();
+            requeue(state.graph.task_mut("t1").unwrap(), 1, "wg retry (pid 1)", "Retried: hung".into());
+            mark_agent_ended(&mut state, "agent-1", 7, 1);
+            state
+        };
+        let outcome = crate::block_on(retry(fake.ctx(), &settings, "t1", "hung")).unwrap();
+        assert_eq!(outcome, RetryOutcome::InFlight { agent_id: "agent-1".into(), by: "wg retry (pid 1)".into() });
+        assert_eq!(*fake.state.borrow(), before_takeover, "one count, one log entry: the requester's");
+        assert!(fake.signals.borrow().is_empty());
+    }
+
+    #[test]
+    fn a_late_takeover_finds_a_reused_pid_not_ours_and_still_requeues_without_signalling() {
+        let settings = Settings::default();
+        let mut agent = working_agent();
+        agent["stop_requested"] = json!({"by": "wg retry (pid 1)", "at_ms": 0});
+        let in_progress = json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"});
+        let fake = Fake::new(state_of(&[in_progress], &[agent]), settings.stop_max_ms() as i64, Liveness::Replaced);
+        let outcome = crate::block_on(retry(fake.ctx(), &settings, "t1", "hung")).unwrap();
+        let not_ours = StopResult::NotOurs("the pid now belongs to a process started later".into());
+        assert!(
+            matches!(outcome, RetryOutcome::Restarted { ref stop, by_reaper: false, retry_count: 1, .. } if *stop == not_ours),
+            "{outcome:?}"
+        );
+        assert!(fake.signals.borrow().is_empty(), "a pid that is not ours is never signalled");
     }
 }

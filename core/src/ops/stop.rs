@@ -118,4 +118,51 @@ mod tests {
         assert_eq!(result, Err(OpError::WillNotDie { agent_id: "agent-1".into(), pid: 7 }));
         assert_eq!(signals, [Signal::Term, Signal::Kill]);
     }
+
+    /// Like [`stop`], with each signal finding what `outcomes` says in turn (then delivered), and
+    /// a process that never exits of its own.
+    fn stop_finding(outcomes: Vec<SignalOutcome>, force: bool) -> (Result<StopResult, OpError>, Vec<Signal>, Vec<i64>) {
+        let state = State { graph: Graph::parse(b"").unwrap(), registry: Registry::empty() };
+        let mut fake = Fake::new(state, NOW_MS, Liveness::Alive);
+        fake.exits_on = None;
+        *fake.signal_outcomes.borrow_mut() = outcomes.into();
+        let process = ProcessRef { pid: 7, start_ticks: Some(1), started_at_ms: None };
+        let result = block_on(stop_process(fake.ctx(), "agent-1", &process, force, GRACE_MS, KILL_WAIT_MS));
+        let signals = fake.signals.borrow().iter().map(|(_, signal)| *signal).collect();
+        let waits = fake.waits.borrow().clone();
+        (result, signals, waits)
+    }
+
+    #[test]
+    fn a_process_gone_before_the_first_signal_is_already_gone_and_not_waited_for() {
+        for force in [false, true] {
+            let (result, signals, waits) = stop_finding(vec![SignalOutcome::Gone], force);
+            assert_eq!(result, Ok(StopResult::AlreadyGone), "force {force}");
+            assert_eq!((signals, waits), (vec![], vec![]), "force {force}");
+        }
+    }
+
+    #[test]
+    fn a_pid_that_is_not_the_agents_is_reported_and_never_waited_for() {
+        for force in [false, true] {
+            let (result, signals, waits) = stop_finding(vec![SignalOutcome::NotOurs("pid reused".into())], force);
+            assert_eq!(result, Ok(StopResult::NotOurs("pid reused".into())), "force {force}");
+            assert_eq!((signals, waits), (vec![], vec![]), "force {force}");
+        }
+    }
+
+    #[test]
+    fn a_process_that_exits_just_as_the_grace_period_ends_is_stopped_without_escalation() {
+        let (result, signals, waits) = stop_finding(vec![SignalOutcome::Delivered, SignalOutcome::Gone], false);
+        assert_eq!(result, Ok(StopResult::Stopped { escalated: false }));
+        assert_eq!((signals, waits), (vec![Signal::Term], vec![NOW_MS + GRACE_MS as i64]));
+    }
+
+    #[test]
+    fn a_sigkill_the_identity_check_refuses_after_the_grace_period_is_reported_not_waited_on() {
+        let outcomes = vec![SignalOutcome::Delivered, SignalOutcome::NotOurs("EPERM".into())];
+        let (result, signals, waits) = stop_finding(outcomes, false);
+        assert_eq!(result, Ok(StopResult::NotOurs("EPERM".into())));
+        assert_eq!((signals, waits), (vec![Signal::Term], vec![NOW_MS + GRACE_MS as i64]));
+    }
 }

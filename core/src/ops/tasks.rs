@@ -316,4 +316,159 @@ mod tests {
         assert_eq!(fake.state.borrow().graph.tasks().count(), 0, "nothing was added");
         assert_eq!(crate::block_on(add_task(fake.ctx(), &titled(Some(".flip-a"), "A"))), Ok(".flip-a".into()));
     }
+
+    // `wg done`, `wg fail` and `wg heartbeat`: who may record a result, and what is written.
+
+    use crate::block_on;
+    use crate::ops::fake::{state_of, Fake};
+    use crate::ports::Liveness;
+    use serde_json::json;
+
+    const NOW_MS: i64 = 60_000;
+
+    fn fake_with(task: serde_json::Value) -> Fake {
+        let agent = json!({"id": "agent-1", "pid": 7, "task_id": "t1", "started_at": "x", "status": "working"});
+        Fake::new(state_of(&[task], &[agent]), NOW_MS, Liveness::Alive)
+    }
+
+    fn owned_by_agent_1() -> serde_json::Value {
+        json!({"id": "t1", "status": "in-progress", "assigned": "agent-1", "failure_reason": "earlier"})
+    }
+
+    /// The tasks no longer agent-1's, and how the refusal describes each.
+    fn not_owned_by_agent_1() -> [(serde_json::Value, &'static str); 3] {
+        [
+            (json!({"id": "t1", "status": "in-progress", "assigned": "agent-2"}), "in-progress, assigned to agent-2"),
+            (json!({"id": "t1", "status": "open", "retry_count": 1}), "open"),
+            (json!({"id": "t1", "status": "failed", "assigned": "agent-1"}), "failed, assigned to agent-1"),
+        ]
+    }
+
+    #[test]
+    fn done_by_the_agent_that_owns_the_task_or_by_a_person_marks_it_done() {
+        for (task, agent_id) in [(owned_by_agent_1(), Some("agent-1")), (json!({"id": "t1", "status": "failed"}), None)]
+        {
+            let fake = fake_with(task.clone());
+            let before = fake.state.borrow().clone();
+            assert_eq!(block_on(finish_task(fake.ctx(), "t1", agent_id)), Ok(true), "{task}");
+            let mut expected = before;
+            let done = expected.graph.task_mut("t1").unwrap();
+            done.status = TaskStatus::Done;
+            done.completed_at = Some(format_rfc3339(NOW_MS));
+            done.failure_reason = None;
+            done.push_log(NOW_MS, "test", "Task marked as done".into());
+            assert_eq!(*fake.state.borrow(), expected, "{task}");
+        }
+    }
+
+    #[test]
+    fn done_of_a_done_task_changes_nothing_and_says_so() {
+        let fake = fake_with(json!({"id": "t1", "status": "done", "assigned": "agent-2"}));
+        let before = fake.state.borrow().clone();
+        assert_eq!(block_on(finish_task(fake.ctx(), "t1", Some("agent-1"))), Ok(false));
+        assert_eq!(*fake.state.borrow(), before);
+    }
+
+    #[test]
+    fn done_or_fail_from_an_agent_that_no_longer_owns_the_task_is_refused_and_not_recorded() {
+        for (task, now) in not_owned_by_agent_1() {
+            let message = format!("agent-1 no longer owns t1 (it is {now}); the result was not recorded");
+            let fake = fake_with(task.clone());
+            let before = fake.state.borrow().clone();
+            assert_eq!(
+                block_on(finish_task(fake.ctx(), "t1", Some("agent-1"))),
+                Err(OpError::Refused(message.clone()))
+            );
+            assert_eq!(block_on(fail_task(fake.ctx(), "t1", "broke", Some("agent-1"))), Err(OpError::Refused(message)));
+            assert_eq!(*fake.state.borrow(), before, "{task}");
+        }
+    }
+
+    #[test]
+    fn fail_by_the_owning_agent_or_a_person_marks_the_task_failed_with_the_reason() {
+        for (task, agent_id) in [(owned_by_agent_1(), Some("agent-1")), (json!({"id": "t1", "status": "open"}), None)] {
+            let fake = fake_with(task.clone());
+            let before = fake.state.borrow().clone();
+            assert_eq!(block_on(fail_task(fake.ctx(), "t1", "tests fail", agent_id)), Ok(()), "{task}");
+            let mut expected = before;
+            let failed = expected.graph.task_mut("t1").unwrap();
+            failed.status = TaskStatus::Failed;
+            failed.failure_reason = Some("tests fail".into());
+            failed.push_log(NOW_MS, "test", "Task marked as failed: tests fail".into());
+            assert_eq!(*fake.state.borrow(), expected, "{task}");
+        }
+    }
+
+    #[test]
+    fn a_done_task_cannot_fail_even_by_a_person() {
+        let fake = fake_with(json!({"id": "t1", "status": "done"}));
+        let before = fake.state.borrow().clone();
+        let refused = block_on(fail_task(fake.ctx(), "t1", "oops", None));
+        assert_eq!(refused, Err(OpError::Refused("t1 is done; a done task cannot fail".into())));
+        assert_eq!(*fake.state.borrow(), before);
+    }
+
+    #[test]
+    fn done_and_fail_of_a_task_not_in_the_graph_name_it() {
+        let fake = fake_with(owned_by_agent_1());
+        assert_eq!(block_on(finish_task(fake.ctx(), "t9", None)), Err(OpError::UnknownTask("t9".into())));
+        assert_eq!(block_on(fail_task(fake.ctx(), "t9", "x", None)), Err(OpError::UnknownTask("t9".into())));
+    }
+
+    #[test]
+    fn a_heartbeat_refreshes_a_running_entry_and_cannot_revive_an_ended_one() {
+        let fake = fake_with(owned_by_agent_1());
+        let before = fake.state.borrow().clone();
+        assert_eq!(block_on(heartbeat(fake.ctx(), "agent-1")), Ok(()));
+        let mut expected = before;
+        expected.registry.agent_mut("agent-1").unwrap().last_heartbeat = Some(format_rfc3339(NOW_MS));
+        assert_eq!(*fake.state.borrow(), expected);
+        fake.state.borrow_mut().registry.agent_mut("agent-1").unwrap().status = crate::model::AgentStatus::Dead;
+        let refused = block_on(heartbeat(fake.ctx(), "agent-1"));
+        assert_eq!(refused, Err(OpError::Refused("agent-1 is dead; a heartbeat cannot revive it".into())));
+        assert_eq!(block_on(heartbeat(fake.ctx(), "agent-9")), Err(OpError::UnknownAgent("agent-9".into())));
+    }
+
+    // `wg recover`: the plan is applied only when asked, and only to a task that exists.
+
+    fn recoverable() -> Fake {
+        let tasks = [
+            json!({"id": "t1", "status": "failed", "retry_count": 2, "failure_reason": "exit code 1",
+                   "crash_loop": {"backoffs_served": 3}}),
+            json!({"id": ".evaluate-t1", "status": "open"}),
+            json!({"id": "t2", "status": "in-progress", "assigned": "agent-1"}),
+        ];
+        Fake::new(state_of(&tasks, &[]), NOW_MS, Liveness::Alive)
+    }
+
+    #[test]
+    fn recover_applied_reopens_counts_and_unthrottles_the_task_and_abandons_its_companion() {
+        let fake = recoverable();
+        let before = fake.state.borrow().clone();
+        let plan = block_on(recover(fake.ctx(), None, false, true)).unwrap();
+        let planned = RecoverPlan { requeued: vec!["t1".into()], companions_abandoned: vec![".evaluate-t1".into()] };
+        assert_eq!(plan, planned);
+        let mut expected = before;
+        let task = expected.graph.task_mut("t1").unwrap();
+        task.status = TaskStatus::Open;
+        task.retry_count = 3;
+        task.failure_reason = None;
+        task.crash_loop = None;
+        task.push_log(NOW_MS, "test", "Recovered by wg recover (attempt 3)".into());
+        let companion = expected.graph.task_mut(".evaluate-t1").unwrap();
+        companion.status = TaskStatus::Abandoned;
+        companion.push_log(NOW_MS, "test", "Abandoned by wg recover".into());
+        assert_eq!(*fake.state.borrow(), expected, "the in-progress t2 is not touched");
+    }
+
+    #[test]
+    fn recover_as_a_dry_run_writes_nothing_and_of_an_unknown_task_is_refused() {
+        let fake = recoverable();
+        let before = fake.state.borrow().clone();
+        let plan = block_on(recover(fake.ctx(), Some("t1"), true, false)).unwrap();
+        assert_eq!(plan, RecoverPlan { requeued: vec!["t1".into()], companions_abandoned: vec![] });
+        assert_eq!(*fake.state.borrow(), before, "a dry run");
+        assert_eq!(block_on(recover(fake.ctx(), Some("t9"), false, true)), Err(OpError::UnknownTask("t9".into())));
+        assert_eq!(*fake.state.borrow(), before);
+    }
 }
