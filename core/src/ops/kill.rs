@@ -122,7 +122,7 @@ mod tests {
     }
 
     fn kill_with(fake: &Fake, force: bool) -> Result<KillOutcome, OpError> {
-        let options = KillOptions { force, grace_ms: 1_000 };
+        let options = StopOptions { force, grace_ms: 1_000 };
         block_on(kill_agent(fake.ctx(), &Settings::default(), "agent-1", &options))
     }
 
@@ -142,7 +142,7 @@ mod tests {
     #[test]
     fn kill_of_an_agent_not_in_the_registry_does_nothing() {
         let fake = Fake::new(state("working", None), 1_000, Liveness::Alive);
-        let options = KillOptions { force: false, grace_ms: 1_000 };
+        let options = StopOptions { force: false, grace_ms: 1_000 };
         let outcome = block_on(kill_agent(fake.ctx(), &Settings::default(), "agent-9", &options));
         assert_eq!(outcome, Ok(KillOutcome::Unknown));
         assert_eq!(*fake.state.borrow(), state("working", None));

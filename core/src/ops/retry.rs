@@ -198,8 +198,11 @@ fn claim(
 /// retrying has looked at the task, so the throttle starts afresh, as it does when a failed task is
 /// retried. Otherwise there is nothing to do.
 fn lift_backoff(state: &mut State, actor: &str, task_id: &str, reason: &str, now_ms: i64) -> RetryOutcome {
-    let task = state.graph.task_mut(task_id).expect("found by the claim");
+    // Looked at before `task_mut`, which marks the line changed: a retry with nothing to do
+    // writes nothing (another tool's formatting of the line survives, nobody is woken).
+    let task = state.graph.task(task_id).expect("found by the claim");
     let Some(until_ms) = super::backoff_until(task, now_ms) else { return RetryOutcome::AlreadyOpen };
+    let task = state.graph.task_mut(task_id).expect("found by the claim");
     task.crash_loop = None;
     let until = format_rfc3339(until_ms);
     task.push_log(now_ms, actor, format!("Retried: {reason} (lifted the crash-loop backoff until {until})"));
@@ -439,11 +442,11 @@ mod tests {
         let before = state_of(&[json!({"id": "t1", "status": "open", "retry_count": 1})], &[]);
         let mut state = before.clone();
         assert!(matches!(claim_t1(&mut state), Ok(Claim::Done(RetryOutcome::AlreadyOpen))));
-        // Compared by value: `lift_backoff` takes the task through `task_mut` before it knows
-        // there is nothing to lift, so the line counts as changed and is re-serialized on commit
-        // (reported to the coordinator, not pinned here).
         assert_eq!(state.graph.task("t1"), before.graph.task("t1"));
         assert_eq!(state.registry, before.registry);
+        // Not even touched: a line taken through `task_mut` is re-serialized on commit, which
+        // would lose another tool's formatting of it and wake the service for nothing.
+        assert!(!state.graph.is_changed(), "nothing to write");
     }
 
     #[test]
@@ -623,7 +626,14 @@ mod tests {
     fn a_retry_of_a_running_agent_sends_sigterm_once_and_requeues_its_task_once() {
         let in_progress = json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"});
         let fake = Fake::new(state_of(&[in_progress], &[working_agent()]), NOW_MS, Liveness::Alive);
-        let outcome = crate::block_on(retry(fake.ctx(), &Settings::default(), "t1", "hung")).unwrap();
+        let outcome = crate::block_on(retry(
+            fake.ctx(),
+            &Settings::default(),
+            "t1",
+            "hung",
+            &StopOptions::configured(&Settings::default()),
+        ))
+        .unwrap();
         let restarted = RetryOutcome::Restarted {
             agent_id: "agent-1".into(),
             pid: 7,
@@ -658,7 +668,8 @@ mod tests {
             mark_agent_ended(&mut state, "agent-1", 7, 1);
             state
         };
-        let outcome = crate::block_on(retry(fake.ctx(), &settings, "t1", "hung")).unwrap();
+        let outcome =
+            crate::block_on(retry(fake.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
         assert_eq!(outcome, RetryOutcome::InFlight { agent_id: "agent-1".into(), by: "wg retry (pid 1)".into() });
         assert_eq!(*fake.state.borrow(), before_takeover, "one count, one log entry: the requester's");
         assert!(fake.signals.borrow().is_empty());
@@ -671,7 +682,8 @@ mod tests {
         agent["stop_requested"] = json!({"by": "wg retry (pid 1)", "at_ms": 0});
         let in_progress = json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"});
         let fake = Fake::new(state_of(&[in_progress], &[agent]), settings.stop_max_ms() as i64, Liveness::Replaced);
-        let outcome = crate::block_on(retry(fake.ctx(), &settings, "t1", "hung")).unwrap();
+        let outcome =
+            crate::block_on(retry(fake.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
         let not_ours = StopResult::NotOurs("the pid now belongs to a process started later".into());
         assert!(
             matches!(outcome, RetryOutcome::Restarted { ref stop, by_reaper: false, retry_count: 1, .. } if *stop == not_ours),
