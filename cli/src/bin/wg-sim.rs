@@ -69,6 +69,22 @@ enum Mode {
         #[arg(long, default_value = "wg-sim-failures")]
         out: PathBuf,
     },
+    /// Explores every schedule of scenario files within bounds, at most K preemptions and N
+    /// injected faults each, and stops at the first violation (docs/simulation-check.md).
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_name = "K", default_value_t = 2)]
+        preemptions: u32,
+        #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=executor::FAULTS_MAX as i64))]
+        faults: u32,
+        /// Stops each scenario after its share of D; it is then reported incomplete.
+        #[arg(long, value_name = "D", value_parser = parse_time)]
+        time: Option<Duration>,
+        /// Folder for failing traces.
+        #[arg(long, default_value = "wg-sim-failures")]
+        out: PathBuf,
+    },
     /// Replays one seed (or a trace) and prints its timeline.
     Replay {
         scenario: PathBuf,
@@ -110,6 +126,7 @@ fn main() -> ExitCode {
         Mode::Fuzz { paths, seeds, campaign, scheduler, swarm, out } => {
             fuzz(&paths, &seeds, &campaign, scheduler, swarm, &out)
         }
+        Mode::Check { paths, preemptions, faults, time, out } => check(&paths, preemptions, faults, time, &out),
         Mode::Replay { scenario, seed, determinism: true, .. } => check_determinism(&scenario, seed),
         Mode::Replay { scenario, seed, trace, .. } => replay(&scenario, seed, trace.as_deref()),
     };
@@ -330,6 +347,20 @@ impl Tally {
             ExitCode::SUCCESS
         }
     }
+}
+
+fn check(paths: &[PathBuf], preemptions: u32, faults: u32, time: Option<Duration>, out: &Path) -> Result<ExitCode, String> {
+    let scenarios = load_all(paths)?;
+    let end = time.map(|time| Instant::now() + time);
+    let mut failed = false;
+    for (index, scenario) in scenarios.iter().enumerate() {
+        let deadline = end.map(|end| campaign::share_of(end, Instant::now(), scenarios.len() - index));
+        let bounds = wg_sim::explore::Bounds { preemptions, faults, deadline, prune: true };
+        let (text, failure) = wg_sim::explore::report::check(scenario, &bounds, out)?;
+        print!("{text}");
+        failed |= failure;
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn check_determinism(path: &Path, seed: u64) -> Result<ExitCode, String> {
