@@ -4,11 +4,13 @@
 //! The default (index 0) is non-preemptive: the actor that ran last goes on if it can, else the
 //! lowest runnable id. A switch away from an actor that could have gone on is a preemption
 //! (bounded by `--preemptions`); a switch when it cannot (it waits, finished or died) is free, as
-//! in CHESS. A fault (bounded by `--faults`) is any decision [`executor::fault_choices`] offers.
+//! in CHESS. A fault (bounded by `--faults`) is any decision [`executor::fault_choices`] offers,
+//! less those that cannot differ from another one offered (see [`distinct`]). A crash is an
+//! event, not a switch: it costs a fault, never a preemption.
 
 use crate::executor::{self, Decision, StepView};
 use crate::scenario::FaultKind;
-use crate::world::ActorId;
+use crate::world::{ActorId, ActorKind, Landing};
 
 /// What choosing an alternative spends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +34,23 @@ fn sampled(decision: &Decision) -> bool {
     }
 }
 
+/// Whether a fault offered for `actor` can lead anywhere the ones already kept do not:
+/// - a crash's landing matters only when a write is in flight (`World::release_actor`);
+/// - a service crash kills every service actor (`World::crash_service`), whichever of them it
+///   is offered for: one is enough.
+fn distinct(step: &StepView<'_>, decision: &Decision, kept: &[(Decision, Cost)]) -> bool {
+    let inner = step.world.inner.borrow();
+    let Decision::Crash { actor, landing } = decision else { return true };
+    if *landing == Landing::Whole && inner.pending_write.is_none() {
+        return false;
+    }
+    let is_service = |actor: ActorId| inner.actors[actor].kind == ActorKind::Service;
+    !(is_service(*actor)
+        && kept.iter().any(|(other, _)| {
+            matches!(other, Decision::Crash { actor: other, landing: same } if is_service(*other) && same == landing)
+        }))
+}
+
 /// Every alternative at this step; the first is the default. `faults` are the kinds allowed,
 /// already empty when the fault budget is spent or the phase allows none.
 pub fn alternatives(step: &StepView<'_>, last: Option<ActorId>, faults: &[FaultKind]) -> Vec<(Decision, Cost)> {
@@ -47,7 +66,10 @@ pub fn alternatives(step: &StepView<'_>, last: Option<ActorId>, faults: &[FaultK
     for actor in order {
         for &kind in faults.iter().filter(|&&kind| acts_on_actor(kind)) {
             for decision in executor::fault_choices(step.world, kind, actor) {
-                found.push((decision, Cost { preempts: preempts(actor), is_fault: true }));
+                if distinct(step, &decision, &found) {
+                    let preempts = !matches!(decision, Decision::Crash { .. }) && preempts(actor);
+                    found.push((decision, Cost { preempts, is_fault: true }));
+                }
             }
         }
     }

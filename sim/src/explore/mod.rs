@@ -23,7 +23,7 @@ use crate::runner::{self, Found};
 use crate::scenario::{FaultKind, Scenario};
 use crate::world::ActorId;
 use choices::Cost;
-use state::{Views, Visited};
+use state::{StoreHash, Views, Visited};
 use std::time::{Duration, Instant};
 
 /// The bounds of one exploration.
@@ -59,34 +59,69 @@ pub struct Exploration {
     pub finals: std::collections::BTreeSet<u64>,
 }
 
-/// One step of a schedule as it ran: the cost of each alternative, the one taken, and what was
-/// spent before it.
+/// One step of the current schedule: its alternatives, the one taken, and what was spent and
+/// seen before it (so the next schedule can replay up to here without hashing anything).
 struct Point {
-    costs: Vec<Cost>,
+    alternatives: Vec<(Decision, Cost)>,
     chosen: usize,
     preemptions: u32,
     faults: u32,
+    last: Option<ActorId>,
+    views: Views,
 }
 
-/// The explorer's decision source for one schedule.
+/// The explorer's decision source for one schedule: replays the steps of `stack` (the last
+/// schedule, its last step's choice changed), then takes defaults, pushing new steps.
 struct Guided<'a> {
-    prefix: &'a [usize],
-    points: Vec<Point>,
+    stack: &'a mut Vec<Point>,
+    /// Steps below this are replayed; the state before any later step is new.
+    replayed: usize,
+    depth: usize,
     last: Option<ActorId>,
     preemptions: u32,
     faults: u32,
+    views: Views,
+    store: StoreHash,
     bounds: &'a Bounds,
     kinds: &'a [FaultKind],
     visited: &'a mut Visited,
-    views: Views,
+}
+
+impl Guided<'_> {
+    fn take(&mut self, decision: &Decision, cost: Cost) {
+        self.preemptions += u32::from(cost.preempts);
+        self.faults += u32::from(cost.is_fault);
+        // A crash is an event, not a switch: the actor that ran last goes on if it still can.
+        if let Decision::Run { actor, .. } = decision {
+            self.last = Some(*actor);
+        }
+    }
+
+    /// The step at `depth` of the last schedule, again; its views only if it is the changed one
+    /// (the states before it were explored, and their views are saved).
+    fn replay(&mut self, step: &StepView<'_>, depth: usize) -> Decision {
+        let point = &self.stack[depth];
+        let (decision, cost) = point.alternatives[point.chosen].clone();
+        (self.last, self.preemptions, self.faults) = (point.last, point.preemptions, point.faults);
+        if depth + 1 == self.replayed {
+            self.views = point.views.clone();
+            let world = state::world_hash(&step.world.inner.borrow(), &mut self.store);
+            self.views.observe(&step.world.inner.borrow(), world, &decision);
+        }
+        self.take(&decision, cost);
+        decision
+    }
 }
 
 impl Chooser for Guided<'_> {
     fn choose(&mut self, step: &StepView<'_>) -> Option<Decision> {
-        let world = state::world_hash(&step.world.inner.borrow());
-        let depth = self.points.len();
-        // Steps of the prefix reached states the earlier schedules already recorded.
-        if self.bounds.prune && depth >= self.prefix.len() {
+        let depth = self.depth;
+        self.depth += 1;
+        if depth < self.replayed {
+            return Some(self.replay(step, depth));
+        }
+        let world = state::world_hash(&step.world.inner.borrow(), &mut self.store);
+        if self.bounds.prune {
             let key = self.views.state_key(step, world, self.last);
             if self.visited.seen_or_insert(key, self.preemptions, self.faults) {
                 return None;
@@ -99,37 +134,38 @@ impl Chooser for Guided<'_> {
             // The liveness phase runs the default schedule.
             alternatives.truncate(1);
         }
-        let chosen = self.prefix.get(depth).copied().unwrap_or(0);
-        assert!(chosen < alternatives.len(), "a replayed prefix leads to the same steps (the executor is deterministic)");
-        let costs = alternatives.iter().map(|(_, cost)| *cost).collect();
-        self.points.push(Point { costs, chosen, preemptions: self.preemptions, faults: self.faults });
-        let (decision, cost) = alternatives.swap_remove(chosen);
-        self.preemptions += u32::from(cost.preempts);
-        self.faults += u32::from(cost.is_fault);
-        if let Decision::Run { actor, .. } | Decision::Crash { actor, .. } = &decision {
-            self.last = Some(*actor);
-        }
+        let (decision, cost) = alternatives[0].clone();
+        self.stack.push(Point {
+            alternatives,
+            chosen: 0,
+            preemptions: self.preemptions,
+            faults: self.faults,
+            last: self.last,
+            views: self.views.clone(),
+        });
         self.views.observe(&step.world.inner.borrow(), world, &decision);
+        self.take(&decision, cost);
         Some(decision)
     }
 }
 
-/// The next schedule in depth-first order: the deepest step with an untried alternative that
-/// fits the bounds, taken; `None` when every schedule was tried.
-fn next_prefix(points: &[Point], bounds: &Bounds) -> Option<Vec<usize>> {
-    for depth in (0..points.len()).rev() {
-        let point = &points[depth];
+/// Moves `stack` to the next schedule in depth-first order: the deepest step with an untried
+/// alternative that fits the bounds takes it, the steps after it go. False when every schedule
+/// was tried.
+fn advance(stack: &mut Vec<Point>, bounds: &Bounds) -> bool {
+    while let Some(point) = stack.last_mut() {
         let fits = |cost: &Cost| {
             point.preemptions + u32::from(cost.preempts) <= bounds.preemptions
                 && point.faults + u32::from(cost.is_fault) <= bounds.faults
         };
-        if let Some(next) = (point.chosen + 1..point.costs.len()).find(|&index| fits(&point.costs[index])) {
-            let mut prefix: Vec<usize> = points[..depth].iter().map(|point| point.chosen).collect();
-            prefix.push(next);
-            return Some(prefix);
+        let untried = point.chosen + 1..point.alternatives.len();
+        if let Some(next) = untried.into_iter().find(|&index| fits(&point.alternatives[index].1)) {
+            point.chosen = next;
+            return true;
         }
+        stack.pop();
     }
-    None
+    false
 }
 
 /// Explores every schedule of `scenario` within `bounds`; `options` gives the seed (which
@@ -140,25 +176,27 @@ pub fn explore(scenario: &Scenario, bounds: &Bounds, options: &RunOptions, hash_
     let options = RunOptions { hash_steps: hash_finals, replay: None, record_timeline: false, ..options.clone() };
     let mut visited = Visited::default();
     let mut outcome = Exploration::default();
-    let mut prefix: Vec<usize> = Vec::new();
+    let mut stack: Vec<Point> = Vec::new();
     loop {
         if bounds.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
             outcome.incomplete = true;
             break;
         }
+        let replayed = stack.len();
         let mut guided = Guided {
-            prefix: &prefix,
-            points: Vec::new(),
+            stack: &mut stack,
+            replayed,
+            depth: 0,
             last: None,
             preemptions: 0,
             faults: 0,
+            views: Views::default(),
+            store: StoreHash::default(),
             bounds,
             kinds: &options.faults,
             visited: &mut visited,
-            views: Views::default(),
         };
         let report = executor::run_chosen(scenario, &options, &mut guided);
-        let points = guided.points;
         assert!(!report.invalid, "the explorer offers only decisions the executor can apply");
         outcome.max_depth = outcome.max_depth.max(report.trace.len());
         if report.cut_short {
@@ -173,9 +211,8 @@ pub fn explore(scenario: &Scenario, bounds: &Bounds, options: &RunOptions, hash_
             outcome.failure = Some(runner::shrink_failure(scenario, &options, report));
             break;
         }
-        match next_prefix(&points, bounds) {
-            Some(next) => prefix = next,
-            None => break,
+        if !advance(&mut stack, bounds) {
+            break;
         }
     }
     outcome.states = visited.len();

@@ -42,18 +42,42 @@ fn hash_debug(hasher: &mut DefaultHasher, value: &impl std::fmt::Debug) {
     let _ = write!(HashWriter(hasher), "{value:?}");
 }
 
+/// The committed store's hash, kept while no commit happens: within one run the store changes
+/// only by a commit, which counts itself (`Inner::commits`). Hashing the whole store at every
+/// step would cost more than the step.
+#[derive(Default)]
+pub struct StoreHash {
+    at_commits: Option<(u64, u64)>,
+}
+
+impl StoreHash {
+    fn of(&mut self, inner: &Inner) -> u64 {
+        match self.at_commits {
+            Some((commits, hash)) if commits == inner.commits => hash,
+            _ => {
+                let mut hasher = DefaultHasher::new();
+                hash_debug(&mut hasher, &inner.committed);
+                let hash = hasher.finish();
+                self.at_commits = Some((inner.commits, hash));
+                hash
+            }
+        }
+    }
+}
+
 /// The world an actor's poll can read: everything in `Inner` but caches, the timeline and the
-/// actors' slots (an actor reads only its own, folded into its chain separately).
-pub fn world_hash(inner: &Inner) -> u64 {
+/// actors' slots (an actor reads only its own, folded into its chain separately). `store` must
+/// be used within one run only.
+pub fn world_hash(inner: &Inner, store: &mut StoreHash) -> u64 {
     let mut hasher = DefaultHasher::new();
     inner.now_ms.hash(&mut hasher);
+    store.of(inner).hash(&mut hasher);
     hash_debug(&mut hasher, &inner.procs);
     hash_debug(&mut hasher, &inner.exited);
     hash_debug(&mut hasher, &inner.agent_exits_ms);
     hash_debug(&mut hasher, &inner.freed_pids);
     (inner.next_pid, inner.last_ticks, inner.timer_seq, inner.graph_lines, inner.commits).hash(&mut hasher);
     hash_debug(&mut hasher, &inner.timers);
-    hash_debug(&mut hasher, &inner.committed);
     hash_debug(&mut hasher, &inner.pending_write);
     hash_debug(&mut hasher, &inner.lock);
     hash_debug(&mut hasher, &inner.new_actors);
@@ -67,7 +91,7 @@ pub fn world_hash(inner: &Inner) -> u64 {
 }
 
 /// Each actor's view chain (see the module comment), by actor id.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct Views {
     chains: Vec<u64>,
 }
