@@ -82,6 +82,8 @@ struct Guided<'a> {
     faults: u32,
     views: Views,
     store: StoreHash,
+    /// The liveness phase began (its steps are not recorded: they have no alternatives).
+    in_liveness: bool,
     bounds: &'a Bounds,
     kinds: &'a [FaultKind],
     visited: &'a mut Visited,
@@ -120,6 +122,14 @@ impl Chooser for Guided<'_> {
         if depth < self.replayed {
             return Some(self.replay(step, depth));
         }
+        if self.in_liveness {
+            // Past the first step of the liveness phase the run is the default schedule: its
+            // states were checked for pruning once, at that first step.
+            let (decision, cost) = choices::alternatives(step, self.last, &[]).swap_remove(0);
+            self.take(&decision, cost);
+            return Some(decision);
+        }
+        self.in_liveness = !step.safety;
         let world = state::world_hash(&step.world.inner.borrow(), &mut self.store);
         if self.bounds.prune {
             let key = self.views.state_key(step, world, self.last);
@@ -192,6 +202,7 @@ pub fn explore(scenario: &Scenario, bounds: &Bounds, options: &RunOptions, hash_
             faults: 0,
             views: Views::default(),
             store: StoreHash::default(),
+            in_liveness: false,
             bounds,
             kinds: &options.faults,
             visited: &mut visited,
