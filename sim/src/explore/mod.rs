@@ -231,10 +231,12 @@ pub fn explore(scenario: &Scenario, bounds: &Bounds, options: &RunOptions, hash_
     outcome
 }
 
-/// A schedule's end: its files and its verdict.
+/// A schedule's end: the executor's hash of the state after its last step (clock, store,
+/// processes, actors), and its verdict.
 fn final_hash(report: &RunReport) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    report.step_hashes.last().hash(&mut hasher);
     report.final_files.hash(&mut hasher);
     report.failure.as_ref().map(|failure| &failure.checker).hash(&mut hasher);
     hasher.finish()
