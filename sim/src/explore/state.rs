@@ -23,13 +23,46 @@
 
 use crate::executor::{Decision, StepView};
 use crate::world::{ActorId, Inner};
-use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::hash::{Hash, Hasher};
 
+/// A fast 64-bit hasher (the multiply-rotate of rustc's FxHash, over 8-byte words): the
+/// explorer hashes the world at every new step, and SipHash cost more than the step itself.
+/// Not keyed: nothing here is adversarial.
+#[derive(Default)]
+pub struct FxHasher(u64);
+
+impl FxHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        // The length keeps "ab" + "" apart from "a" + "b".
+        self.add(u64::from_le_bytes(last) ^ ((bytes.len() as u64) << 56));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.add(value);
+    }
+
+    fn finish(&self) -> u64 {
+        // One more round spreads the last word's bits.
+        self.0.rotate_left(5).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95)
+    }
+}
+
 /// Feeds `Debug` output to a hasher without building the string.
-struct HashWriter<'h>(&'h mut DefaultHasher);
+struct HashWriter<'h>(&'h mut FxHasher);
 
 impl std::fmt::Write for HashWriter<'_> {
     fn write_str(&mut self, text: &str) -> std::fmt::Result {
@@ -38,7 +71,7 @@ impl std::fmt::Write for HashWriter<'_> {
     }
 }
 
-fn hash_debug(hasher: &mut DefaultHasher, value: &impl std::fmt::Debug) {
+fn hash_debug(hasher: &mut FxHasher, value: &impl std::fmt::Debug) {
     let _ = write!(HashWriter(hasher), "{value:?}");
 }
 
@@ -55,7 +88,7 @@ impl StoreHash {
         match self.at_commits {
             Some((commits, hash)) if commits == inner.commits => hash,
             _ => {
-                let mut hasher = DefaultHasher::new();
+                let mut hasher = FxHasher::default();
                 hash_debug(&mut hasher, &inner.committed);
                 let hash = hasher.finish();
                 self.at_commits = Some((inner.commits, hash));
@@ -69,7 +102,7 @@ impl StoreHash {
 /// actors' slots (an actor reads only its own, folded into its chain separately). `store` must
 /// be used within one run only.
 pub fn world_hash(inner: &Inner, store: &mut StoreHash) -> u64 {
-    let mut hasher = DefaultHasher::new();
+    let mut hasher = FxHasher::default();
     inner.now_ms.hash(&mut hasher);
     store.of(inner).hash(&mut hasher);
     hash_debug(&mut hasher, &inner.procs);
@@ -107,7 +140,7 @@ impl Views {
         if self.chains.len() <= actor {
             self.chains.resize(actor + 1, 0);
         }
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = FxHasher::default();
         self.chains[actor].hash(&mut hasher);
         world.hash(&mut hasher);
         hash_debug(&mut hasher, &inner.actors[actor]);
@@ -118,7 +151,7 @@ impl Views {
     /// The key of the whole state before a step.
     pub fn state_key(&self, step: &StepView<'_>, world: u64, last: Option<ActorId>) -> u64 {
         let inner = step.world.inner.borrow();
-        let mut hasher = DefaultHasher::new();
+        let mut hasher = FxHasher::default();
         world.hash(&mut hasher);
         for (id, slot) in inner.actors.iter().enumerate() {
             self.chains.get(id).copied().unwrap_or(0).hash(&mut hasher);
