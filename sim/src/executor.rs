@@ -650,7 +650,8 @@ pub fn fault_choices(world: &World, kind: FaultKind, actor: ActorId) -> Vec<Deci
         FaultKind::StoreFail if slot.call == "transact" => vec![Decision::Run { actor, fault: Some(StoreFault::Fail) }],
         FaultKind::PidReuse => {
             let foreign = inner.procs.values().filter(|p| p.kind == ProcKind::Foreign).count() as i64;
-            let reusable = inner.freed_pids.last().filter(|pid| foreign < PID_SLOTS / 3 && !inner.procs.contains_key(pid));
+            let reusable =
+                inner.freed_pids.last().filter(|pid| foreign < PID_SLOTS / 3 && !inner.procs.contains_key(pid));
             reusable.map(|&pid| Decision::ReusePid { pid }).into_iter().collect()
         }
         FaultKind::ClockJump => (1..30).map(|seconds| Decision::ClockJump { by_ms: seconds * 1_000 }).collect(),

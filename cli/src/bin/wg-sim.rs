@@ -349,7 +349,13 @@ impl Tally {
     }
 }
 
-fn check(paths: &[PathBuf], preemptions: u32, faults: u32, time: Option<Duration>, out: &Path) -> Result<ExitCode, String> {
+fn check(
+    paths: &[PathBuf],
+    preemptions: u32,
+    faults: u32,
+    time: Option<Duration>,
+    out: &Path,
+) -> Result<ExitCode, String> {
     let scenarios = load_all(paths)?;
     let end = time.map(|time| Instant::now() + time);
     let mut failed = false;

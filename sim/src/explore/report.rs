@@ -53,7 +53,10 @@ pub fn check(scenario: &Scenario, bounds: &Bounds, out: &Path) -> Result<(String
     let trace_path = runner::default_trace_path(Some(out), scenario, CHECK_SEED);
     if let Some(found) = &outcome.failure {
         runner::write_trace(&trace_path, scenario, found.seed, &found.shrunk_trace).map_err(|error| {
-            format!("cannot write the failing trace to {}: {error}; pass --out to pick another folder", trace_path.display())
+            format!(
+                "cannot write the failing trace to {}: {error}; pass --out to pick another folder",
+                trace_path.display()
+            )
         })?;
     }
     Ok((render(scenario, bounds, &outcome, &trace_path), outcome.failure.is_some()))
