@@ -26,7 +26,7 @@ fn check_finds_every_planted_bug_with_a_counterexample_no_longer_than_fuzzings()
         let mut options = RunOptions::for_scenario(&scenario, explore::report::CHECK_SEED);
         options.planted_bug = Some(bug);
         let checked = explore::explore(&scenario, &BOUNDS, &options, false);
-        let found = checked.failure.unwrap_or_else(|| panic!("{bug:?} not found by check on {name}"));
+        let found = checked.failure.clone().unwrap_or_else(|| panic!("{bug:?} not found by check on {name}"));
         let failure = found.shrunk.failure.clone().expect("the shrunk trace fails");
         // The checker may differ from fuzzing's: one bug can break more than one invariant, and
         // the explorer meets its schedules in another order. Without the bug these scenarios
@@ -34,6 +34,16 @@ fn check_finds_every_planted_bug_with_a_counterexample_no_longer_than_fuzzings()
         // The counterexample replays: the same checker fails on the trace as written.
         let replayed = runner::replay(&scenario, &options, found.shrunk_trace.clone(), false);
         assert_eq!(replayed.failure.map(|f| f.checker), Some(failure.checker.clone()));
+        // The report is `fuzz`'s failure block, and its trace file replays to the same failure.
+        let trace_path = std::env::temp_dir().join(format!("wg-sim-explore-planted-{bug:?}.jsonl"));
+        runner::write_trace(&trace_path, &scenario, found.seed, &found.shrunk_trace).expect("the trace is written");
+        let text = explore::report::render(&scenario, &BOUNDS, &checked, &trace_path);
+        assert!(text.starts_with(&format!("FAIL scenario={name} seed=0 checker={}", failure.checker)), "{text}");
+        assert!(text.contains(&format!("replay: wg-sim replay {}", scenario.path.display())), "{text}");
+        assert!(text.contains("a violation within the bounds (2 preemptions, 0 faults)"), "{text}");
+        let (seed, read) = runner::read_trace(&trace_path).expect("the trace reads back");
+        assert_eq!((seed, &read), (Some(found.seed), &found.shrunk_trace));
+        std::fs::remove_file(&trace_path).expect("the trace is removed");
         assert!(
             found.shrunk_trace.len() <= fuzzed.shrunk_trace.len(),
             "{bug:?}: check's counterexample has {} steps, fuzzing's {}",

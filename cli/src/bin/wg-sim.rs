@@ -74,8 +74,10 @@ enum Mode {
     Check {
         #[arg(required = true)]
         paths: Vec<PathBuf>,
+        /// Per schedule: switches away from an actor that could have gone on.
         #[arg(long, value_name = "K", default_value_t = 2)]
         preemptions: u32,
+        /// Per schedule: faults of the scenario's `[sim] faults` kinds, 0 to 6.
         #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=executor::FAULTS_MAX as i64))]
         faults: u32,
         /// Stops each scenario after its share of D; it is then reported incomplete.
