@@ -71,6 +71,8 @@ pub struct RunOptions {
     /// Runs the liveness phase to its bound even once the world is quiescent (see
     /// [`quiescent`]); only for checking that ending early changes no outcome.
     pub run_to_end: bool,
+    /// Records the orderings of conflicting commits ([`RunReport::orderings`]).
+    pub coverage: bool,
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<wg_core::settings::PlantedBug>,
 }
@@ -87,6 +89,7 @@ impl RunOptions {
             hash_steps: false,
             steps_max: scenario.sim.steps_max,
             run_to_end: false,
+            coverage: false,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -119,6 +122,8 @@ pub struct RunReport {
     pub fault_kinds: BTreeSet<FaultKind>,
     /// With `hash_steps`: the final graph and registry files (to compare runs).
     pub final_files: Option<(String, String)>,
+    /// With `coverage`: the orderings of conflicting commits this run showed.
+    pub orderings: BTreeSet<String>,
 }
 
 /// The most faults one run injects: enough to combine a few, few enough that runs progress.
@@ -226,6 +231,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         service_up: false,
         retried_agents: Vec::new(),
         timer_waits: TimerWaits::default(),
+        commit_log: options.coverage.then(Vec::new),
     };
     World {
         inner: RefCell::new(inner),
@@ -365,6 +371,9 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
     }
     if report.failure.is_none() && !report.invalid && !report.cut_short {
         report.failure = end_checks(&world, report.trace.len(), &report.fault_kinds, end_ms);
+    }
+    if let Some(log) = &world.inner.borrow().commit_log {
+        report.orderings = crate::coverage::orderings(log);
     }
     if options.hash_steps {
         let inner = world.inner.borrow();

@@ -9,11 +9,13 @@
 //! - [`checks`]: the invariants S1-S8, L1-L2 and expectations.
 //! - [`runner`]: many seeds, fuzzing, shrinking, traces and failure reports.
 //! - [`campaign`]: many seeds on several threads, with a time budget.
+//! - [`coverage`]: which orders of conflicting commits random runs have shown.
 //! - [`explore`]: every schedule within bounds (`wg-sim check`).
 
 pub mod actors;
 pub mod campaign;
 pub mod checks;
+pub mod coverage;
 pub mod executor;
 pub mod explore;
 pub mod runner;

@@ -186,6 +186,7 @@ fn run(paths: &[PathBuf], seeds: Option<u64>, campaign: &CampaignArgs) -> Result
             }
             None => println!("{}{}", scenario_line("ok  ", &scenario.name, &outcome, elapsed), time_note(&outcome)),
         }
+        println!("     {}", outcome.coverage);
     }
     println!("{}", tally.line(scenarios.len(), budget_jobs(campaign)));
     Ok(tally.exit_code())
@@ -237,6 +238,7 @@ fn fuzz(
         let ran_to = seeds.start + outcome.seeds_run;
         let line = scenario_line(verdict, &scenario.name, &outcome, elapsed);
         println!("{line}, seeds {}..{ran_to}, {} failing{}", seeds.start, outcome.failures.len(), time_note(&outcome));
+        println!("     {}", outcome.coverage);
     }
     println!("{}", tally.line(scenarios.len(), budget_jobs(campaign)));
     Ok(tally.exit_code())
