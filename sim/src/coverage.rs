@@ -107,7 +107,12 @@ impl std::fmt::Display for Summary {
             self.orderings,
             self.new_in_last_half,
             self.seeds,
-            if self.new_in_last_half == 0 { " (saturated)" } else { "" }
+            // Not "saturated": a rarer ordering may still come with many more seeds.
+            if self.new_in_last_half == 0 {
+                " (none new: more seeds of this kind are unlikely to add any)"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -150,6 +155,6 @@ mod tests {
         let summary = coverage.summary(0, 10);
         assert_eq!((summary.orderings, summary.new_in_last_half, summary.seeds), (3, 1, 10));
         assert!(summary.to_string().contains("3 orderings"));
-        assert!(!summary.to_string().contains("saturated"));
+        assert!(!summary.to_string().contains("none new"));
     }
 }
