@@ -45,3 +45,21 @@ fn a_real_request_still_runs() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("ok   two_retries"));
 }
+
+#[test]
+fn check_explores_within_its_bounds_and_says_which() {
+    let output = wg_sim(&["check", "scenarios/retry_while_done.toml", "--preemptions", "1"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("no violation within the bounds (1 preemption, 0 faults)"), "{stdout}");
+    assert!(stdout.contains("schedules explored"), "{stdout}");
+    assert_usage_error(&["check", "--faults", "7", "scenarios/retry_while_done.toml"], "--faults");
+}
+
+#[test]
+fn a_check_stopped_by_its_time_budget_gives_no_verdict() {
+    let output = wg_sim(&["check", "scenarios/two_retries.toml", "--preemptions", "3", "--time", "1ms"]);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!stdout.contains("no violation"), "an unfinished exploration proves nothing: {stdout}");
+    assert!(stdout.to_lowercase().contains("incomplete"), "{stdout}");
+}

@@ -46,6 +46,8 @@ pub struct Outcome {
     /// The first seed not started because the deadline passed; `None` when the range (or, for
     /// [`first_failure`], the failure) ended the campaign. Seeds below it all ran.
     pub out_of_time_at: Option<u64>,
+    /// Orderings of conflicting commits seen (`crate::coverage`), over the seeds run.
+    pub coverage: crate::coverage::Summary,
 }
 
 /// Runs `budget.seeds` of `scenario` until the lowest failing seed is known, and returns it
@@ -100,6 +102,7 @@ struct Shared {
     stop_at: AtomicU64,
     seeds_run: AtomicU64,
     failures: AtomicU64,
+    coverage: std::sync::Mutex<crate::coverage::Coverage>,
     started: Instant,
 }
 
@@ -110,6 +113,7 @@ impl Shared {
             stop_at: AtomicU64::new(u64::MAX),
             seeds_run: AtomicU64::new(0),
             failures: AtomicU64::new(0),
+            coverage: Default::default(),
             started: Instant::now(),
         }
     }
@@ -169,7 +173,11 @@ fn campaign(
         workers.into_iter().flat_map(join).collect::<Vec<Found>>()
     });
     failures.sort_by_key(|found| found.seed);
+    let seeds_run = shared.seeds_run.load(Ordering::Relaxed);
+    let coverage =
+        shared.coverage.lock().expect("no worker panicked").summary(budget.seeds.start, budget.seeds.start + seeds_run);
     Outcome {
+        coverage,
         seeds_run: shared.seeds_run.load(Ordering::Relaxed),
         failures,
         out_of_time_at: shared.out_of_time_at(budget),
@@ -190,8 +198,11 @@ fn work(
     while let Some(seed) = shared.claim(budget) {
         let mut options = RunOptions::for_scenario(scenario, seed);
         tune(&mut options);
-        let report = executor::run(scenario, &options);
+        options.coverage = true;
+        let mut report = executor::run(scenario, &options);
         shared.seeds_run.fetch_add(1, Ordering::Relaxed);
+        let orderings = std::mem::take(&mut report.orderings);
+        shared.coverage.lock().expect("no worker panicked").add(seed, orderings);
         if report.failure.is_none() {
             continue;
         }

@@ -71,6 +71,8 @@ pub struct RunOptions {
     /// Runs the liveness phase to its bound even once the world is quiescent (see
     /// [`quiescent`]); only for checking that ending early changes no outcome.
     pub run_to_end: bool,
+    /// Records the orderings of conflicting commits ([`RunReport::orderings`]).
+    pub coverage: bool,
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<wg_core::settings::PlantedBug>,
 }
@@ -87,6 +89,7 @@ impl RunOptions {
             hash_steps: false,
             steps_max: scenario.sim.steps_max,
             run_to_end: false,
+            coverage: false,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -113,11 +116,16 @@ pub struct RunReport {
     pub step_hashes: Vec<u64>,
     /// A replayed decision named an actor that could not run, or a pid that was not free.
     pub invalid: bool,
+    /// A [`Chooser`] ended the run before its end (the explorer prunes a state it has seen):
+    /// no end checks ran.
+    pub cut_short: bool,
     pub faults_fired: u32,
     /// The kinds of the faults injected (expectations may say they do not survive some).
     pub fault_kinds: BTreeSet<FaultKind>,
     /// With `hash_steps`: the final graph and registry files (to compare runs).
     pub final_files: Option<(String, String)>,
+    /// With `coverage`: the orderings of conflicting commits this run showed.
+    pub orderings: BTreeSet<String>,
 }
 
 /// The most faults one run injects: enough to combine a few, few enough that runs progress.
@@ -225,6 +233,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         service_up: false,
         retried_agents: Vec::new(),
         timer_waits: TimerWaits::default(),
+        commit_log: options.coverage.then(Vec::new),
     };
     World {
         inner: RefCell::new(inner),
@@ -237,12 +246,36 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
     }
 }
 
-/// Where decisions come from: the seeded generator (random walk or PCT) or a trace.
+/// Where decisions come from: the seeded generator (random walk or PCT), a trace, or a
+/// [`Chooser`] outside the executor.
 // One per run, never moved around: the size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
-enum Source {
+enum Source<'c> {
     Seeded { rng: ChaCha8Rng, pct: Option<Pct>, faults: Vec<FaultKind>, fault_rate: f64 },
     Replay { trace: Vec<Decision>, position: usize },
+    Chosen(&'c mut dyn Chooser),
+}
+
+/// A decision source outside the executor: the explorer of `wg-sim check` (`crate::explore`).
+/// Asked before every step; `None` ends the run there, without end checks
+/// ([`RunReport::cut_short`]).
+pub trait Chooser {
+    fn choose(&mut self, step: &StepView<'_>) -> Option<Decision>;
+}
+
+/// What a [`Chooser`] sees before a step.
+pub struct StepView<'a> {
+    pub world: &'a World,
+    /// Actors that can run now, in id order (never empty).
+    pub runnable: &'a [ActorId],
+    /// The safety phase (faults allowed) is on; else the liveness phase runs.
+    pub safety: bool,
+    /// The executor would allow a fault now (safety phase, fewer than [`FAULTS_MAX`] fired).
+    pub faults_on: bool,
+    /// Where the current phase ends (virtual time): part of the state, as it bounds the run.
+    pub end_ms: i64,
+    /// The kinds of faults injected so far (expectations depend on them).
+    pub fault_kinds: &'a BTreeSet<FaultKind>,
 }
 
 /// Probabilistic concurrency testing: the runnable actor with the highest priority runs; at
@@ -253,11 +286,28 @@ struct Pct {
     steps: u64,
 }
 
+/// Where a run is in its phases, for the decision source.
+#[derive(Clone, Copy)]
+struct Phase {
+    faults_on: bool,
+    end_ms: i64,
+    safety_end_ms: i64,
+}
+
 /// Runs one scenario with one seed (or one trace).
 pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
+    run_from(scenario, options, source_for(options))
+}
+
+/// Runs one scenario with the decisions of `chooser` (the seed of `options` still decides exit
+/// delays and crash landings not chosen by the schedule).
+pub fn run_chosen(scenario: &Scenario, options: &RunOptions, chooser: &mut dyn Chooser) -> RunReport {
+    run_from(scenario, options, Source::Chosen(chooser))
+}
+
+fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -> RunReport {
     let world = new_world(scenario, options);
     actors::boot(&world);
-    let mut source = source_for(options);
     let mut futures: Vec<Option<ActorFuture<'_>>> = Vec::new();
     let mut report = RunReport::default();
     let safety_end_ms = EPOCH_START_MS + scenario.sim.safety_ms as i64;
@@ -299,7 +349,10 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
             break;
         }
         let faults_on = world.now_ms() < safety_end_ms && report.faults_fired < FAULTS_MAX;
-        let Some(decision) = next_decision(&mut source, &world, &runnable, faults_on, &mut report) else { break };
+        let phase = Phase { faults_on, end_ms, safety_end_ms };
+        let Some(decision) = next_decision(&mut source, &world, &runnable, phase, &mut report) else {
+            break;
+        };
         report.faults_fired += u32::from(decision.is_fault());
         report.fault_kinds.extend(fault_kind(&world, &decision));
 
@@ -318,8 +371,11 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
             world.inner.borrow_mut().violations.extend(violations);
         }
     }
-    if report.failure.is_none() && !report.invalid {
+    if report.failure.is_none() && !report.invalid && !report.cut_short {
         report.failure = end_checks(&world, report.trace.len(), &report.fault_kinds, end_ms);
+    }
+    if let Some(log) = &world.inner.borrow().commit_log {
+        report.orderings = crate::coverage::orderings(log);
     }
     if options.hash_steps {
         let inner = world.inner.borrow();
@@ -328,7 +384,7 @@ pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
     report
 }
 
-fn source_for(options: &RunOptions) -> Source {
+fn source_for(options: &RunOptions) -> Source<'static> {
     if let Some(trace) = &options.replay {
         return Source::Replay { trace: trace.clone(), position: 0 };
     }
@@ -502,13 +558,30 @@ fn drop_dead_actors(world: &World, futures: &mut [Option<ActorFuture<'_>>]) {
 }
 
 fn next_decision(
-    source: &mut Source,
+    source: &mut Source<'_>,
     world: &World,
     runnable: &[ActorId],
-    faults_on: bool,
+    phase: Phase,
     report: &mut RunReport,
 ) -> Option<Decision> {
+    let Phase { faults_on, end_ms, safety_end_ms } = phase;
     match source {
+        Source::Chosen(chooser) => {
+            let safety = world.now_ms() < safety_end_ms;
+            let step = StepView { world, runnable, safety, faults_on, end_ms, fault_kinds: &report.fault_kinds };
+            let decision = chooser.choose(&step);
+            match &decision {
+                Some(decision) if !valid(world, runnable, decision) => {
+                    report.invalid = true;
+                    None
+                }
+                Some(_) => decision,
+                None => {
+                    report.cut_short = true;
+                    None
+                }
+            }
+        }
         Source::Replay { trace, position } => {
             // Past the trace's end, a fixed default (the oldest runnable actor, no faults) runs
             // the world to its end, so a shortened trace still ends where the run ends.
@@ -556,32 +629,49 @@ impl Pct {
 }
 
 fn make_fault(world: &World, rng: &mut ChaCha8Rng, kind: FaultKind, actor: ActorId) -> Option<Decision> {
+    let mut choices = fault_choices(world, kind, actor);
+    // These kinds have always drawn from the generator, even from one choice; the others never
+    // did. Keeping that keeps every seed's schedule what it was.
+    let draws = matches!(
+        kind,
+        FaultKind::CrashCli
+            | FaultKind::CrashService
+            | FaultKind::ClockJump
+            | FaultKind::HeartbeatStall
+            | FaultKind::SigtermIgnored
+    );
+    match choices.len() {
+        0 => None,
+        count if draws => Some(choices.swap_remove(rng.gen_range(0..count))),
+        _ => Some(choices.swap_remove(0)),
+    }
+}
+
+/// Every fault of `kind` that can be injected now, `actor` being the actor scheduled, in a fixed
+/// order: the seeded source draws one of them, the explorer (`wg-sim check`) tries each.
+pub fn fault_choices(world: &World, kind: FaultKind, actor: ActorId) -> Vec<Decision> {
     let inner = world.inner.borrow();
     let slot = &inner.actors[actor];
-    let live_agents: Vec<i64> =
-        inner.procs.values().filter(|p| matches!(p.kind, ProcKind::Agent { .. })).map(|p| p.pid).collect();
-    let pick = |rng: &mut ChaCha8Rng, pids: &[i64]| (!pids.is_empty()).then(|| pids[rng.gen_range(0..pids.len())]);
+    let live_agents = || inner.procs.values().filter(|p| matches!(p.kind, ProcKind::Agent { .. })).map(|p| p.pid);
+    let crashes = || [Landing::Nothing, Landing::Whole].map(|landing| Decision::Crash { actor, landing }).to_vec();
     match kind {
-        FaultKind::CrashCli if slot.kind == ActorKind::Cli => {
-            Some(Decision::Crash { actor, landing: Landing::pick(rng) })
-        }
-        FaultKind::CrashService if slot.kind == ActorKind::Service => {
-            Some(Decision::Crash { actor, landing: Landing::pick(rng) })
-        }
-        FaultKind::StoreSlow if slot.call == "transact" => Some(Decision::Run { actor, fault: Some(StoreFault::Slow) }),
-        FaultKind::StoreFail if slot.call == "transact" => Some(Decision::Run { actor, fault: Some(StoreFault::Fail) }),
+        FaultKind::CrashCli if slot.kind == ActorKind::Cli => crashes(),
+        FaultKind::CrashService if slot.kind == ActorKind::Service => crashes(),
+        FaultKind::StoreSlow if slot.call == "transact" => vec![Decision::Run { actor, fault: Some(StoreFault::Slow) }],
+        FaultKind::StoreFail if slot.call == "transact" => vec![Decision::Run { actor, fault: Some(StoreFault::Fail) }],
         FaultKind::PidReuse => {
             let foreign = inner.procs.values().filter(|p| p.kind == ProcKind::Foreign).count() as i64;
-            let pid = *inner.freed_pids.last()?;
-            (foreign < PID_SLOTS / 3 && !inner.procs.contains_key(&pid)).then_some(Decision::ReusePid { pid })
+            let reusable =
+                inner.freed_pids.last().filter(|pid| foreign < PID_SLOTS / 3 && !inner.procs.contains_key(pid));
+            reusable.map(|&pid| Decision::ReusePid { pid }).into_iter().collect()
         }
-        FaultKind::ClockJump => Some(Decision::ClockJump { by_ms: rng.gen_range(1..30) * 1_000 }),
+        FaultKind::ClockJump => (1..30).map(|seconds| Decision::ClockJump { by_ms: seconds * 1_000 }).collect(),
         FaultKind::HeartbeatStall => {
             let for_ms = world.settings.heartbeat_timeout_ms.unwrap_or(10_000) * 2;
-            pick(rng, &live_agents).map(|pid| Decision::Stall { pid, for_ms })
+            live_agents().map(|pid| Decision::Stall { pid, for_ms }).collect()
         }
-        FaultKind::SigtermIgnored => pick(rng, &live_agents).map(|pid| Decision::IgnoreTerm { pid }),
-        _ => None,
+        FaultKind::SigtermIgnored => live_agents().map(|pid| Decision::IgnoreTerm { pid }).collect(),
+        _ => Vec::new(),
     }
 }
 

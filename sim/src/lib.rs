@@ -16,15 +16,20 @@
 //! - [`junit`]: JUnit XML for CI.
 //! - [`html`]: a failure drawn as a swimlane timeline.
 //! - [`progress`]: the progress display of a long campaign on a terminal.
+//! - [`coverage`]: which orders of conflicting commits random runs have shown.
+//! - [`explore`]: every schedule within bounds (`wg-sim check`).
 
 pub mod actors;
 pub mod campaign;
 pub mod checks;
+pub mod coverage;
 pub mod executor;
+pub mod explore;
 pub mod html;
 pub mod junit;
 pub mod progress;
 pub mod report;
+
 pub mod runner;
 pub mod scenario;
 pub mod session;

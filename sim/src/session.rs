@@ -49,6 +49,8 @@ pub struct ScenarioResult {
     pub records: Vec<FailureRecord>,
     /// The `--time` budget ended it before its seeds did.
     pub stopped_by_time: bool,
+    /// Which orderings of conflicting commits its seeds showed, and how that grew.
+    pub coverage: crate::coverage::Summary,
 }
 
 impl ScenarioResult {
@@ -70,7 +72,7 @@ impl ScenarioResult {
         if self.stopped_by_time {
             line += "; stopped by --time";
         }
-        line
+        line + &format!("\n     {}", self.coverage)
     }
 }
 
@@ -146,6 +148,7 @@ pub fn run(
             elapsed,
             records,
             stopped_by_time: outcome.out_of_time_at.is_some(),
+            coverage: outcome.coverage.clone(),
         };
         progress.scenario_finished(&result);
         on_done(&result);

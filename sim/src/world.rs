@@ -207,6 +207,8 @@ pub struct Inner {
     /// What a fault in the safety phase may have left for a timer to settle; the liveness phase
     /// allows for it.
     pub timer_waits: TimerWaits,
+    /// With coverage on (`RunOptions::coverage`): every commit, in order (`crate::coverage`).
+    pub commit_log: Option<Vec<crate::coverage::Transition>>,
 }
 
 /// Outcomes that only a timer settles, because whoever knew crashed (docs/invariants.md, L1).
@@ -699,6 +701,10 @@ impl World {
             inner.notes.push(format!("commit: {diff}"));
         }
         inner.violations.append(&mut found);
+        if inner.commit_log.is_some() {
+            let transition = crate::coverage::transition(&inner.actors[actor], &inner.committed, &fresh);
+            inner.commit_log.get_or_insert_with(Vec::new).push(transition);
+        }
         inner.committed = fresh;
         inner.scratch = None;
         inner.version += 1;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use std::time::Instant;
 use wg_sim::executor::{self, RunOptions};
 use wg_sim::progress::Progress;
 use wg_sim::report::{self, FailureRecord};
@@ -90,6 +91,24 @@ enum Mode {
         #[arg(long, value_name = "FILE")]
         junit: Option<PathBuf>,
     },
+    /// Explores every schedule of scenario files within bounds, at most K preemptions and N
+    /// injected faults each, and stops at the first violation (docs/simulation.md, Exhaustive checking).
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Per schedule: switches away from an actor that could have gone on.
+        #[arg(long, value_name = "K", default_value_t = 2)]
+        preemptions: u32,
+        /// Per schedule: faults of the scenario's `[sim] faults` kinds, 0 to 6.
+        #[arg(long, value_name = "N", default_value_t = 0, value_parser = clap::value_parser!(u32).range(0..=executor::FAULTS_MAX as i64))]
+        faults: u32,
+        /// Stops each scenario after its share of D; it is then reported incomplete.
+        #[arg(long, value_name = "D", value_parser = parse_time)]
+        time: Option<Duration>,
+        /// Folder for failing traces.
+        #[arg(long, default_value = "wg-sim-failures")]
+        out: PathBuf,
+    },
     /// Replays one seed of a scenario, or a trace file, and prints its timeline.
     Replay {
         /// The scenario file (default, with --trace: the one the trace names).
@@ -157,6 +176,7 @@ fn main() -> ExitCode {
                 0,
             ))
         }
+        Mode::Check { paths, preemptions, faults, time, out } => check(&paths, preemptions, faults, time, &out),
     };
     match result {
         Ok(code) => code,
@@ -401,6 +421,27 @@ fn merge(paths: &[PathBuf]) -> Result<ExitCode, String> {
         ),
     );
     Ok(if merged.records.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn check(
+    paths: &[PathBuf],
+    preemptions: u32,
+    faults: u32,
+    time: Option<Duration>,
+    out: &Path,
+) -> Result<ExitCode, String> {
+    let scenarios = load_all(paths)?;
+    let end = time.map(|time| Instant::now() + time);
+    let mut failed = false;
+    for (index, scenario) in scenarios.iter().enumerate() {
+        let deadline = end.map(|end| campaign::share_of(end, Instant::now(), scenarios.len() - index));
+        let bounds = wg_sim::explore::Bounds { preemptions, faults, deadline, prune: true };
+        let (text, failure) = wg_sim::explore::report::check(scenario, &bounds, out)?;
+        say(&Progress::hidden(), &text);
+        FAILURE_PRINTED.fetch_or(failure, Ordering::Relaxed);
+        failed |= failure;
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 
 fn check_determinism(path: Option<&Path>, seed: Option<u64>) -> Result<ExitCode, String> {

@@ -1,0 +1,160 @@
+//! Coverage of random mode: which orders of conflicting operations a campaign has seen.
+//!
+//! Two committed transitions conflict when different actors made them and they touch the same
+//! task or agent. Each run yields, for every such pair, an *ordering*: "on t1, the reaper's
+//! in-progress -> open came before `wg retry t1`'s in-progress -> open". The campaign counts the
+//! distinct orderings and when each was first seen, so a user can tell when more seeds stop
+//! finding new ones (docs/simulation.md, Exhaustive checking).
+
+use crate::world::{ActorKind, ActorSlot};
+use std::collections::{BTreeMap, BTreeSet};
+use wg_core::ports::State;
+
+/// One commit: who made it (its role, not its id) and what it changed, per task or agent.
+#[derive(Clone, Debug)]
+pub struct Transition {
+    actor: String,
+    changes: Vec<(String, String)>,
+}
+
+/// The role of an actor: the same for one loop or command across runs and service restarts.
+fn role(slot: &ActorSlot) -> String {
+    match slot.kind {
+        // "service#1 reaper" -> "reaper"
+        ActorKind::Service => slot.name.rsplit(' ').next().unwrap_or(&slot.name).to_string(),
+        // "wg retry t1 --reason first [a4]" -> "wg retry t1 --reason first"
+        _ => slot.name.rsplit_once(" [a").map_or(slot.name.as_str(), |(text, _)| text).to_string(),
+    }
+}
+
+/// What a commit by `slot` changed from `before` to `after`.
+pub fn transition(slot: &ActorSlot, before: &State, after: &State) -> Transition {
+    let mut changes = Vec::new();
+    for task in after.graph.tasks() {
+        let old = before.graph.task(&task.id);
+        if old != Some(task) {
+            let from = old.map_or("new".to_string(), |old| format!("{:?}", old.status));
+            changes.push((task.id.clone(), format!("{from}->{:?}", task.status)));
+        }
+    }
+    for agent in after.registry.agents() {
+        let old = before.registry.agent(&agent.id);
+        if old != Some(agent) {
+            let from = old.map_or("new".to_string(), |old| format!("{:?}", old.status));
+            changes.push((agent.id.clone(), format!("{from}->{:?}", agent.status)));
+        }
+    }
+    Transition { actor: role(slot), changes }
+}
+
+/// The orderings of conflicting pairs in one run's commits, in commit order.
+pub fn orderings(log: &[Transition]) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (index, first) in log.iter().enumerate() {
+        for second in &log[index + 1..] {
+            if first.actor == second.actor {
+                continue;
+            }
+            for (object, change) in &first.changes {
+                for (_, later) in second.changes.iter().filter(|(other, _)| other == object) {
+                    found.insert(format!("{object}: {} {change} before {} {later}", first.actor, second.actor));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The orderings a campaign saw, each with the lowest seed that showed it.
+#[derive(Debug, Default)]
+pub struct Coverage {
+    first_seen: BTreeMap<String, u64>,
+}
+
+impl Coverage {
+    pub fn add(&mut self, seed: u64, orderings: BTreeSet<String>) {
+        for ordering in orderings {
+            let seen = self.first_seen.entry(ordering).or_insert(seed);
+            *seen = (*seen).min(seed);
+        }
+    }
+
+    /// Distinct orderings seen in seeds `start..end`, and how many of them were first seen in its
+    /// second half.
+    pub fn summary(&self, start: u64, end: u64) -> Summary {
+        let middle = start + (end - start) / 2;
+        Summary {
+            orderings: self.first_seen.len(),
+            new_in_last_half: self.first_seen.values().filter(|&&seed| seed >= middle).count(),
+            seeds: end - start,
+        }
+    }
+}
+
+/// A campaign's coverage line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub orderings: usize,
+    pub new_in_last_half: usize,
+    pub seeds: u64,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            formatter,
+            "coverage: {} orderings of conflicting operations, {} of them first seen in the last half of {} seeds{}",
+            self.orderings,
+            self.new_in_last_half,
+            self.seeds,
+            // Not "saturated": a rarer ordering may still come with many more seeds.
+            if self.new_in_last_half == 0 {
+                " (none new: more seeds of this kind are unlikely to add any)"
+            } else {
+                ""
+            }
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{orderings, Coverage, Transition};
+
+    fn commit(actor: &str, changes: &[(&str, &str)]) -> Transition {
+        let changes = changes.iter().map(|(object, change)| (object.to_string(), change.to_string())).collect();
+        Transition { actor: actor.to_string(), changes }
+    }
+
+    #[test]
+    fn only_different_actors_on_the_same_object_conflict() {
+        let log = [
+            commit("reaper", &[("t1", "InProgress->Open"), ("agent-1", "Working->Dead")]),
+            commit("reaper", &[("t1", "Open->InProgress")]),
+            commit("wg retry t1", &[("t1", "InProgress->Open")]),
+            commit("wg done t2", &[("t2", "InProgress->Done")]),
+        ];
+        let found: Vec<String> = orderings(&log).into_iter().collect();
+        assert_eq!(
+            found,
+            [
+                "t1: reaper InProgress->Open before wg retry t1 InProgress->Open",
+                "t1: reaper Open->InProgress before wg retry t1 InProgress->Open",
+            ]
+        );
+        let reversed: Vec<Transition> = log.into_iter().rev().collect();
+        assert!(orderings(&reversed).iter().all(|ordering| ordering.starts_with("t1: wg retry t1")));
+    }
+
+    #[test]
+    fn growth_counts_orderings_first_seen_in_the_last_half() {
+        let mut coverage = Coverage::default();
+        coverage.add(7, ["b".to_string()].into());
+        coverage.add(1, ["a".to_string(), "b".to_string()].into());
+        coverage.add(6, ["c".to_string()].into());
+        let summary = coverage.summary(0, 10);
+        assert_eq!((summary.orderings, summary.new_in_last_half, summary.seeds), (3, 1, 10));
+        assert!(summary.to_string().contains("3 orderings"));
+        assert!(!summary.to_string().contains("none new"));
+    }
+}
