@@ -148,7 +148,7 @@ pub fn run(
             elapsed,
             records,
             stopped_by_time: outcome.out_of_time_at.is_some(),
-            coverage: outcome.coverage.clone(),
+            coverage: outcome.coverage,
         };
         progress.scenario_finished(&result);
         on_done(&result);
