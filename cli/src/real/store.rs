@@ -9,8 +9,9 @@
 
 pub mod journal;
 
-use journal::{FileWrite, KnownFile};
+use journal::{Content, FileWrite, KnownFile};
 use nix::fcntl::{Flock, FlockArg};
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::net::UnixDatagram;
@@ -130,7 +131,7 @@ fn io_error(what: &str, path: &Path, error: std::io::Error) -> StoreError {
 
 fn read_state(paths: &WgPaths) -> Result<State, StoreError> {
     let graph_bytes = fs::read(paths.graph()).map_err(|e| io_error("read", &paths.graph(), e))?;
-    let graph = Graph::parse(&graph_bytes).map_err(|error| StoreError::Corrupt {
+    let graph = Graph::from_bytes(graph_bytes).map_err(|error| StoreError::Corrupt {
         file: paths.graph().display().to_string(),
         line: Some(error.line),
         message: error.message,
@@ -147,19 +148,22 @@ fn read_state(paths: &WgPaths) -> Result<State, StoreError> {
     Ok(State { graph, registry })
 }
 
-/// Writes the files `state` changed, as one commit.
+/// Writes the files `state` changed, as one commit. The graph is streamed into its temp file
+/// rather than built in memory: it can be tens of megabytes.
 fn commit(paths: &WgPaths, state: &State) -> Result<(), StoreError> {
-    let registry_text = state.registry.is_changed().then(|| state.registry.render());
-    let graph_text = state.graph.is_changed().then(|| state.graph.render());
+    let render_graph = |out: &mut dyn std::io::Write| state.graph.render_to(out);
     // The record makes the two renames one commit whatever their order. The order only decides
     // what a reader that takes no lock may glimpse between them: registry first shows a new agent
     // a moment before its task turns in-progress, never a task given to an agent not listed yet.
-    let changed = [(KnownFile::Registry, &registry_text), (KnownFile::Graph, &graph_text)];
-    let writes: Vec<FileWrite<'_>> = changed
-        .into_iter()
-        .filter_map(|(file, text)| text.as_ref().map(|text| FileWrite { file, bytes: text.as_bytes() }))
-        .collect();
-    match journal::commit_plan(paths, &writes)? {
+    let mut writes = Vec::with_capacity(2);
+    if state.registry.is_changed() {
+        let bytes = Cow::Owned(state.registry.render().into_bytes());
+        writes.push(FileWrite { file: KnownFile::Registry, content: Content::Bytes(bytes) });
+    }
+    if state.graph.is_changed() {
+        writes.push(FileWrite { file: KnownFile::Graph, content: Content::Streamed(&render_graph) });
+    }
+    match journal::commit_plan(paths, writes)? {
         Some(plan) => plan.run(),
         None => Ok(()),
     }
@@ -219,7 +223,7 @@ fn lock_holder(path: &Path) -> Option<String> {
 /// Replaces `path` with `bytes` so that a crash at any moment leaves the old or the new file; for
 /// files written outside a transaction (`wg init`, the service record).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    journal::single_file_plan(path, bytes).run()
+    journal::single_file_plan(path, Content::Bytes(Cow::Borrowed(bytes))).run()
 }
 
 /// Wakes the service, if one listens. Best effort: without a service there is nobody to wake.
