@@ -4,7 +4,8 @@
 # Times the graph commands on one large graph, for each binary given, alternating binaries:
 # `wg retry t-failed`, `wg done`, `wg fail`, `wg add --after`, and `wg list` (human output).
 # Each run starts from a fresh copy of the graph (the copy is not timed). Prints, per command,
-# the median wall time and the largest peak RSS (GNU time's %M) over REPS runs, and the
+# the median wall time, the median CPU time (user + system) and the largest peak RSS (GNU time's
+# %U, %S, %M) over REPS runs, and the
 # ratio of the peak RSS to the graph file's size. After each `retry` it checks the write-back
 # was lossless: every line but the retried task's is byte-identical.
 #
@@ -52,17 +53,18 @@ bytes=$(stat -c %s "$work/graph.jsonl")
 open_task=$(printf 'task-%06d' $(( (tasks / 3) * 3 + 2 < tasks ? 5 : 2 )))
 echo "graph: $tasks tasks, $shape shape, $bytes bytes ($(awk -v b="$bytes" 'BEGIN { printf "%.1f MB", b / 1e6 }'))"
 
-# run <bin> <dir> <args...>: prints "seconds max_rss_kib" (wall time by bash's clock, around GNU
-# time, whose own figure has 10 ms steps); fails the script if wg failed.
+# run <bin> <dir> <args...>: prints "wall_seconds cpu_seconds max_rss_kib" (wall time by bash's
+# clock, around GNU time, whose own figure has 10 ms steps; CPU = user + system, which a loaded
+# machine does not inflate as it does the wall time); fails the script if wg failed.
 run() {
   local bin=$1 dir=$2 started; shift 2
   started=$EPOCHREALTIME
-  /usr/bin/time -f '%M' -o "$work/time" "$bin" --dir "$dir" "$@" > "$work/out" 2> "$work/err" \
+  /usr/bin/time -f '%U %S %M' -o "$work/time" "$bin" --dir "$dir" "$@" > "$work/out" 2> "$work/err" \
     || { echo "graph_ops.sh: $bin $* failed:" >&2; cat "$work/err" "$work/out" >&2; exit 1; }
-  echo "$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }') $(cat "$work/time")"
+  awk -v a="$started" -v b="$EPOCHREALTIME" '{ printf "%.4f %.2f %d\n", b - a, $1 + $2, $3 }' "$work/time"
 }
 
-declare -A secs rss
+declare -A secs cpu rss
 ops=(retry done fail add list)
 for rep in $(seq "$reps"); do
   for index in "${!bins[@]}"; do
@@ -78,8 +80,9 @@ for rep in $(seq "$reps"); do
         add) args=(add "One more step" --after task-000001) ;;
         list) args=(list) ;;
       esac
-      read -r s kib < <(run "$bin" "$dir" "${args[@]}")
+      read -r s c kib < <(run "$bin" "$dir" "${args[@]}")
       secs[$index,$op]+="$s "
+      cpu[$index,$op]+="$c "
       rss[$index,$op]+="$kib "
       if [ "$op" = retry ] && ! cmp -s <(grep -v '"id":"t-failed"' "$work/graph.jsonl") <(grep -v '"id":"t-failed"' "$dir/graph.jsonl"); then
         echo "graph_ops.sh: $bin retry changed lines other than t-failed's" >&2
@@ -94,14 +97,15 @@ echo >&2
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 maximum() { tr ' ' '\n' | grep . | sort -n | tail -1; }
 printf '%-8s' "command"
-for bin in "${bins[@]}"; do printf '  %-40s' "$bin (median s, peak RSS)"; done
+for bin in "${bins[@]}"; do printf '  %-52s' "$bin (median wall, CPU; peak RSS)"; done
 echo
 for op in "${ops[@]}"; do
   printf '%-8s' "$op"
   for index in "${!bins[@]}"; do
     s=$(median <<< "${secs[$index,$op]}")
+    c=$(median <<< "${cpu[$index,$op]}")
     kib=$(maximum <<< "${rss[$index,$op]}")
-    printf '  %-40s' "$(awk -v s="$s" -v k="$kib" -v b="$bytes" 'BEGIN { printf "%.3f s, %.1f MiB (%.2fx the file)", s, k / 1024, k * 1024 / b }')"
+    printf '  %-52s' "$(awk -v s="$s" -v c="$c" -v k="$kib" -v b="$bytes" 'BEGIN { printf "%.3f s, %.2f s CPU; %.1f MiB (%.2fx the file)", s, c, k / 1024, k * 1024 / b }')"
   done
   echo
 done

@@ -12,18 +12,36 @@ mod line_check;
 use crate::model::{Task, TaskStatus};
 use line_check::TaskLineView;
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::ops::Range;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-/// A line of the file: where its text is, and which task it holds, if any.
+/// A line of the file: where its text is, and which task it holds, if any. Offsets are 32-bit
+/// (files up to 4 GiB): a graph has a line per task, and this is most of its memory after the text.
 #[derive(Clone, Debug, PartialEq)]
 struct Line {
     /// Byte range in the text read; empty for a task we added.
-    span: Range<usize>,
-    task: Option<u32>,
+    start: u32,
+    end: u32,
+    /// Its slot, or [`NO_TASK`].
+    task: u32,
+}
+
+impl Line {
+    fn new(span: Range<usize>, task: Option<u32>) -> Line {
+        Line { start: span.start as u32, end: span.end as u32, task: task.unwrap_or(NO_TASK) }
+    }
+
+    fn span(&self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    fn task(&self) -> Option<u32> {
+        (self.task != NO_TASK).then_some(self.task)
+    }
 }
 
 /// One task: its head from the file, and the whole task once someone asked for it.
@@ -31,7 +49,7 @@ struct Line {
 struct TaskSlot {
     line: u32,
     head: Head,
-    parsed: OnceLock<Box<Task>>,
+    parsed: OnceCell<Box<Task>>,
     /// Changed or added: written from `parsed`, not copied from the text.
     changed: bool,
 }
@@ -104,16 +122,16 @@ impl PartialEq for Graph {
     fn eq(&self, other: &Graph) -> bool {
         self.lines.len() == other.lines.len()
             && self.trailing_newline == other.trailing_newline
-            && self.lines.iter().zip(&other.lines).all(|(mine, theirs)| match (mine.task, theirs.task) {
-                (None, None) => self.text[mine.span.clone()] == other.text[theirs.span.clone()],
+            && self.lines.iter().zip(&other.lines).all(|(mine, theirs)| match (mine.task(), theirs.task()) {
+                (None, None) => self.text[mine.span()] == other.text[theirs.span()],
                 (Some(mine), Some(theirs)) => {
                     let (mine, theirs) = (&self.slots[mine as usize], &other.slots[theirs as usize]);
                     mine.changed == theirs.changed
                         && if mine.changed {
                             mine.parsed.get() == theirs.parsed.get()
                         } else {
-                            self.text[self.lines[mine.line as usize].span.clone()]
-                                == other.text[other.lines[theirs.line as usize].span.clone()]
+                            self.text[self.lines[mine.line as usize].span()]
+                                == other.text[other.lines[theirs.line as usize].span()]
                         }
                 }
                 _ => false,
@@ -144,6 +162,10 @@ impl Graph {
 
     /// [`Graph::parse`], keeping `bytes` as the graph's text instead of a copy of them.
     pub fn from_bytes(bytes: Vec<u8>) -> Result<Graph, GraphParseError> {
+        if bytes.len() >= NO_TASK as usize {
+            let message = format!("the file is {} bytes; wg reads graphs of up to 4 GiB", bytes.len());
+            return Err(GraphParseError { line: 1, message });
+        }
         let text = match String::from_utf8(bytes) {
             Ok(text) => text,
             Err(error) => return Err(first_error_before_invalid_utf8(error.as_bytes(), error.utf8_error())),
@@ -174,12 +196,12 @@ impl Graph {
             if position > 0 {
                 copier.newline_after(&self.lines[position - 1])?;
             }
-            match line.task.map(|slot| &self.slots[slot as usize]) {
+            match line.task().map(|slot| &self.slots[slot as usize]) {
                 Some(slot) if slot.changed => {
                     let task = slot.parsed.get().expect("a changed task is parsed");
                     copier.owned(task_line(task).as_bytes())?;
                 }
-                _ => copier.text(line.span.clone())?,
+                _ => copier.text(line.span())?,
             }
         }
         if self.trailing_newline {
@@ -252,7 +274,7 @@ impl Graph {
     pub fn task_lines(&self) -> impl Iterator<Item = Cow<'_, str>> {
         self.slots.iter().map(|slot| match slot.parsed.get() {
             Some(task) if slot.changed => Cow::Owned(task_line(task)),
-            _ => Cow::Borrowed(&self.text[self.lines[slot.line as usize].span.clone()]),
+            _ => Cow::Borrowed(&self.text[self.lines[slot.line as usize].span()]),
         })
     }
 
@@ -271,10 +293,10 @@ impl Graph {
         self.slots.push(TaskSlot {
             line: self.lines.len() as u32,
             head,
-            parsed: OnceLock::from(Box::new(task)),
+            parsed: OnceCell::from(Box::new(task)),
             changed: true,
         });
-        self.lines.push(Line { span: 0..0, task: Some(slot) });
+        self.lines.push(Line::new(0..0, Some(slot)));
         self.trailing_newline = true;
         self.changed = true;
         Ok(())
@@ -288,7 +310,7 @@ impl Graph {
     fn task_in(&self, slot: u32) -> &Task {
         let slot = &self.slots[slot as usize];
         slot.parsed.get_or_init(|| {
-            let raw = &self.text[self.lines[slot.line as usize].span.clone()];
+            let raw = &self.text[self.lines[slot.line as usize].span()];
             let mut task: Task = serde_json::from_str(raw).expect("a task line checked when read parses as a task");
             task.extra.remove("kind");
             Box::new(task)
@@ -342,9 +364,9 @@ impl RunCopier<'_> {
 
     /// The line end after `line`: the text's own when the line came from the text and had one.
     fn newline_after(&mut self, line: &Line) -> io::Result<()> {
-        let added = line.task.is_some() && line.span.is_empty();
-        if !added && line.span.end < self.text.len() && self.text[line.span.end] == b'\n' {
-            self.text(line.span.end..line.span.end + 1)
+        let (span, added) = (line.span(), line.task().is_some() && line.start == line.end);
+        if !added && span.end < self.text.len() && self.text[span.end] == b'\n' {
+            self.text(span.end..span.end + 1)
         } else {
             self.owned(b"\n")
         }
@@ -376,6 +398,11 @@ impl Indexer {
             return Ok(self);
         }
         let body = text.strip_suffix('\n').unwrap_or(text);
+        // Sized once: growing by doubling would leave up to half of each vector unused.
+        let lines = body.bytes().filter(|&byte| byte == b'\n').count() + 1;
+        self.lines.reserve_exact(lines);
+        self.slots.reserve_exact(lines);
+        self.index.reserve(lines);
         let mut start = 0;
         for (number, raw) in body.split('\n').enumerate() {
             let span = start..start + raw.len();
@@ -387,12 +414,14 @@ impl Indexer {
                 self.after_slots[position] = slot;
             }
         }
+        self.slots.shrink_to_fit();
+        self.after_slots.shrink_to_fit();
         Ok(self)
     }
 
     fn push_line(&mut self, text: &str, span: Range<usize>) -> Result<(), String> {
         if text.trim().is_empty() {
-            self.lines.push(Line { span, task: None });
+            self.lines.push(Line::new(span, None));
             return Ok(());
         }
         let view = if text.starts_with(TASK_LINE_START) {
@@ -406,7 +435,7 @@ impl Indexer {
                 _ => format!("not valid JSON: {e}"),
             })?;
             if head.kind.as_deref() != Some("task") {
-                self.lines.push(Line { span, task: None });
+                self.lines.push(Line::new(span, None));
                 return Ok(());
             }
             task_view(text)?
@@ -436,8 +465,8 @@ impl Indexer {
         };
         let slot = self.slots.len() as u32;
         self.index.insert(view.id.as_ref().into(), slot);
-        self.slots.push(TaskSlot { line: self.lines.len() as u32, head, parsed: OnceLock::new(), changed: false });
-        self.lines.push(Line { span, task: Some(slot) });
+        self.slots.push(TaskSlot { line: self.lines.len() as u32, head, parsed: OnceCell::new(), changed: false });
+        self.lines.push(Line::new(span, Some(slot)));
         Ok(())
     }
 }

@@ -2,13 +2,16 @@
 //!
 //! One transaction = lock `graph.lock`, then `service/.registry.lock` (always in that order, as
 //! upstream, so the two tools can run side by side), complete any commit a crashed writer left
-//! ([`journal::recover`]), remove stale temp files, read and parse both files, run the change,
+//! ([`journal::recover`]), remove stale temp files, read and parse both files (the service's
+//! store reuses the state it read last while neither file changed: [`cache`]), run the change,
 //! commit what changed as one ([`journal::commit_plan`]: one file by temp, fsync, rename, fsync of
 //! the folder; both through a commit record), unlock. A file that does not parse aborts the
 //! transaction before anything is written.
 
+mod cache;
 pub mod journal;
 
+use cache::{FilesStamp, StateCache};
 use journal::{Content, FileWrite, KnownFile};
 use nix::fcntl::{Flock, FlockArg};
 use std::borrow::Cow;
@@ -16,6 +19,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use wg_core::graph::Graph;
 use wg_core::ports::{State, Store, StoreError};
@@ -71,6 +75,9 @@ pub struct FileStore {
     /// Whether a commit pokes the running service (everyone but the service itself).
     wake_service: bool,
     lock_timeout: Duration,
+    /// For a store that lives long (the service's): the state read last, reused while the files
+    /// stay as they were.
+    cache: Option<Mutex<StateCache>>,
 }
 
 /// How long a command waits for a lock before saying who holds it.
@@ -84,7 +91,13 @@ impl FileStore {
             .and_then(|text| text.parse().ok())
             .map(Duration::from_millis)
             .unwrap_or(LOCK_TIMEOUT);
-        FileStore { paths, wake_service, lock_timeout }
+        FileStore { paths, wake_service, lock_timeout, cache: None }
+    }
+
+    /// The same store, keeping the state it read last for the next transaction while neither
+    /// file changes (see [`cache`]): for the service, whose sweeps mostly find nothing new.
+    pub fn caching(self) -> Self {
+        FileStore { cache: Some(Mutex::new(StateCache::default())), ..self }
     }
 
     /// Reads both files without locking, for display only. Each file is whole, but the two may
@@ -109,11 +122,29 @@ impl FileStore {
         // new content until they are renamed.
         journal::recover(&self.paths)?;
         journal::remove_stale_temporaries(&self.paths);
-        let mut state = read_state(&self.paths)?;
+        let mut cache = self.cache.as_ref().map(|cache| cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        // Taken before reading: a change after it shows at the next transaction's comparison.
+        let stamp = match cache {
+            Some(_) => Some(
+                FilesStamp::of(&self.paths.graph(), &self.paths.registry())
+                    .map_err(|e| io_error("look at the files of", &self.paths.dir, e))?,
+            ),
+            None => None,
+        };
+        let cached = cache.as_mut().zip(stamp.as_ref()).and_then(|(cache, stamp)| cache.take_if_current(stamp));
+        let mut state = match cached {
+            Some(state) => state,
+            None => read_state(&self.paths)?,
+        };
         let result = change(&mut state);
         commit(&self.paths, &state)?;
-        if state.is_changed() && self.wake_service {
-            poke(&self.paths.wake_socket());
+        if state.is_changed() {
+            // The files changed under our commit: the next transaction reads them again.
+            if self.wake_service {
+                poke(&self.paths.wake_socket());
+            }
+        } else if let Some((cache, stamp)) = cache.as_mut().zip(stamp) {
+            cache.keep(stamp, state);
         }
         Ok(result)
     }

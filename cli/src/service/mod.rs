@@ -54,7 +54,7 @@ pub fn run(dir: &Path) -> Result<Output, CliError> {
     let ports = Ports {
         clock: RealClock,
         processes: RealProcesses::new(absolute(dir)),
-        store: FileStore::new(paths.clone(), false),
+        store: FileStore::new(paths.clone(), false).caching(),
         settings,
         actor: format!("wg service (pid {})", std::process::id()),
     };
