@@ -18,9 +18,6 @@ shape=${SHAPE:-compact}
 reps=${REPS:-5}
 bins=("$@")
 [ ${#bins[@]} -gt 0 ] || bins=(target/release/wg)
-for bin in "${bins[@]}"; do
-  [ -x "$bin" ] || { echo "graph_ops.sh: $bin is not an executable; build it with cargo build --release -p wg-cli" >&2; exit 2; }
-done
 [ -x /usr/bin/time ] || { echo "graph_ops.sh: needs GNU time at /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
 work=$(mktemp -d)
@@ -50,6 +47,9 @@ awk -v tasks="$tasks" -v shape="$shape" 'function ts(i, off,   s) {
   }' > "$work/graph.jsonl"
 if [ -n "${GRAPH_OUT:-}" ]; then cp "$work/graph.jsonl" "$GRAPH_OUT"; echo "wrote $GRAPH_OUT"; exit 0; fi
 bytes=$(stat -c %s "$work/graph.jsonl")
+for bin in "${bins[@]}"; do
+  [ -x "$bin" ] || { echo "graph_ops.sh: $bin is not an executable; build it with cargo build --release -p wg-cli" >&2; exit 2; }
+done
 open_task=$(printf 'task-%06d' $(( (tasks / 3) * 3 + 2 < tasks ? 5 : 2 )))
 echo "graph: $tasks tasks, $shape shape, $bytes bytes ($(awk -v b="$bytes" 'BEGIN { printf "%.1f MB", b / 1e6 }'))"
 
