@@ -13,7 +13,7 @@ use crate::model::{Task, TaskStatus};
 use line_check::TaskLineView;
 use std::borrow::Cow;
 use std::cell::OnceCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::ops::Range;
@@ -83,7 +83,7 @@ impl StartFacts {
 
     /// Runnable by the shell executor, not paused, not in a crash-loop backoff.
     fn allow_start(&self, now_ms: i64) -> bool {
-        self.runnable && !self.paused && !self.not_before_ms.is_some_and(|at| at > now_ms)
+        self.runnable && !self.paused && self.not_before_ms.is_none_or(|at| at <= now_ms)
     }
 }
 
@@ -99,7 +99,7 @@ pub struct Graph {
     text: Arc<String>,
     lines: Vec<Line>,
     slots: Vec<TaskSlot>,
-    index: HashMap<Box<str>, u32>,
+    index: BTreeMap<Box<str>, u32>,
     /// The dependency slots of every head, each head naming its range.
     after_slots: Vec<u32>,
     trailing_newline: bool,
@@ -386,7 +386,7 @@ impl RunCopier<'_> {
 struct Indexer {
     lines: Vec<Line>,
     slots: Vec<TaskSlot>,
-    index: HashMap<Box<str>, u32>,
+    index: BTreeMap<Box<str>, u32>,
     after_slots: Vec<u32>,
     /// `after` ids not seen yet when their task was read: (position in `after_slots`, id).
     forward: Vec<(usize, Box<str>)>,
@@ -402,7 +402,6 @@ impl Indexer {
         let lines = body.bytes().filter(|&byte| byte == b'\n').count() + 1;
         self.lines.reserve_exact(lines);
         self.slots.reserve_exact(lines);
-        self.index.reserve(lines);
         let mut start = 0;
         for (number, raw) in body.split('\n').enumerate() {
             let span = start..start + raw.len();
