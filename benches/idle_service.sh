@@ -64,8 +64,11 @@ for index in "${!bins[@]}"; do
   done
 done
 sleep "$settle"
-declare -a before
-for index in "${!bins[@]}"; do before[$index]=$(ticks "${pids[$index]}"); done
+declare -a before log_lines
+for index in "${!bins[@]}"; do
+  before[$index]=$(ticks "${pids[$index]}")
+  log_lines[$index]=$(wc -l < "$work/service-$index.log")
+done
 sleep "$duration"
 hz=$(getconf CLK_TCK)
 for index in "${!bins[@]}"; do
@@ -76,4 +79,7 @@ for index in "${!bins[@]}"; do
   awk -v bin="${bins[$index]}" -v used="$used" -v hz="$hz" -v d="$duration" -v rss="$rss" -v hwm="$hwm" -v b="$bytes" \
     'BEGIN { printf "%-40s CPU %5.2f %% of a core (%.2f s in %d s); RSS %.1f MiB (%.2fx the file), peak %.1f MiB (%.2fx)\n",
              bin, 100 * used / hz / d, used / hz, d, rss / 1024, rss * 1024 / b, hwm / 1024, hwm * 1024 / b }'
+  # Not idle after all if the service logged anything meanwhile (an agent died, was respawned...).
+  events=$(tail -n +"$((log_lines[index] + 1))" "$work/service-$index.log")
+  [ -z "$events" ] || { echo "  the service logged during the measurement:"; head -5 <<< "$events" | sed 's/^/    /'; }
 done

@@ -131,20 +131,28 @@ impl FileStore {
             ),
             None => None,
         };
-        let cached = cache.as_mut().zip(stamp.as_ref()).and_then(|(cache, stamp)| cache.take_if_current(stamp));
-        let mut state = match cached {
-            Some(state) => state,
-            None => read_state(&self.paths)?,
+        let (graph, registry) = match cache.as_mut().zip(stamp.as_ref()) {
+            Some((cache, stamp)) => cache.take_current(stamp),
+            None => (None, None),
         };
+        let graph = match graph {
+            Some(graph) => graph,
+            None => read_graph(&self.paths)?,
+        };
+        let registry = match registry {
+            Some(registry) => registry,
+            None => read_registry(&self.paths)?,
+        };
+        let mut state = State { graph, registry };
         let result = change(&mut state);
         commit(&self.paths, &state)?;
-        if state.is_changed() {
-            // The files changed under our commit: the next transaction reads them again.
-            if self.wake_service {
-                poke(&self.paths.wake_socket());
-            }
-        } else if let Some((cache, stamp)) = cache.as_mut().zip(stamp) {
-            cache.keep(stamp, state);
+        if state.is_changed() && self.wake_service {
+            poke(&self.paths.wake_socket());
+        }
+        if let Some((cache, stamp)) = cache.as_mut().zip(stamp) {
+            // A file our commit replaced is read again next time; the other one stays as it was.
+            let State { graph, registry } = state;
+            cache.keep(stamp, (!graph.is_changed()).then_some(graph), (!registry.is_changed()).then_some(registry));
         }
         Ok(result)
     }
@@ -161,22 +169,28 @@ fn io_error(what: &str, path: &Path, error: std::io::Error) -> StoreError {
 }
 
 fn read_state(paths: &WgPaths) -> Result<State, StoreError> {
+    Ok(State { graph: read_graph(paths)?, registry: read_registry(paths)? })
+}
+
+fn read_graph(paths: &WgPaths) -> Result<Graph, StoreError> {
     let graph_bytes = fs::read(paths.graph()).map_err(|e| io_error("read", &paths.graph(), e))?;
-    let graph = Graph::from_bytes(graph_bytes).map_err(|error| StoreError::Corrupt {
+    Graph::from_bytes(graph_bytes).map_err(|error| StoreError::Corrupt {
         file: paths.graph().display().to_string(),
         line: Some(error.line),
         message: error.message,
-    })?;
-    let registry = match fs::read(paths.registry()) {
+    })
+}
+
+fn read_registry(paths: &WgPaths) -> Result<Registry, StoreError> {
+    match fs::read(paths.registry()) {
         Ok(bytes) => Registry::parse(&bytes).map_err(|message| StoreError::Corrupt {
             file: paths.registry().display().to_string(),
             line: None,
             message,
-        })?,
-        Err(error) if error.kind() == ErrorKind::NotFound => Registry::empty(),
-        Err(error) => return Err(io_error("read", &paths.registry(), error)),
-    };
-    Ok(State { graph, registry })
+        }),
+        Err(error) if error.kind() == ErrorKind::NotFound => Ok(Registry::empty()),
+        Err(error) => Err(io_error("read", &paths.registry(), error)),
+    }
 }
 
 /// Writes the files `state` changed, as one commit. The graph is streamed into its temp file

@@ -16,7 +16,8 @@ use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
-use wg_core::ports::State;
+use wg_core::graph::Graph;
+use wg_core::registry::Registry;
 
 /// How long after a file's last change a read of it is trusted to stay current while the stamp
 /// does not change: far above any file system's timestamp granularity.
@@ -68,42 +69,51 @@ impl FilesStamp {
     pub fn of(graph: &Path, registry: &Path) -> std::io::Result<FilesStamp> {
         Ok(FilesStamp { graph: FileStamp::of(graph)?, registry: FileStamp::of(registry)? })
     }
-
-    fn is_settling(&self, now: SystemTime) -> bool {
-        [self.graph, self.registry].iter().flatten().any(|stamp| stamp.is_settling(now))
-    }
 }
 
-/// A state as read, and what its files were then.
+/// The graph and registry as read, each with what its file was then. Each is kept on its own: a
+/// commit that replaced only the registry (recording a pid, a heartbeat) leaves the graph as read.
 #[derive(Default)]
 pub struct StateCache {
-    kept: Option<(FilesStamp, State)>,
+    graph: Option<(Option<FileStamp>, Graph)>,
+    registry: Option<(Option<FileStamp>, Registry)>,
 }
 
 impl StateCache {
-    /// The kept state if the files are still as `now_stamp` says they were; the cache is empty
-    /// afterwards (the transaction owns the state now).
-    pub fn take_if_current(&mut self, now_stamp: &FilesStamp) -> Option<State> {
-        self.kept.take().filter(|(stamp, _)| stamp == now_stamp).map(|(_, state)| state)
+    /// The kept graph and registry whose files are still as `now` says they were; the cache is
+    /// empty afterwards (the transaction owns them now).
+    pub fn take_current(&mut self, now: &FilesStamp) -> (Option<Graph>, Option<Registry>) {
+        let graph = self.graph.take().filter(|(stamp, _)| *stamp == now.graph).map(|(_, graph)| graph);
+        let registry = self.registry.take().filter(|(stamp, _)| *stamp == now.registry).map(|(_, registry)| registry);
+        (graph, registry)
     }
 
-    /// Keeps `state`, read when the files were as `stamp` says, unless their last change is too
-    /// recent to trust the stamp.
-    pub fn keep(&mut self, stamp: FilesStamp, state: State) {
-        if !stamp.is_settling(SystemTime::now()) {
-            self.kept = Some((stamp, state));
-        }
+    /// Keeps what was read when the files were as `stamp` says (`None`: not to be kept, the
+    /// transaction replaced that file), unless a file changed too recently to trust its stamp.
+    pub fn keep(&mut self, stamp: FilesStamp, graph: Option<Graph>, registry: Option<Registry>) {
+        let now = SystemTime::now();
+        let trusted = |file: Option<FileStamp>| !file.is_some_and(|file| file.is_settling(now));
+        self.graph = graph.filter(|_| trusted(stamp.graph)).map(|graph| (stamp.graph, graph));
+        self.registry = registry.filter(|_| trusted(stamp.registry)).map(|registry| (stamp.registry, registry));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wg_core::graph::Graph;
-    use wg_core::registry::Registry;
 
-    fn state() -> State {
-        State { graph: Graph::parse(b"").unwrap(), registry: Registry::empty() }
+    fn a_graph() -> Option<Graph> {
+        Some(Graph::parse(b"").unwrap())
+    }
+
+    fn a_registry() -> Option<Registry> {
+        Some(Registry::empty())
+    }
+
+    /// Whether the cache gives back (graph, registry) for the files as they are now.
+    fn current(cache: &mut StateCache, graph: &Path, registry: &Path) -> (bool, bool) {
+        let (graph, registry) = cache.take_current(&FilesStamp::of(graph, registry).unwrap());
+        (graph.is_some(), registry.is_some())
     }
 
     fn backdate(path: &Path) {
@@ -121,15 +131,18 @@ mod tests {
         // ctime moves with every write and cannot be set back: wait it out.
         std::thread::sleep(SETTLE);
         let stamp = FilesStamp::of(&graph, &registry).unwrap();
-        cache.keep(stamp, state());
-        assert!(cache.take_if_current(&FilesStamp::of(&graph, &registry).unwrap()).is_some(), "nothing changed");
-        cache.keep(stamp, state());
+        cache.keep(stamp, a_graph(), a_registry());
+        assert_eq!(current(&mut cache, &graph, &registry), (true, true), "nothing changed");
+        assert_eq!(current(&mut cache, &graph, &registry), (false, false), "taken: the transaction owns them");
+        cache.keep(stamp, a_graph(), a_registry());
         fs::write(&registry, "{}").unwrap();
-        assert!(cache.take_if_current(&FilesStamp::of(&graph, &registry).unwrap()).is_none(), "a registry appeared");
+        assert_eq!(current(&mut cache, &graph, &registry), (true, false), "a registry appeared; the graph is kept");
 
         let stamp = FilesStamp::of(&graph, &registry).unwrap();
-        cache.keep(stamp, state());
-        assert!(cache.take_if_current(&stamp).is_none(), "just written: not trusted yet");
+        cache.keep(stamp, a_graph(), a_registry());
+        assert_eq!(current(&mut cache, &graph, &registry), (true, false), "the registry was just written");
+        cache.keep(stamp, None, a_registry());
+        assert_eq!(current(&mut cache, &graph, &registry), (false, false), "a graph the transaction replaced");
     }
 
     #[test]
@@ -139,9 +152,9 @@ mod tests {
         fs::write(&graph, "{\"a\":1}\n").unwrap();
         std::thread::sleep(SETTLE);
         let mut cache = StateCache::default();
-        cache.keep(FilesStamp::of(&graph, &registry).unwrap(), state());
+        cache.keep(FilesStamp::of(&graph, &registry).unwrap(), a_graph(), a_registry());
         fs::write(&graph, "{\"a\":2}\n").unwrap();
         backdate(&graph);
-        assert!(cache.take_if_current(&FilesStamp::of(&graph, &registry).unwrap()).is_none(), "the change time moved");
+        assert!(!current(&mut cache, &graph, &registry).0, "the change time moved");
     }
 }
