@@ -102,6 +102,11 @@ pub struct Graph {
     index: BTreeMap<Box<str>, u32>,
     /// The dependency slots of every head, each head naming its range.
     after_slots: Vec<u32>,
+    /// The slots of each status as read, in file order: the service scans for in-progress and
+    /// open tasks every sweep, and a pass over every slot of a large graph is most of its idle cost.
+    by_status: BTreeMap<TaskStatus, Vec<u32>>,
+    /// Slots changed or added since: their status may differ from `by_status`.
+    touched: Vec<u32>,
     trailing_newline: bool,
     changed: bool,
 }
@@ -178,6 +183,8 @@ impl Graph {
             slots: indexed.slots,
             index: indexed.index,
             after_slots: indexed.after_slots,
+            by_status: indexed.by_status,
+            touched: Vec::new(),
             changed: false,
         })
     }
@@ -221,6 +228,9 @@ impl Graph {
         let slot = *self.index.get(id)?;
         self.task_in(slot);
         self.changed = true;
+        if !self.slots[slot as usize].changed {
+            self.touched.push(slot);
+        }
         let slot = &mut self.slots[slot as usize];
         slot.changed = true;
         Some(slot.parsed.get_mut().expect("parsed just above"))
@@ -243,7 +253,16 @@ impl Graph {
 
     /// Tasks of one status, in file order; only those are parsed.
     pub fn tasks_with_status<'a>(&'a self, status: &'a TaskStatus) -> impl Iterator<Item = &'a Task> + 'a {
-        (0..self.slots.len() as u32).filter(move |&slot| self.status_in(slot) == status).map(|slot| self.task_in(slot))
+        self.slots_maybe_with(status).filter(move |&slot| self.status_in(slot) == status).map(|slot| self.task_in(slot))
+    }
+
+    /// In file order, every slot that may have `status` now: those read with it and those touched.
+    fn slots_maybe_with(&self, status: &TaskStatus) -> impl Iterator<Item = u32> {
+        let mut slots: Vec<u32> = self.by_status.get(status).cloned().unwrap_or_default();
+        slots.extend(&self.touched);
+        slots.sort_unstable();
+        slots.dedup();
+        slots.into_iter()
     }
 
     /// Whether the dispatcher may start `task` now: open, runnable by the shell executor, not
@@ -256,7 +275,9 @@ impl Graph {
 
     /// The tasks [`Graph::is_ready`] holds for, in file order; only those are parsed.
     pub fn ready_tasks(&self, now_ms: i64) -> impl Iterator<Item = &Task> {
-        (0..self.slots.len() as u32).filter(move |&slot| self.is_ready_in(slot, now_ms)).map(|slot| self.task_in(slot))
+        self.slots_maybe_with(&TaskStatus::Open)
+            .filter(move |&slot| self.is_ready_in(slot, now_ms))
+            .map(|slot| self.task_in(slot))
     }
 
     /// [`Graph::is_ready`] for the task `id`, without parsing it; false for no such task.
@@ -297,6 +318,7 @@ impl Graph {
             changed: true,
         });
         self.lines.push(Line::new(0..0, Some(slot)));
+        self.touched.push(slot);
         self.trailing_newline = true;
         self.changed = true;
         Ok(())
@@ -388,6 +410,7 @@ struct Indexer {
     slots: Vec<TaskSlot>,
     index: BTreeMap<Box<str>, u32>,
     after_slots: Vec<u32>,
+    by_status: BTreeMap<TaskStatus, Vec<u32>>,
     /// `after` ids not seen yet when their task was read: (position in `after_slots`, id).
     forward: Vec<(usize, Box<str>)>,
 }
@@ -463,6 +486,7 @@ impl Indexer {
             after: after_start as u32..self.after_slots.len() as u32,
         };
         let slot = self.slots.len() as u32;
+        self.by_status.entry(head.status.clone()).or_default().push(slot);
         self.index.insert(view.id.as_ref().into(), slot);
         self.slots.push(TaskSlot { line: self.lines.len() as u32, head, parsed: OnceCell::new(), changed: false });
         self.lines.push(Line::new(span, Some(slot)));
