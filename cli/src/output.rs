@@ -2,6 +2,7 @@
 //! once, at the top, with what to do next, and map to the exit codes documented in `--help`.
 
 use serde_json::Value;
+use std::borrow::Cow;
 use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -10,14 +11,26 @@ use wg_core::ports::StoreError;
 
 pub struct Output {
     pub human: String,
-    pub json: Value,
+    json: Json,
     /// The exit code after printing: 0, or an answer such as [`EXIT_NOT_RUNNING`].
     pub exit_code: u8,
 }
 
+/// The JSON answer, or how to build it: `wg list` of a large graph would spend most of its time
+/// and memory building a JSON value nobody asked for.
+enum Json {
+    Built(Value),
+    Deferred(Box<dyn Fn() -> Value>),
+}
+
 impl Output {
     pub fn new(human: impl Into<String>, json: Value) -> Self {
-        Output { human: human.into(), json, exit_code: 0 }
+        Output { human: human.into(), json: Json::Built(json), exit_code: 0 }
+    }
+
+    /// An output whose JSON is built only if `--json` asks for it.
+    pub fn deferred(human: impl Into<String>, json: impl Fn() -> Value + 'static) -> Self {
+        Output { human: human.into(), json: Json::Deferred(Box::new(json)), exit_code: 0 }
     }
 
     /// The same output, answered with `exit_code` instead of 0.
@@ -28,7 +41,11 @@ impl Output {
     /// Prints the output and says how `wg` exits: see [`exit_after_printing`].
     pub fn print(&self, json: bool) -> ExitCode {
         let printed = if json {
-            write_stdout(&serde_json::to_string_pretty(&self.json).expect("JSON values serialize"))
+            let json = match &self.json {
+                Json::Built(value) => Cow::Borrowed(value),
+                Json::Deferred(build) => Cow::Owned(build()),
+            };
+            write_stdout(&serde_json::to_string_pretty(&*json).expect("JSON values serialize"))
         } else if !self.human.is_empty() {
             write_stdout(self.human.trim_end())
         } else {

@@ -1,26 +1,147 @@
-//! `graph.jsonl`, read and written losslessly.
+//! `graph.jsonl`, read and written losslessly, in about the file's size.
 //!
-//! Each line is kept as it was read. A task line that an operation changes (through
-//! [`Graph::task_mut`]) is serialized again; every other line is written back byte for byte, so
-//! another tool's formatting, field order and unknown kinds of line survive our writes.
+//! The file's text is kept whole. Each line is checked once when read (JSON, and for a task line
+//! the whole task schema, by [`line_check`]) and indexed by a small head: where it is, and for a
+//! task its id, status and what the dispatcher reads to decide whether to start it. A whole
+//! [`Task`] is parsed only when an operation asks for that task, and kept. A task changed through
+//! [`Graph::task_mut`] is serialized again on write; every other line is copied back byte for
+//! byte, so another tool's formatting, field order and unknown kinds of line survive our writes.
 
-use crate::model::Task;
+mod line_check;
+
+use crate::model::{Task, TaskStatus};
+use line_check::TaskLineView;
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::io::{self, Write};
+use std::ops::Range;
+use std::sync::Arc;
 
+/// A line of the file: where its text is, and which task it holds, if any. Offsets are 32-bit
+/// (files up to 4 GiB): a graph has a line per task, and this is most of its memory after the text.
 #[derive(Clone, Debug, PartialEq)]
-enum Line {
-    /// A task; `raw` is the text as read, `None` once changed or when created by us.
-    Task { task: Box<Task>, raw: Option<String> },
-    /// Any other line (other kinds, blank lines), kept verbatim.
-    Other(String),
+struct Line {
+    /// Byte range in the text read; empty for a task we added.
+    start: u32,
+    end: u32,
+    /// Its slot, or [`NO_TASK`].
+    task: u32,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+impl Line {
+    fn new(span: Range<usize>, task: Option<u32>) -> Line {
+        Line { start: span.start as u32, end: span.end as u32, task: task.unwrap_or(NO_TASK) }
+    }
+
+    fn span(&self) -> Range<usize> {
+        self.start as usize..self.end as usize
+    }
+
+    fn task(&self) -> Option<u32> {
+        (self.task != NO_TASK).then_some(self.task)
+    }
+}
+
+/// One task: its head from the file, and the whole task once someone asked for it.
+#[derive(Clone, Debug)]
+struct TaskSlot {
+    line: u32,
+    head: Head,
+    parsed: OnceCell<Box<Task>>,
+    /// Changed or added: written from `parsed`, not copied from the text.
+    changed: bool,
+}
+
+/// What scans read of a task without parsing it. Stale once the task is parsed: `parsed` is then
+/// the truth (see [`Graph::status_in`]).
+#[derive(Clone, Debug)]
+struct Head {
+    status: TaskStatus,
+    start: StartFacts,
+    /// The slots of its `after` ids in [`Graph::after_slots`].
+    after: Range<u32>,
+}
+
+/// Whether the dispatcher may start a task now, apart from its dependencies.
+#[derive(Clone, Copy, Debug)]
+struct StartFacts {
+    runnable: bool,
+    paused: bool,
+    not_before_ms: Option<i64>,
+}
+
+impl StartFacts {
+    fn of(task: &Task) -> StartFacts {
+        StartFacts {
+            runnable: is_runnable(task.exec.as_deref()),
+            paused: task.extra.get("paused").and_then(|value| value.as_bool()) == Some(true),
+            not_before_ms: task.crash_loop.as_ref().and_then(|crash_loop| crash_loop.not_before_ms),
+        }
+    }
+
+    /// Runnable by the shell executor, not paused, not in a crash-loop backoff.
+    fn allow_start(&self, now_ms: i64) -> bool {
+        self.runnable && !self.paused && crate::model::backoff_pending(self.not_before_ms, now_ms).is_none()
+    }
+}
+
+fn is_runnable(exec: Option<&str>) -> bool {
+    exec.is_some_and(|exec| !exec.trim().is_empty())
+}
+
+/// An `after` id no task of the graph has (yet).
+const NO_TASK: u32 = u32::MAX;
+
+#[derive(Clone, Default)]
 pub struct Graph {
+    text: Arc<String>,
     lines: Vec<Line>,
-    index: BTreeMap<String, usize>,
+    slots: Vec<TaskSlot>,
+    index: BTreeMap<Box<str>, u32>,
+    /// The dependency slots of every head, each head naming its range.
+    after_slots: Vec<u32>,
+    /// The slots of each status as read, in file order: the service scans for in-progress and
+    /// open tasks every sweep, and a pass over every slot of a large graph is most of its idle cost.
+    by_status: BTreeMap<TaskStatus, Vec<u32>>,
+    /// Slots changed or added since: their status may differ from `by_status`.
+    touched: Vec<u32>,
     trailing_newline: bool,
+    changed: bool,
+}
+
+impl fmt::Debug for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Graph")
+            .field("lines", &self.lines.len())
+            .field("tasks", &self.slots.len())
+            .field("changed", &self.changed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Two graphs are equal when they hold the same lines and would write the same file, changed in
+/// the same places.
+impl PartialEq for Graph {
+    fn eq(&self, other: &Graph) -> bool {
+        self.lines.len() == other.lines.len()
+            && self.trailing_newline == other.trailing_newline
+            && self.lines.iter().zip(&other.lines).all(|(mine, theirs)| match (mine.task(), theirs.task()) {
+                (None, None) => self.text[mine.span()] == other.text[theirs.span()],
+                (Some(mine), Some(theirs)) => {
+                    let (mine, theirs) = (&self.slots[mine as usize], &other.slots[theirs as usize]);
+                    mine.changed == theirs.changed
+                        && if mine.changed {
+                            mine.parsed.get() == theirs.parsed.get()
+                        } else {
+                            self.text[self.lines[mine.line as usize].span()]
+                                == other.text[other.lines[theirs.line as usize].span()]
+                        }
+                }
+                _ => false,
+            })
+    }
 }
 
 /// A graph line that does not parse; `line` counts from 1.
@@ -41,79 +162,78 @@ impl std::error::Error for GraphParseError {}
 impl Graph {
     /// Parses the bytes of `graph.jsonl`. Any bad line is an error naming it; nothing is guessed.
     pub fn parse(bytes: &[u8]) -> Result<Graph, GraphParseError> {
-        let mut graph = Graph { trailing_newline: bytes.is_empty() || bytes.ends_with(b"\n"), ..Graph::default() };
-        if bytes.is_empty() {
-            return Ok(graph);
-        }
-        let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-        for (number, raw) in body.split(|byte| *byte == b'\n').enumerate().map(|(index, raw)| (index + 1, raw)) {
-            let error = |message: String| GraphParseError { line: number, message };
-            let text = std::str::from_utf8(raw)
-                .map_err(|e| error(format!("not valid UTF-8 (byte {} of the line)", e.valid_up_to() + 1)))?;
-            graph.push_parsed_line(text).map_err(error)?;
-        }
-        Ok(graph)
+        Graph::from_bytes(bytes.to_vec())
     }
 
-    fn push_parsed_line(&mut self, text: &str) -> Result<(), String> {
-        if text.trim().is_empty() {
-            self.lines.push(Line::Other(text.to_string()));
-            return Ok(());
+    /// [`Graph::parse`], keeping `bytes` as the graph's text instead of a copy of them.
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<Graph, GraphParseError> {
+        if bytes.len() >= NO_TASK as usize {
+            let message = format!("the file is {} bytes; wg reads graphs of up to 4 GiB", bytes.len());
+            return Err(GraphParseError { line: 1, message });
         }
-        // Two passes, neither building a `Value`: the head validates the whole line and names its
-        // kind without allocating, then only task lines are read into a `Task`.
-        let head: LineHead = serde_json::from_str(text).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => "not a JSON object".to_string(),
-            _ => format!("not valid JSON: {e}"),
-        })?;
-        if head.kind.as_deref() != Some("task") {
-            self.lines.push(Line::Other(text.to_string()));
-            return Ok(());
-        }
-        let mut task: Task = serde_json::from_str(text).map_err(|e| format!("not a valid task: {e}"))?;
-        task.extra.remove("kind");
-        if let Some(first) = self.index.get(&task.id) {
-            return Err(format!("duplicate task id {:?} (first on line {})", task.id, first + 1));
-        }
-        self.index.insert(task.id.clone(), self.lines.len());
-        self.lines.push(Line::Task { task: Box::new(task), raw: Some(text.to_string()) });
-        Ok(())
+        let text = match String::from_utf8(bytes) {
+            Ok(text) => text,
+            Err(error) => return Err(first_error_before_invalid_utf8(error.as_bytes(), error.utf8_error())),
+        };
+        let indexed = Indexer::default().index(&text)?;
+        Ok(Graph {
+            trailing_newline: text.is_empty() || text.ends_with('\n'),
+            text: Arc::new(text),
+            lines: indexed.lines,
+            slots: indexed.slots,
+            index: indexed.index,
+            after_slots: indexed.after_slots,
+            by_status: indexed.by_status,
+            touched: Vec::new(),
+            changed: false,
+        })
     }
 
     /// The file's new text: untouched lines verbatim, changed and new tasks serialized.
     pub fn render(&self) -> String {
-        let mut out = String::new();
+        let mut out = Vec::with_capacity(self.text.len() + 256);
+        self.render_to(&mut out).expect("writing to memory does not fail");
+        String::from_utf8(out).expect("the text and serialized tasks are UTF-8")
+    }
+
+    /// Writes the file's new text to `out`: untouched runs of lines are copied in one piece.
+    pub fn render_to(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut copier = RunCopier { text: self.text.as_bytes(), run: 0..0, out };
         for (position, line) in self.lines.iter().enumerate() {
             if position > 0 {
-                out.push('\n');
+                copier.newline_after(&self.lines[position - 1])?;
             }
-            match line {
-                Line::Task { raw: Some(raw), .. } | Line::Other(raw) => out.push_str(raw),
-                Line::Task { task, raw: None } => out.push_str(&task_line(task)),
+            match line.task().map(|slot| &self.slots[slot as usize]) {
+                Some(slot) if slot.changed => {
+                    let task = slot.parsed.get().expect("a changed task is parsed");
+                    copier.owned(task_line(task).as_bytes())?;
+                }
+                _ => copier.text(line.span())?,
             }
         }
-        if self.trailing_newline && !self.lines.is_empty() {
-            out.push('\n');
+        if self.trailing_newline {
+            if let Some(last) = self.lines.last() {
+                copier.newline_after(last)?;
+            }
         }
-        out
+        copier.flush()
     }
 
     pub fn task(&self, id: &str) -> Option<&Task> {
-        match &self.lines[*self.index.get(id)?] {
-            Line::Task { task, .. } => Some(task),
-            Line::Other(_) => unreachable!("index points at a task line"),
-        }
+        Some(self.task_in(*self.index.get(id)?))
     }
 
     /// A task to change; the line will be serialized again on commit.
     pub fn task_mut(&mut self, id: &str) -> Option<&mut Task> {
-        match &mut self.lines[*self.index.get(id)?] {
-            Line::Task { task, raw } => {
-                *raw = None;
-                Some(task)
-            }
-            Line::Other(_) => unreachable!("index points at a task line"),
+        let slot = *self.index.get(id)?;
+        self.task_in(slot);
+        self.changed = true;
+        if !self.slots[slot as usize].changed {
+            self.touched.push(slot);
         }
+        let slot = &mut self.slots[slot as usize];
+        slot.changed = true;
+        Some(slot.parsed.get_mut().expect("parsed just above"))
     }
 
     /// The task to change, only if `condition` holds for it; otherwise the line stays untouched.
@@ -125,11 +245,57 @@ impl Graph {
         }
     }
 
-    /// Tasks in file order.
+    /// Tasks in file order. Parses every task: scans that look for a status or for ready tasks
+    /// have cheaper ways ([`Graph::tasks_with_status`], [`Graph::ready_tasks`]).
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
-        self.lines.iter().filter_map(|line| match line {
-            Line::Task { task, .. } => Some(&**task),
-            Line::Other(_) => None,
+        (0..self.slots.len() as u32).map(|slot| self.task_in(slot))
+    }
+
+    /// Tasks of one status, in file order; only those are parsed.
+    pub fn tasks_with_status<'a>(&'a self, status: &'a TaskStatus) -> impl Iterator<Item = &'a Task> + 'a {
+        self.slots_maybe_with(status).filter(move |&slot| self.status_in(slot) == status).map(|slot| self.task_in(slot))
+    }
+
+    /// In file order, every slot that may have `status` now: those read with it and those touched.
+    fn slots_maybe_with(&self, status: &TaskStatus) -> impl Iterator<Item = u32> {
+        let mut slots: Vec<u32> = self.by_status.get(status).cloned().unwrap_or_default();
+        slots.extend(&self.touched);
+        slots.sort_unstable();
+        slots.dedup();
+        slots.into_iter()
+    }
+
+    /// Whether the dispatcher may start `task` now: open, runnable by the shell executor, not
+    /// paused, not in a crash-loop backoff, and every dependency done.
+    pub fn is_ready(&self, task: &Task, now_ms: i64) -> bool {
+        task.status == TaskStatus::Open
+            && StartFacts::of(task).allow_start(now_ms)
+            && task.after.iter().all(|id| self.index.get(id.as_str()).is_some_and(|&slot| self.is_done(slot)))
+    }
+
+    /// The tasks [`Graph::is_ready`] holds for, in file order; only those are parsed.
+    pub fn ready_tasks(&self, now_ms: i64) -> impl Iterator<Item = &Task> {
+        self.slots_maybe_with(&TaskStatus::Open)
+            .filter(move |&slot| self.is_ready_in(slot, now_ms))
+            .map(|slot| self.task_in(slot))
+    }
+
+    /// [`Graph::is_ready`] for the task `id`, without parsing it; false for no such task.
+    pub fn is_ready_id(&self, id: &str, now_ms: i64) -> bool {
+        self.index.get(id).is_some_and(|&slot| self.is_ready_in(slot, now_ms))
+    }
+
+    /// The status of the task `id`, without parsing it.
+    pub fn status_of(&self, id: &str) -> Option<&TaskStatus> {
+        self.index.get(id).map(|&slot| self.status_in(slot))
+    }
+
+    /// Each task's line as it would be written, in file order, without parsing the tasks: for
+    /// readers that want a few fields of every task (`wg list`).
+    pub fn task_lines(&self) -> impl Iterator<Item = Cow<'_, str>> {
+        self.slots.iter().map(|slot| match slot.parsed.get() {
+            Some(task) if slot.changed => Cow::Owned(task_line(task)),
+            _ => Cow::Borrowed(&self.text[self.lines[slot.line as usize].span()]),
         })
     }
 
@@ -139,18 +305,217 @@ impl Graph {
 
     /// Appends a new task; refuses a duplicate id.
     pub fn add_task(&mut self, task: Task) -> Result<(), String> {
-        if self.index.contains_key(&task.id) {
+        if self.index.contains_key(task.id.as_str()) {
             return Err(format!("a task with id {:?} already exists", task.id));
         }
-        self.index.insert(task.id.clone(), self.lines.len());
-        self.lines.push(Line::Task { task: Box::new(task), raw: None });
+        let slot = self.slots.len() as u32;
+        self.index.insert(task.id.clone().into_boxed_str(), slot);
+        let head = Head { status: task.status.clone(), start: StartFacts::of(&task), after: 0..0 };
+        self.slots.push(TaskSlot {
+            line: self.lines.len() as u32,
+            head,
+            parsed: OnceCell::from(Box::new(task)),
+            changed: true,
+        });
+        self.lines.push(Line::new(0..0, Some(slot)));
+        self.touched.push(slot);
         self.trailing_newline = true;
+        self.changed = true;
         Ok(())
     }
 
     /// Whether any line differs from what was read.
     pub fn is_changed(&self) -> bool {
-        self.lines.iter().any(|line| matches!(line, Line::Task { raw: None, .. }))
+        self.changed
+    }
+
+    fn task_in(&self, slot: u32) -> &Task {
+        let slot = &self.slots[slot as usize];
+        slot.parsed.get_or_init(|| {
+            let raw = &self.text[self.lines[slot.line as usize].span()];
+            let mut task: Task = serde_json::from_str(raw).expect("a task line checked when read parses as a task");
+            task.extra.remove("kind");
+            Box::new(task)
+        })
+    }
+
+    fn status_in(&self, slot: u32) -> &TaskStatus {
+        let slot = &self.slots[slot as usize];
+        slot.parsed.get().map_or(&slot.head.status, |task| &task.status)
+    }
+
+    fn is_ready_in(&self, slot: u32, now_ms: i64) -> bool {
+        let slot = &self.slots[slot as usize];
+        if let Some(task) = slot.parsed.get() {
+            return self.is_ready(task, now_ms);
+        }
+        let head = &slot.head;
+        head.status == TaskStatus::Open
+            && head.start.allow_start(now_ms)
+            && self.after_slots[head.after.start as usize..head.after.end as usize]
+                .iter()
+                .all(|&dependency| dependency != NO_TASK && self.is_done(dependency))
+    }
+
+    fn is_done(&self, slot: u32) -> bool {
+        *self.status_in(slot) == TaskStatus::Done
+    }
+}
+
+/// Writes pieces of the text and owned bytes, merging adjacent pieces of the text into one write.
+struct RunCopier<'a> {
+    text: &'a [u8],
+    run: Range<usize>,
+    out: &'a mut dyn Write,
+}
+
+impl RunCopier<'_> {
+    fn text(&mut self, span: Range<usize>) -> io::Result<()> {
+        if self.run.end != span.start || self.run.is_empty() {
+            self.flush()?;
+            self.run = span.start..span.start;
+        }
+        self.run.end = span.end;
+        Ok(())
+    }
+
+    fn owned(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.flush()?;
+        self.out.write_all(bytes)
+    }
+
+    /// The line end after `line`: the text's own when the line came from the text and had one.
+    fn newline_after(&mut self, line: &Line) -> io::Result<()> {
+        let (span, added) = (line.span(), line.task().is_some() && line.start == line.end);
+        if !added && span.end < self.text.len() && self.text[span.end] == b'\n' {
+            self.text(span.end..span.end + 1)
+        } else {
+            self.owned(b"\n")
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.run.is_empty() {
+            self.out.write_all(&self.text[self.run.clone()])?;
+        }
+        self.run = 0..0;
+        Ok(())
+    }
+}
+
+/// The lines of a text, checked and indexed.
+#[derive(Default)]
+struct Indexer {
+    lines: Vec<Line>,
+    slots: Vec<TaskSlot>,
+    index: BTreeMap<Box<str>, u32>,
+    after_slots: Vec<u32>,
+    by_status: BTreeMap<TaskStatus, Vec<u32>>,
+    /// `after` ids not seen yet when their task was read: (position in `after_slots`, id).
+    forward: Vec<(usize, Box<str>)>,
+}
+
+impl Indexer {
+    fn index(mut self, text: &str) -> Result<Indexer, GraphParseError> {
+        if text.is_empty() {
+            return Ok(self);
+        }
+        let body = text.strip_suffix('\n').unwrap_or(text);
+        // Sized once: growing by doubling would leave up to half of each vector unused.
+        let lines = body.bytes().filter(|&byte| byte == b'\n').count() + 1;
+        self.lines.reserve_exact(lines);
+        self.slots.reserve_exact(lines);
+        let mut start = 0;
+        for (number, raw) in body.split('\n').enumerate() {
+            let span = start..start + raw.len();
+            start = span.end + 1;
+            self.push_line(raw, span).map_err(|message| GraphParseError { line: number + 1, message })?;
+        }
+        for (position, id) in std::mem::take(&mut self.forward) {
+            if let Some(&slot) = self.index.get(&id) {
+                self.after_slots[position] = slot;
+            }
+        }
+        self.slots.shrink_to_fit();
+        self.after_slots.shrink_to_fit();
+        Ok(self)
+    }
+
+    fn push_line(&mut self, text: &str, span: Range<usize>) -> Result<(), String> {
+        if text.trim().is_empty() {
+            self.lines.push(Line::new(span, None));
+            return Ok(());
+        }
+        let view = if text.starts_with(TASK_LINE_START) {
+            // How upstream and we write a task: one pass, checking the line as a task.
+            task_view(text)?
+        } else {
+            // Anything else takes two passes, neither building a value: the head checks the whole
+            // line and names its kind, then only a task line is checked as a task.
+            let head: LineHead = serde_json::from_str(text).map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => "not a JSON object".to_string(),
+                _ => format!("not valid JSON: {e}"),
+            })?;
+            if head.kind.as_deref() != Some("task") {
+                self.lines.push(Line::new(span, None));
+                return Ok(());
+            }
+            task_view(text)?
+        };
+        if let Some(&first) = self.index.get(view.id.as_ref()) {
+            let first_line = self.slots[first as usize].line + 1;
+            return Err(format!("duplicate task id {:?} (first on line {first_line})", view.id));
+        }
+        let after_start = self.after_slots.len();
+        for id in &view.after {
+            match self.index.get(id.as_ref()) {
+                Some(&slot) => self.after_slots.push(slot),
+                None => {
+                    self.forward.push((self.after_slots.len(), id.as_ref().into()));
+                    self.after_slots.push(NO_TASK);
+                }
+            }
+        }
+        let head = Head {
+            status: TaskStatus::parse(&view.status),
+            start: StartFacts {
+                runnable: is_runnable(view.exec.as_deref()),
+                paused: view.paused.0,
+                not_before_ms: view.crash_loop.as_ref().and_then(|crash_loop| crash_loop.not_before_ms),
+            },
+            after: after_start as u32..self.after_slots.len() as u32,
+        };
+        let slot = self.slots.len() as u32;
+        self.by_status.entry(head.status.clone()).or_default().push(slot);
+        self.index.insert(view.id.as_ref().into(), slot);
+        self.slots.push(TaskSlot { line: self.lines.len() as u32, head, parsed: OnceCell::new(), changed: false });
+        self.lines.push(Line::new(span, Some(slot)));
+        Ok(())
+    }
+}
+
+/// How a task line starts when upstream's `wg` or we wrote it.
+const TASK_LINE_START: &str = r#"{"kind":"task","#;
+
+fn task_view(text: &str) -> Result<TaskLineView<'_>, String> {
+    serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => format!("not a valid task: {e}"),
+        _ => format!("not valid JSON: {e}"),
+    })
+}
+
+/// The error of the first bad line of a file that is not all UTF-8: a line before the invalid
+/// byte may already be bad in another way.
+fn first_error_before_invalid_utf8(bytes: &[u8], error: std::str::Utf8Error) -> GraphParseError {
+    let valid = error.valid_up_to();
+    let line_start = bytes[..valid].iter().rposition(|&byte| byte == b'\n').map_or(0, |newline| newline + 1);
+    let before = std::str::from_utf8(&bytes[..line_start]).expect("checked valid up to here");
+    if let Err(earlier) = Indexer::default().index(before) {
+        return earlier;
+    }
+    GraphParseError {
+        line: bytes[..line_start].iter().filter(|&&byte| byte == b'\n').count() + 1,
+        message: format!("not valid UTF-8 (byte {} of the line)", valid - line_start + 1),
     }
 }
 
@@ -159,7 +524,7 @@ impl Graph {
 #[derive(serde::Deserialize)]
 struct LineHead<'a> {
     #[serde(borrow, default)]
-    kind: Option<std::borrow::Cow<'a, str>>,
+    kind: Option<Cow<'a, str>>,
 }
 
 fn task_line(task: &Task) -> String {
@@ -223,6 +588,67 @@ mod tests {
         let error = Graph::parse(dup.as_bytes()).unwrap_err();
         assert_eq!(error.line, 2);
         assert!(error.message.contains("duplicate"), "{error}");
+    }
+
+    const READINESS: &str = concat!(
+        r#"{"kind":"task","id":"a","status":"done"}"#,
+        "\n",
+        r#"{"kind":"task","id":"b","status":"open","after":["a"],"exec":"true"}"#,
+        "\n",
+        r#"{"kind":"task","id":"c","status":"open","after":["d"],"exec":"true"}"#,
+        "\n",
+        r#"{"id":"d","kind":"task","status":"done"}"#,
+        "\n",
+        r#"{"kind":"task","id":"e","status":"open","exec":"true","paused":true}"#,
+        "\n",
+        r#"{"kind":"task","id":"f","status":"open","exec":"true","crash_loop":{"not_before_ms":100}}"#,
+        "\n",
+        r#"{"kind":"task","id":"g","status":"open","exec":"  "}"#,
+        "\n",
+        r#"{"kind":"task","id":"h","status":"open","exec":"true","after":["nowhere"]}"#,
+    );
+
+    fn ready_ids(graph: &Graph, now_ms: i64) -> Vec<String> {
+        graph.ready_tasks(now_ms).map(|task| task.id.clone()).collect()
+    }
+
+    #[test]
+    fn ready_tasks_from_the_heads_agree_with_is_ready_on_parsed_tasks() {
+        for now_ms in [50, 200] {
+            let graph = Graph::parse(READINESS.as_bytes()).unwrap();
+            let from_heads = ready_ids(&graph, now_ms);
+            let parsed = Graph::parse(READINESS.as_bytes()).unwrap();
+            let from_tasks: Vec<String> =
+                parsed.tasks().filter(|task| parsed.is_ready(task, now_ms)).map(|task| task.id.clone()).collect();
+            assert_eq!(from_heads, from_tasks, "at {now_ms}");
+            assert_eq!(ready_ids(&parsed, now_ms), from_tasks, "the same graph, every task parsed");
+        }
+        assert_eq!(ready_ids(&Graph::parse(READINESS.as_bytes()).unwrap(), 200), ["b", "c", "f"]);
+    }
+
+    #[test]
+    fn scans_see_changes_made_through_task_mut_and_add_task() {
+        let mut graph = Graph::parse(READINESS.as_bytes()).unwrap();
+        graph.task_mut("a").unwrap().status = TaskStatus::Open;
+        assert_eq!(ready_ids(&graph, 50), ["c"], "b waits for a again");
+        let mut nowhere = Task::new("nowhere", "N");
+        nowhere.status = TaskStatus::Done;
+        graph.add_task(nowhere).unwrap();
+        assert_eq!(ready_ids(&graph, 50), ["c"], "h named a task missing when read: still not started");
+        let open: Vec<&str> = graph.tasks_with_status(&TaskStatus::Open).map(|task| task.id.as_str()).collect();
+        assert_eq!(open, ["a", "b", "c", "e", "f", "g", "h"]);
+    }
+
+    #[test]
+    fn a_task_added_to_a_file_without_a_final_newline_goes_on_its_own_line() {
+        let mut graph = Graph::parse(READINESS.as_bytes()).unwrap();
+        graph.add_task(Task::new("z", "Z")).unwrap();
+        let text = graph.render();
+        assert!(text.starts_with(READINESS), "the old lines are untouched");
+        assert_eq!(
+            &text[READINESS.len()..],
+            "\n{\"kind\":\"task\",\"id\":\"z\",\"title\":\"Z\",\"status\":\"open\"}\n"
+        );
     }
 
     #[test]

@@ -206,6 +206,12 @@ impl Task {
     }
 }
 
+/// The one rule of a crash-loop backoff: a task held back until `not_before_ms` may start at that
+/// instant, not before. `Some(until)` while it still waits.
+pub fn backoff_pending(not_before_ms: Option<EpochMs>, now_ms: EpochMs) -> Option<EpochMs> {
+    not_before_ms.filter(|&at| at > now_ms)
+}
+
 pub fn is_companion_id(id: &str) -> bool {
     id.starts_with(".evaluate-") || id.starts_with(".flip-")
 }

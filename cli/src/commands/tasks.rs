@@ -4,10 +4,12 @@ use super::{calling_agent, logs, Ports};
 use crate::output::{CliError, Output};
 use crate::real::store::{write_atomically, WgPaths};
 use serde_json::{json, Value};
+use std::borrow::Cow;
 use std::fs;
 use std::path::Path;
 use wg_core::block_on;
-use wg_core::model::{Task, TaskStatus};
+use wg_core::graph::Graph;
+use wg_core::model::{CrashLoop, Task, TaskStatus};
 use wg_core::ops::{add_task, fail_task, finish_task, NewTask};
 use wg_core::registry::Registry;
 use wg_core::time::format_rfc3339;
@@ -36,26 +38,50 @@ pub fn list(dir: &Path) -> Result<Output, CliError> {
     let ports = Ports::for_command(dir, "list")?;
     let state = ports.store.read()?;
     let now_ms = crate::real::clock::epoch_ms_now();
-    let tasks: Vec<&Task> = state.graph.tasks().collect();
     let mut human = String::new();
-    if tasks.is_empty() {
+    if state.graph.task_count() == 0 {
         human.push_str("No tasks. Add one with `wg add <title> --exec <command>`.\n");
     } else {
         human.push_str(&format!("{:<20} {:<12} TITLE\n", "ID", "STATUS"));
     }
-    for task in &tasks {
+    for line in state.graph.task_lines() {
+        let task: Listed = serde_json::from_str(&line).map_err(|e| {
+            CliError::new(format!("a task line of graph.jsonl changed while it was read ({e}); run wg list again"))
+        })?;
         let agent = task.assigned.as_deref().map(|agent| format!("  [{agent}]")).unwrap_or_default();
         let retries = if task.retry_count > 0 { format!("  retries {}", task.retry_count) } else { String::new() };
-        let why = waiting_for(&state, task, now_ms).map(|why| format!("  ({why})")).unwrap_or_default();
-        human.push_str(&format!("{:<20} {:<12} {}{agent}{retries}{why}\n", task.id, task.status.as_str(), task.title));
+        let why = waiting_for(&state.graph, &task, now_ms).map(|why| format!("  ({why})")).unwrap_or_default();
+        human.push_str(&format!("{:<20} {:<12} {}{agent}{retries}{why}\n", task.id, task.status, task.title));
     }
-    Ok(Output::new(human, json!({"ok": true, "tasks": tasks})))
+    Ok(Output::deferred(human, move || json!({"ok": true, "tasks": state.graph.tasks().collect::<Vec<&Task>>()})))
+}
+
+/// The fields `wg list` shows of a task, borrowed from its line: parsing the whole of every task
+/// of a large graph would be most of the command's time and memory.
+#[derive(serde::Deserialize)]
+struct Listed<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    title: Cow<'a, str>,
+    #[serde(borrow)]
+    status: Cow<'a, str>,
+    #[serde(default, borrow)]
+    assigned: Option<Cow<'a, str>>,
+    #[serde(default)]
+    retry_count: u32,
+    #[serde(default, borrow)]
+    exec: Option<Cow<'a, str>>,
+    #[serde(default)]
+    crash_loop: Option<CrashLoop>,
+    #[serde(default, borrow)]
+    after: Vec<Cow<'a, str>>,
 }
 
 /// Why an open task is not started, when the service would not start it now: what a user
 /// reading `wg list` needs to tell "waiting" from "stuck".
-fn waiting_for(state: &wg_core::ports::State, task: &Task, now_ms: i64) -> Option<String> {
-    if task.status != TaskStatus::Open || wg_core::ops::is_ready(state, task, now_ms) {
+fn waiting_for(graph: &Graph, task: &Listed, now_ms: i64) -> Option<String> {
+    if TaskStatus::parse(&task.status) != TaskStatus::Open || graph.is_ready_id(&task.id, now_ms) {
         return None;
     }
     if task.exec.as_deref().is_none_or(|exec| exec.trim().is_empty()) {
@@ -67,12 +93,8 @@ fn waiting_for(state: &wg_core::ports::State, task: &Task, now_ms: i64) -> Optio
             short_time(&format_rfc3339(until_ms))
         ));
     }
-    let pending: Vec<&str> = task
-        .after
-        .iter()
-        .filter(|id| state.graph.task(id).is_none_or(|dependency| dependency.status != TaskStatus::Done))
-        .map(String::as_str)
-        .collect();
+    let pending: Vec<&str> =
+        task.after.iter().filter(|id| graph.status_of(id) != Some(&TaskStatus::Done)).map(|id| id.as_ref()).collect();
     if !pending.is_empty() {
         return Some(format!("waits for {}", pending.join(", ")));
     }

@@ -2,19 +2,24 @@
 //!
 //! One transaction = lock `graph.lock`, then `service/.registry.lock` (always in that order, as
 //! upstream, so the two tools can run side by side), complete any commit a crashed writer left
-//! ([`journal::recover`]), remove stale temp files, read and parse both files, run the change,
+//! ([`journal::recover`]), remove stale temp files, read and parse both files (the service's
+//! store reuses the state it read last while neither file changed: [`cache`]), run the change,
 //! commit what changed as one ([`journal::commit_plan`]: one file by temp, fsync, rename, fsync of
 //! the folder; both through a commit record), unlock. A file that does not parse aborts the
 //! transaction before anything is written.
 
+mod cache;
 pub mod journal;
 
-use journal::{FileWrite, KnownFile};
+use cache::{FilesStamp, StateCache};
+use journal::{Content, FileWrite, KnownFile};
 use nix::fcntl::{Flock, FlockArg};
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use wg_core::graph::Graph;
 use wg_core::ports::{State, Store, StoreError};
@@ -70,6 +75,9 @@ pub struct FileStore {
     /// Whether a commit pokes the running service (everyone but the service itself).
     wake_service: bool,
     lock_timeout: Duration,
+    /// For a store that lives long (the service's): the state read last, reused while the files
+    /// stay as they were.
+    cache: Option<Mutex<StateCache>>,
 }
 
 /// How long a command waits for a lock before saying who holds it.
@@ -83,7 +91,13 @@ impl FileStore {
             .and_then(|text| text.parse().ok())
             .map(Duration::from_millis)
             .unwrap_or(LOCK_TIMEOUT);
-        FileStore { paths, wake_service, lock_timeout }
+        FileStore { paths, wake_service, lock_timeout, cache: None }
+    }
+
+    /// The same store, keeping the state it read last for the next transaction while neither
+    /// file changes (see [`cache`]): for the service, whose sweeps mostly find nothing new.
+    pub fn caching(self) -> Self {
+        FileStore { cache: Some(Mutex::new(StateCache::default())), ..self }
     }
 
     /// Reads both files without locking, for display only. Each file is whole, but the two may
@@ -108,11 +122,37 @@ impl FileStore {
         // new content until they are renamed.
         journal::recover(&self.paths)?;
         journal::remove_stale_temporaries(&self.paths);
-        let mut state = read_state(&self.paths)?;
+        let mut cache = self.cache.as_ref().map(|cache| cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        // Taken before reading: a change after it shows at the next transaction's comparison.
+        let stamp = match cache {
+            Some(_) => Some(
+                FilesStamp::of(&self.paths.graph(), &self.paths.registry())
+                    .map_err(|e| io_error("look at the files of", &self.paths.dir, e))?,
+            ),
+            None => None,
+        };
+        let (graph, registry) = match cache.as_mut().zip(stamp.as_ref()) {
+            Some((cache, stamp)) => cache.take_current(stamp),
+            None => (None, None),
+        };
+        let graph = match graph {
+            Some(graph) => graph,
+            None => read_graph(&self.paths)?,
+        };
+        let registry = match registry {
+            Some(registry) => registry,
+            None => read_registry(&self.paths)?,
+        };
+        let mut state = State { graph, registry };
         let result = change(&mut state);
         commit(&self.paths, &state)?;
         if state.is_changed() && self.wake_service {
             poke(&self.paths.wake_socket());
+        }
+        if let Some((cache, stamp)) = cache.as_mut().zip(stamp) {
+            // A file our commit replaced is read again next time; the other one stays as it was.
+            let State { graph, registry } = state;
+            cache.keep(stamp, (!graph.is_changed()).then_some(graph), (!registry.is_changed()).then_some(registry));
         }
         Ok(result)
     }
@@ -129,37 +169,46 @@ fn io_error(what: &str, path: &Path, error: std::io::Error) -> StoreError {
 }
 
 fn read_state(paths: &WgPaths) -> Result<State, StoreError> {
+    Ok(State { graph: read_graph(paths)?, registry: read_registry(paths)? })
+}
+
+fn read_graph(paths: &WgPaths) -> Result<Graph, StoreError> {
     let graph_bytes = fs::read(paths.graph()).map_err(|e| io_error("read", &paths.graph(), e))?;
-    let graph = Graph::parse(&graph_bytes).map_err(|error| StoreError::Corrupt {
+    Graph::from_bytes(graph_bytes).map_err(|error| StoreError::Corrupt {
         file: paths.graph().display().to_string(),
         line: Some(error.line),
         message: error.message,
-    })?;
-    let registry = match fs::read(paths.registry()) {
+    })
+}
+
+fn read_registry(paths: &WgPaths) -> Result<Registry, StoreError> {
+    match fs::read(paths.registry()) {
         Ok(bytes) => Registry::parse(&bytes).map_err(|message| StoreError::Corrupt {
             file: paths.registry().display().to_string(),
             line: None,
             message,
-        })?,
-        Err(error) if error.kind() == ErrorKind::NotFound => Registry::empty(),
-        Err(error) => return Err(io_error("read", &paths.registry(), error)),
-    };
-    Ok(State { graph, registry })
+        }),
+        Err(error) if error.kind() == ErrorKind::NotFound => Ok(Registry::empty()),
+        Err(error) => Err(io_error("read", &paths.registry(), error)),
+    }
 }
 
-/// Writes the files `state` changed, as one commit.
+/// Writes the files `state` changed, as one commit. The graph is streamed into its temp file
+/// rather than built in memory: it can be tens of megabytes.
 fn commit(paths: &WgPaths, state: &State) -> Result<(), StoreError> {
-    let registry_text = state.registry.is_changed().then(|| state.registry.render());
-    let graph_text = state.graph.is_changed().then(|| state.graph.render());
+    let render_graph = |out: &mut dyn std::io::Write| state.graph.render_to(out);
     // The record makes the two renames one commit whatever their order. The order only decides
     // what a reader that takes no lock may glimpse between them: registry first shows a new agent
     // a moment before its task turns in-progress, never a task given to an agent not listed yet.
-    let changed = [(KnownFile::Registry, &registry_text), (KnownFile::Graph, &graph_text)];
-    let writes: Vec<FileWrite<'_>> = changed
-        .into_iter()
-        .filter_map(|(file, text)| text.as_ref().map(|text| FileWrite { file, bytes: text.as_bytes() }))
-        .collect();
-    match journal::commit_plan(paths, &writes)? {
+    let mut writes = Vec::with_capacity(2);
+    if state.registry.is_changed() {
+        let bytes = Cow::Owned(state.registry.render().into_bytes());
+        writes.push(FileWrite { file: KnownFile::Registry, content: Content::Bytes(bytes) });
+    }
+    if state.graph.is_changed() {
+        writes.push(FileWrite { file: KnownFile::Graph, content: Content::Streamed(&render_graph) });
+    }
+    match journal::commit_plan(paths, writes)? {
         Some(plan) => plan.run(),
         None => Ok(()),
     }
@@ -219,7 +268,7 @@ fn lock_holder(path: &Path) -> Option<String> {
 /// Replaces `path` with `bytes` so that a crash at any moment leaves the old or the new file; for
 /// files written outside a transaction (`wg init`, the service record).
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    journal::single_file_plan(path, bytes).run()
+    journal::single_file_plan(path, Content::Bytes(Cow::Borrowed(bytes))).run()
 }
 
 /// Wakes the service, if one listens. Best effort: without a service there is nobody to wake.

@@ -46,34 +46,20 @@ pub async fn dispatch<C: Clock, P: Processes, S: Store>(
     Ok(dispatched)
 }
 
-/// A task the dispatcher may start now: open, runnable by the shell executor, not paused, not
-/// in a crash-loop backoff, and every dependency done.
+/// A task the dispatcher may start now (the rule is [`crate::graph::Graph::is_ready`]'s).
 pub fn is_ready(state: &State, task: &Task, now_ms: i64) -> bool {
-    let runnable = task.exec.as_deref().is_some_and(|exec| !exec.trim().is_empty());
-    let paused = task.extra.get("paused").and_then(|value| value.as_bool()) == Some(true);
-    let backing_off = backoff_until(task, now_ms).is_some();
-    let dependencies_done = task
-        .after
-        .iter()
-        .all(|dependency| state.graph.task(dependency).is_some_and(|dep| dep.status == TaskStatus::Done));
-    task.status == TaskStatus::Open && runnable && !paused && !backing_off && dependencies_done
+    state.graph.is_ready(task, now_ms)
 }
 
 /// When a task in a crash-loop backoff may start again, if that is still in the future.
 pub fn backoff_until(task: &Task, now_ms: i64) -> Option<i64> {
-    task.crash_loop.as_ref().and_then(|crash_loop| crash_loop.not_before_ms).filter(|&at| at > now_ms)
+    crate::model::backoff_pending(task.crash_loop.as_ref().and_then(|crash_loop| crash_loop.not_before_ms), now_ms)
 }
 
 fn reserve(state: &mut State, settings: &Settings, actor: &str, now_ms: i64) -> Vec<SpawnRequest> {
     let running = state.registry.agents().filter(|agent| agent.status.is_running()).count();
     let free = settings.max_agents.saturating_sub(running);
-    let ready: Vec<String> = state
-        .graph
-        .tasks()
-        .filter(|task| is_ready(state, task, now_ms))
-        .take(free)
-        .map(|task| task.id.clone())
-        .collect();
+    let ready: Vec<String> = state.graph.ready_tasks(now_ms).take(free).map(|task| task.id.clone()).collect();
     let timestamp = format_rfc3339(now_ms);
     let mut requests = Vec::with_capacity(ready.len());
     for task_id in ready {

@@ -92,8 +92,7 @@ pub async fn reap<C: Clock, P: Processes, S: Store>(
 fn settle_orphans(state: &mut State, settings: &Settings, actor: &str, now_ms: i64) -> Vec<Reaped> {
     let orphans: Vec<(String, String, DeathCause, Option<String>)> = state
         .graph
-        .tasks()
-        .filter(|task| task.status == TaskStatus::InProgress)
+        .tasks_with_status(&TaskStatus::InProgress)
         .filter_map(|task| {
             let agent_id = task.assigned.as_deref()?;
             // No entry at all: a claim by a person or another tool (upstream `wg claim`), never

@@ -126,7 +126,38 @@ impl KnownFile {
 /// One file's new content.
 pub struct FileWrite<'a> {
     pub file: KnownFile,
-    pub bytes: &'a [u8],
+    pub content: Content<'a>,
+}
+
+/// A file's new content: bytes, or a writer of them, so that a large file (the graph) goes to
+/// its temp file without first being built in memory.
+pub enum Content<'a> {
+    Bytes(Cow<'a, [u8]>),
+    Streamed(&'a dyn Fn(&mut dyn Write) -> std::io::Result<()>),
+}
+
+impl Content<'_> {
+    fn write_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        match self {
+            Content::Bytes(bytes) => out.write_all(bytes),
+            Content::Streamed(write) => write(out),
+        }
+    }
+
+    fn fingerprint(&self) -> Fingerprint {
+        let mut fingerprint = Fingerprint::EMPTY;
+        self.write_to(&mut fingerprint).expect("fingerprinting does not fail");
+        fingerprint
+    }
+}
+
+impl std::fmt::Debug for Content<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Content::Bytes(bytes) => write!(f, "{} bytes", bytes.len()),
+            Content::Streamed(_) => f.write_str("streamed"),
+        }
+    }
 }
 
 /// The folder a file is in (`.` for a bare name, whose parent is the empty path).
@@ -177,7 +208,7 @@ enum Step<'a> {
     WriteTemp {
         temp: PathBuf,
         target: PathBuf,
-        bytes: Cow<'a, [u8]>,
+        content: Content<'a>,
     },
     Rename {
         from: PathBuf,
@@ -192,8 +223,8 @@ impl Step<'_> {
     /// Runs the step; on failure, says what could not be done.
     fn run(&self) -> Result<(), String> {
         match self {
-            Step::WriteTemp { temp, target, bytes } => {
-                write_and_sync(temp, bytes).map_err(|error| format!("cannot write {}: {error}", target.display()))
+            Step::WriteTemp { temp, target, content } => {
+                write_and_sync(temp, content).map_err(|error| format!("cannot write {}: {error}", target.display()))
             }
             Step::Rename { from, to } => fs::rename(from, to)
                 .map_err(|error| format!("cannot rename {} onto {}: {error}", from.display(), to.display())),
@@ -207,10 +238,10 @@ impl Step<'_> {
     }
 }
 
-fn write_and_sync(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+fn write_and_sync(path: &Path, content: &Content<'_>) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, File::create(path)?);
+    content.write_to(&mut out)?;
+    out.into_inner().map_err(std::io::IntoInnerError::into_error)?.sync_all()
 }
 
 /// The steps of one commit or recovery, and where it becomes irrevocable.
@@ -256,10 +287,10 @@ impl Plan<'_> {
 
 /// Replaces `target` with `bytes` so that a crash at any moment leaves the old or the new file:
 /// temp file, fsync, rename, fsync of the folder.
-pub fn single_file_plan<'a>(target: &Path, bytes: &'a [u8]) -> Plan<'a> {
+pub fn single_file_plan<'a>(target: &Path, content: Content<'a>) -> Plan<'a> {
     let temp = temp_path(target);
     let steps = vec![
-        Step::WriteTemp { temp: temp.clone(), target: target.to_path_buf(), bytes: Cow::Borrowed(bytes) },
+        Step::WriteTemp { temp: temp.clone(), target: target.to_path_buf(), content },
         Step::Rename { from: temp, to: target.to_path_buf() },
         Step::SyncFolder(folder_of(target).to_path_buf()),
     ];
@@ -269,12 +300,15 @@ pub fn single_file_plan<'a>(target: &Path, bytes: &'a [u8]) -> Plan<'a> {
 
 /// How a transaction's changed files are written; `None` when nothing changed. Call it holding
 /// both locks: a commit of several files reads their current content for the record.
-pub fn commit_plan<'a>(paths: &WgPaths, writes: &[FileWrite<'a>]) -> Result<Option<Plan<'a>>, StoreError> {
-    match writes {
-        [] => Ok(None),
+pub fn commit_plan<'a>(paths: &WgPaths, writes: Vec<FileWrite<'a>>) -> Result<Option<Plan<'a>>, StoreError> {
+    match writes.len() {
+        0 => Ok(None),
         // One rename is atomic by itself: a record would add three fsyncs and make nothing safer.
         // Most commands change one file (`wg add` the graph, a heartbeat the registry).
-        [write] => Ok(Some(single_file_plan(&write.file.path(paths), write.bytes))),
+        1 => {
+            let write = writes.into_iter().next().expect("one write");
+            Ok(Some(single_file_plan(&write.file.path(paths), write.content)))
+        }
         _ => journaled_plan(paths, writes).map(Some),
     }
 }
@@ -293,7 +327,7 @@ fn folders_of(files: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
 
 /// Several files as one commit, through the record (see the module's documentation). The renames
 /// run in the order of `writes`.
-fn journaled_plan<'a>(paths: &WgPaths, writes: &[FileWrite<'a>]) -> Result<Plan<'a>, StoreError> {
+fn journaled_plan<'a>(paths: &WgPaths, writes: Vec<FileWrite<'a>>) -> Result<Plan<'a>, StoreError> {
     let record = paths.commit_record();
     let record_temp = temp_path(&record);
     let record_folder = folder_of(&record).to_path_buf();
@@ -306,12 +340,13 @@ fn journaled_plan<'a>(paths: &WgPaths, writes: &[FileWrite<'a>]) -> Result<Plan<
         .collect();
     let target_folders = folders_of(pairs.iter().map(|(_, target)| target.clone()));
 
+    let record_bytes = render_record(&writes, &pairs)?;
     let mut steps = Vec::new();
-    for (write, (temp, target)) in writes.iter().zip(&pairs) {
-        steps.push(Step::WriteTemp { temp: temp.clone(), target: target.clone(), bytes: Cow::Borrowed(write.bytes) });
+    for (write, (temp, target)) in writes.into_iter().zip(&pairs) {
+        steps.push(Step::WriteTemp { temp: temp.clone(), target: target.clone(), content: write.content });
     }
-    let record_bytes = render_record(writes, &pairs)?;
-    steps.push(Step::WriteTemp { temp: record_temp.clone(), target: record.clone(), bytes: Cow::Owned(record_bytes) });
+    let record_content = Content::Bytes(Cow::Owned(record_bytes));
+    steps.push(Step::WriteTemp { temp: record_temp.clone(), target: record.clone(), content: record_content });
     // A temp's name must be on disk before the record that names it. The record's own folder is
     // synced right after its rename, which makes the temps there durable with it.
     let other_folders = target_folders.iter().filter(|folder| **folder != record_folder);
@@ -375,7 +410,7 @@ fn render_record(writes: &[FileWrite<'_>], pairs: &[(PathBuf, PathBuf)]) -> Resu
             target: write.file.relative().to_string(),
             temp: file_name(temp).to_string(),
             before: fingerprint_file(target)?,
-            after: Fingerprint::of(write.bytes),
+            after: write.content.fingerprint(),
         });
     }
     let mut bytes =
@@ -618,8 +653,11 @@ mod tests {
 
         fn writes(&self) -> Vec<FileWrite<'static>> {
             vec![
-                FileWrite { file: KnownFile::Registry, bytes: NEW_REGISTRY.as_bytes() },
-                FileWrite { file: KnownFile::Graph, bytes: NEW_GRAPH.as_bytes() },
+                FileWrite {
+                    file: KnownFile::Registry,
+                    content: Content::Bytes(Cow::Borrowed(NEW_REGISTRY.as_bytes())),
+                },
+                FileWrite { file: KnownFile::Graph, content: Content::Bytes(Cow::Borrowed(NEW_GRAPH.as_bytes())) },
             ]
         }
 
@@ -651,7 +689,7 @@ mod tests {
     }
 
     fn two_file_plan(fixture: &Fixture) -> Plan<'static> {
-        commit_plan(&fixture.paths, &fixture.writes()).expect("the targets read").expect("two files changed")
+        commit_plan(&fixture.paths, fixture.writes()).expect("the targets read").expect("two files changed")
     }
 
     #[test]
@@ -721,7 +759,7 @@ mod tests {
     #[test]
     fn a_one_file_commit_stopped_after_any_step_leaves_the_old_or_the_new_file() {
         let plan_for = |fixture: &Fixture| {
-            commit_plan(&fixture.paths, &fixture.writes()[1..]).expect("planned").expect("one file")
+            commit_plan(&fixture.paths, fixture.writes().split_off(1)).expect("planned").expect("one file")
         };
         let step_count = plan_for(&Fixture::new()).steps.len();
         for stop_after in 0..=step_count {
@@ -858,7 +896,13 @@ mod tests {
     #[test]
     fn a_commit_that_changes_one_file_writes_no_record() {
         let fixture = Fixture::new();
-        let plan = commit_plan(&fixture.paths, &fixture.writes()[..1]).expect("planned").expect("one file");
+        let plan = commit_plan(&fixture.paths, {
+            let mut writes = fixture.writes();
+            writes.truncate(1);
+            writes
+        })
+        .expect("planned")
+        .expect("one file");
         assert!(!plan
             .steps
             .iter()
