@@ -11,17 +11,17 @@ pub mod waiting;
 
 use crate::config::load_settings;
 use crate::output::CliError;
-use crate::real::clock::RealClock;
-use crate::real::processes::RealProcesses;
-use crate::real::store::{FileStore, WgPaths};
+use crate::system::clock::SystemClock;
+use crate::system::processes::SystemProcesses;
+use crate::system::store::{FileStore, WgPaths};
 use std::path::Path;
 use wg_core::ports::Ctx;
 use wg_core::settings::Settings;
 
 /// The real ports of one command invocation.
 pub struct Ports {
-    pub clock: RealClock,
-    pub processes: RealProcesses,
+    pub clock: SystemClock,
+    pub processes: SystemProcesses,
     pub store: FileStore,
     pub settings: Settings,
     /// Written into log entries and stop requests: which command, which process.
@@ -34,20 +34,20 @@ impl Ports {
         let paths = WgPaths::new(dir);
         let settings = load_settings(&paths.config()).map_err(CliError::new)?;
         Ok(Ports {
-            clock: RealClock,
-            processes: RealProcesses::new(absolute(dir)),
+            clock: SystemClock,
+            processes: SystemProcesses::new(absolute(dir)),
             store: FileStore::new(paths, true),
             settings,
             actor: format!("wg {command} (pid {})", std::process::id()),
         })
     }
 
-    pub fn ctx(&self) -> Ctx<'_, RealClock, RealProcesses, FileStore> {
+    pub fn ctx(&self) -> Ctx<'_, SystemClock, SystemProcesses, FileStore> {
         self.ctx_with(&self.processes)
     }
 
     /// The same ports with `processes` in front of the real one (see `waiting::Announcing`).
-    pub fn ctx_with<'a, P>(&'a self, processes: &'a P) -> Ctx<'a, RealClock, P, FileStore> {
+    pub fn ctx_with<'a, P>(&'a self, processes: &'a P) -> Ctx<'a, SystemClock, P, FileStore> {
         Ctx { clock: &self.clock, processes, store: &self.store, actor: &self.actor }
     }
 }

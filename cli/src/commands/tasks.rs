@@ -2,7 +2,7 @@
 
 use super::{calling_agent, logs, Ports};
 use crate::output::{CliError, Output};
-use crate::real::store::{write_atomically, WgPaths};
+use crate::system::store::{write_atomically, WgPaths};
 use serde_json::{json, Value};
 use std::borrow::Cow;
 use std::fs;
@@ -37,7 +37,7 @@ pub fn add(dir: &Path, new: &NewTask) -> Result<Output, CliError> {
 pub fn list(dir: &Path) -> Result<Output, CliError> {
     let ports = Ports::for_command(dir, "list")?;
     let state = ports.store.read()?;
-    let now_ms = crate::real::clock::epoch_ms_now();
+    let now_ms = crate::system::clock::epoch_ms_now();
     let mut human = String::new();
     if state.graph.task_count() == 0 {
         human.push_str("No tasks. Add one with `wg add <title> --exec <command>`.\n");
@@ -87,7 +87,8 @@ fn waiting_for(graph: &Graph, task: &Listed, now_ms: i64) -> Option<String> {
     if task.exec.as_deref().is_none_or(|exec| exec.trim().is_empty()) {
         return Some("no --exec: the service never starts it".into());
     }
-    if let Some(until_ms) = wg_core::ops::backoff_until(task, now_ms) {
+    let not_before_ms = task.crash_loop.as_ref().and_then(|crash_loop| crash_loop.not_before_ms);
+    if let Some(until_ms) = wg_core::model::backoff_pending(not_before_ms, now_ms) {
         return Some(format!(
             "crash loop: backing off until {} (`wg retry` lifts it)",
             short_time(&format_rfc3339(until_ms))

@@ -6,9 +6,9 @@
 //! A [`Processes`] port around the real one: it passes every call through, remembers the last
 //! signal it delivered, and announces each wait for an exit before it starts.
 
-use crate::real::clock::epoch_ms_now;
-use crate::real::processes::RealProcesses;
-use crate::real::store::FileStore;
+use crate::system::clock::epoch_ms_now;
+use crate::system::processes::SystemProcesses;
+use crate::system::store::FileStore;
 use std::cell::Cell;
 use std::io::{IsTerminal, Write};
 use wg_core::model::ProcessRef;
@@ -16,7 +16,7 @@ use wg_core::ports::{ExitWait, Liveness, Processes, Signal, SignalOutcome, Spawn
 use wg_core::time::EpochMs;
 
 pub struct Announcing<'a> {
-    inner: &'a RealProcesses,
+    inner: &'a SystemProcesses,
     /// Where the agent's id is read from (the port is told only the process).
     store: &'a FileStore,
     /// Whether to say anything: only a person at a terminal is helped by it.
@@ -26,7 +26,7 @@ pub struct Announcing<'a> {
 
 impl<'a> Announcing<'a> {
     /// Announces waits when stderr is a terminal.
-    pub fn on_terminal(inner: &'a RealProcesses, store: &'a FileStore) -> Self {
+    pub fn on_terminal(inner: &'a SystemProcesses, store: &'a FileStore) -> Self {
         Announcing { inner, store, enabled: std::io::stderr().is_terminal(), last_signal: Cell::new(None) }
     }
 

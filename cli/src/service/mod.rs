@@ -13,9 +13,9 @@ pub mod doorbell;
 use crate::commands::{absolute, Ports};
 use crate::config::load_settings;
 use crate::output::{CliError, Output, EXIT_NOT_RUNNING};
-use crate::real::clock::{epoch_ms_now, RealClock};
-use crate::real::processes::{read_start_ticks, RealProcesses};
-use crate::real::store::{read_small, write_atomically, FileStore, WgPaths};
+use crate::system::clock::{epoch_ms_now, SystemClock};
+use crate::system::processes::{read_start_ticks, SystemProcesses};
+use crate::system::store::{read_small, write_atomically, FileStore, WgPaths};
 use doorbell::{Doorbell, Wake};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
@@ -53,8 +53,8 @@ pub fn run(dir: &Path) -> Result<Output, CliError> {
     let socket = bind_wake_socket(&paths)?;
     write_record(&paths)?;
     let ports = Ports {
-        clock: RealClock,
-        processes: RealProcesses::new(absolute(dir)),
+        clock: SystemClock,
+        processes: SystemProcesses::new(absolute(dir)),
         store: FileStore::new(paths.clone(), false).caching(),
         settings,
         actor: format!("wg service (pid {})", std::process::id()),
@@ -185,7 +185,7 @@ fn block_signals() -> Result<SignalFd, CliError> {
         mask.add(signal);
     }
     // Blocked before any thread starts, so every thread inherits the mask and only the signalfd
-    // sees these signals. Agents get a clear mask at spawn (see real::processes).
+    // sees these signals. Agents get a clear mask at spawn (see system::processes).
     mask.thread_block().map_err(|e| CliError::new(format!("wg service: cannot block signals: {e}")))?;
     SignalFd::with_flags(&mask, SfdFlags::SFD_CLOEXEC)
         .map_err(|e| CliError::new(format!("wg service: cannot create a signalfd: {e}")))
@@ -286,7 +286,7 @@ pub fn stop(dir: &Path) -> Result<Output, CliError> {
     let Some(record) = running_service(&paths) else {
         return Ok(Output::new("no service runs; nothing to stop", json!({"ok": true, "stopped": false})));
     };
-    crate::real::processes::terminate_one(record.pid, record.start_ticks, Duration::from_secs(10))
+    crate::system::processes::terminate_one(record.pid, record.start_ticks, Duration::from_secs(10))
         .map_err(|why| CliError::new(format!("could not stop the service (pid {}): {why}", record.pid)))?;
     Ok(Output::new(
         format!("service stopped (pid {}); its agents keep running", record.pid),

@@ -10,7 +10,7 @@
 //! stopped (L2).
 
 use super::procs;
-use super::world::{World, FOREIGN_LINE};
+use super::world::{RealWorld, FOREIGN_LINE};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use wg_core::invariants::{self, AgentProcess, AgentSeen, LivenessView, Violation};
@@ -31,8 +31,8 @@ pub struct Snapshot {
 
 /// Reads graph and registry under the store's locks, as one transaction would, so the two
 /// files come from the same commit (a reader without the lock may see a commit half renamed).
-pub fn read_snapshot(world: &World) -> Result<Snapshot, String> {
-    let store = crate::real::store::FileStore::new(world.paths.clone(), false);
+pub fn read_snapshot(world: &RealWorld) -> Result<Snapshot, String> {
+    let store = crate::system::store::FileStore::new(world.paths.clone(), false);
     let graph_path = world.paths.graph();
     let read = store.transact(|state| (state.clone(), std::fs::read_to_string(&graph_path)));
     let (state, graph_text) = wg_core::block_on(read).map_err(|error| format!("S8: {error}"))?;
@@ -165,7 +165,7 @@ pub fn recovered(state: &State, service_max_agents: Option<usize>) -> Vec<String
         state,
         seen: &seen,
         service: service_max_agents,
-        now_ms: crate::real::clock::epoch_ms_now(),
+        now_ms: crate::system::clock::epoch_ms_now(),
         reaction_ms: 0,
     };
     invariants::check_recovered(&view)
@@ -188,7 +188,7 @@ pub fn history(initial: &Snapshot, snapshot: &Snapshot) -> Vec<String> {
 }
 
 /// S2: the unrelated programs at reused pids still run and caught no signal.
-pub fn squatters_untouched(world: &mut World) -> Vec<String> {
+pub fn squatters_untouched(world: &mut RealWorld) -> Vec<String> {
     let mut found = Vec::new();
     for squatter in &mut world.squatters {
         let caught = std::fs::read_to_string(&squatter.marker).unwrap_or_default();

@@ -5,7 +5,7 @@
 //! or a registry entry whose start ticks we have just checked in `/proc`. [`guard_pid`] comes
 //! first every time, so pid 0, 1, negative pids and our own process group are never signalled.
 
-use crate::real::processes::{self, check_identity, guard_pid, read_comm, read_environ, read_stat, scan_processes};
+use crate::system::processes::{self, check_identity, guard_pid, read_comm, read_environ, read_stat, scan_processes};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 use rustix::process::Signal as RawSignal;
@@ -18,7 +18,7 @@ use wg_core::model::Agent;
 const TERM_WAIT: Duration = Duration::from_secs(3);
 
 /// A child process we started, still unwaited while `status` is `None`.
-pub struct Spawned {
+pub struct OurChild {
     pub child: Child,
     pub pid: i32,
     pub start_ticks: u64,
@@ -27,9 +27,9 @@ pub struct Spawned {
     pub status: Option<ExitStatus>,
 }
 
-impl Spawned {
+impl OurChild {
     /// Starts `command`; `own_group` puts it in a process group of its own.
-    pub fn start(command: &mut Command, own_group: bool) -> Result<Spawned, String> {
+    pub fn start(command: &mut Command, own_group: bool) -> Result<OurChild, String> {
         if own_group {
             command.process_group(0);
         }
@@ -37,7 +37,7 @@ impl Spawned {
         let pid = child.id() as i32;
         // Our unwaited child: it is in /proc, at worst as a zombie, so its stat is readable.
         let start_ticks = read_stat(pid).map_or(0, |stat| stat.start_ticks);
-        Ok(Spawned { child, pid, start_ticks, group_leader: own_group, status: None })
+        Ok(OurChild { child, pid, start_ticks, group_leader: own_group, status: None })
     }
 
     /// Reaps it if it has exited; returns whether it still runs.

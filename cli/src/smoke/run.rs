@@ -3,7 +3,7 @@
 
 use super::checks::{self, Monitor, Snapshot};
 use super::steps::StepRunner;
-use super::world::{World, POLL_INTERVAL_MAX_MS};
+use super::world::{RealWorld, POLL_INTERVAL_MAX_MS};
 use super::{RealOptions, ScenarioReport, Verdict, EXPECTED_FAIL};
 use std::time::{Duration, Instant};
 use wg_sim::scenario::Scenario;
@@ -29,7 +29,7 @@ pub fn run_scenario(scenario: &Scenario, options: &RealOptions) -> ScenarioRepor
         notes: scaled_settings(scenario),
         files_kept: None,
     };
-    let failures = match World::build(scenario, &options.wg_binary) {
+    let failures = match RealWorld::build(scenario, &options.wg_binary) {
         Err(why) => vec![format!("setting up the world: {why}")],
         Ok(mut world) => {
             let mut failures = drive(scenario, &mut world, options, &mut report);
@@ -85,7 +85,12 @@ fn settle_time(scenario: &Scenario) -> Duration {
     Duration::from_millis((2 * poll_ms).max(500))
 }
 
-fn drive(scenario: &Scenario, world: &mut World, options: &RealOptions, report: &mut ScenarioReport) -> Vec<String> {
+fn drive(
+    scenario: &Scenario,
+    world: &mut RealWorld,
+    options: &RealOptions,
+    report: &mut ScenarioReport,
+) -> Vec<String> {
     let initial = match checks::read_snapshot(world) {
         Ok(snapshot) => snapshot,
         Err(why) => return vec![format!("the initial files: {why}")],
@@ -110,7 +115,7 @@ fn drive(scenario: &Scenario, world: &mut World, options: &RealOptions, report: 
 /// or `limit` passes (then returns `true`). Returns failures that end the run early.
 fn watch(
     scenario: &Scenario,
-    world: &mut World,
+    world: &mut RealWorld,
     steps: &mut StepRunner,
     monitor: &mut Monitor,
     limit: Duration,
@@ -147,7 +152,7 @@ fn watch(
 }
 
 /// The service must run until we stop it (a scripted crash takes it out of `world.service`).
-fn service_exited(world: &mut World) -> Option<String> {
+fn service_exited(world: &mut RealWorld) -> Option<String> {
     let service = world.service.as_mut()?;
     if service.poll() {
         return None;
@@ -162,7 +167,7 @@ fn service_exited(world: &mut World) -> Option<String> {
 
 fn final_checks(
     scenario: &Scenario,
-    world: &mut World,
+    world: &mut RealWorld,
     initial: &Snapshot,
     steps: &mut StepRunner,
     timed_out: Option<Duration>,
@@ -196,7 +201,7 @@ fn final_checks(
 /// L1, allowing for the service to get there: a dead agent's task may stay in-progress until the
 /// reaper's next sweep and a kill's grace, and a re-queued task until the next dispatch, so we
 /// look again for that long before reporting.
-fn recovered_in_time(scenario: &Scenario, world: &mut World) -> Vec<String> {
+fn recovered_in_time(scenario: &Scenario, world: &mut RealWorld) -> Vec<String> {
     let service = &scenario.service;
     let poll_ms = service.poll_interval_ms.min(POLL_INTERVAL_MAX_MS);
     let tolerance = Duration::from_millis(poll_ms + service.grace_ms + service.kill_wait_ms + 1_000);

@@ -1,8 +1,8 @@
 //! The `[[step]]`s of a scenario, fired at their time or after their event: commands as real
 //! `wg` processes, faults done for real where a real system can have them, else skipped aloud.
 
-use super::procs::{self, Spawned};
-use super::world::World;
+use super::procs::{self, OurChild};
+use super::world::RealWorld;
 use rustix::process::Signal;
 use std::process::{Command as Process, Stdio};
 use std::time::Duration;
@@ -15,7 +15,7 @@ const SERVICE_RESTART_DELAY: Duration = Duration::from_secs(1);
 /// A `wg` command a step started.
 pub struct RunningStep {
     pub text: String,
-    pub proc: Spawned,
+    pub proc: OurChild,
     pub stderr: std::path::PathBuf,
 }
 
@@ -67,7 +67,7 @@ impl StepRunner {
 
     /// Fires what is due at `now` (time since the run started). Steps due together are started
     /// back to back, before any of them is waited for: "at the same moment" as a real system has it.
-    pub fn fire_due(&mut self, now: Duration, state: &State, world: &mut World) {
+    pub fn fire_due(&mut self, now: Duration, state: &State, world: &mut RealWorld) {
         for (step, seen) in &mut self.pending {
             if let Trigger::On { event, .. } = &step.trigger {
                 if seen.is_none() && event_happened(event, state) {
@@ -91,7 +91,7 @@ impl StepRunner {
         }
     }
 
-    fn fire(&mut self, step: &Step, now: Duration, world: &mut World) {
+    fn fire(&mut self, step: &Step, now: Duration, world: &mut RealWorld) {
         match &step.action {
             Action::Run(command) => match start_command(world, command, self.commands.len()) {
                 Ok((proc, stderr)) => self.commands.push(RunningStep { text: step.text.clone(), proc, stderr }),
@@ -116,7 +116,7 @@ impl StepRunner {
         }
     }
 
-    fn fault(&mut self, fault: &ScriptedFault, text: &str, now: Duration, world: &mut World) {
+    fn fault(&mut self, fault: &ScriptedFault, text: &str, now: Duration, world: &mut RealWorld) {
         match fault {
             ScriptedFault::CrashService => match &mut world.service {
                 Some(service) => {
@@ -138,7 +138,7 @@ impl StepRunner {
 
     /// Stops the agent's heartbeat loop (the `sh` subshell the behaviour puts in the
     /// background) with SIGSTOP: the agent stays alive but silent, and SIGCONT comes later.
-    fn stall(&mut self, agent: &str, for_ms: u64, text: &str, now: Duration, world: &World) {
+    fn stall(&mut self, agent: &str, for_ms: u64, text: &str, now: Duration, world: &RealWorld) {
         let Some(entry) = read_agent(world, agent).filter(procs::is_live) else {
             self.skipped.push(format!("{text} (agent {agent} is not running)"));
             return;
@@ -179,7 +179,7 @@ fn is_due(step: &Step, seen: Option<Duration>, now: Duration) -> bool {
     }
 }
 
-fn read_agent(world: &World, agent: &str) -> Option<wg_core::model::Agent> {
+fn read_agent(world: &RealWorld, agent: &str) -> Option<wg_core::model::Agent> {
     let bytes = std::fs::read(world.paths.registry()).ok()?;
     wg_core::registry::Registry::parse(&bytes).ok()?.agent(agent).cloned()
 }
@@ -199,7 +199,11 @@ fn event_happened(event: &str, state: &State) -> bool {
 
 /// Starts one `wg` process with the words of the step's line (checked by `wg`'s own grammar when
 /// the scenario was read), and its `WG_AGENT_ID=A` if it has one, as an agent has it.
-fn start_command(world: &World, line: &CommandLine, index: usize) -> Result<(Spawned, std::path::PathBuf), String> {
+fn start_command(
+    world: &RealWorld,
+    line: &CommandLine,
+    index: usize,
+) -> Result<(OurChild, std::path::PathBuf), String> {
     let stderr_path = world.root.join(format!("step-{index}.err"));
     let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
     let stdout = std::fs::File::create(world.root.join(format!("step-{index}.out"))).map_err(|e| e.to_string())?;
@@ -210,5 +214,5 @@ fn start_command(world: &World, line: &CommandLine, index: usize) -> Result<(Spa
     }
     process.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
     // Its own group: a `wg` that signalled "its own group" by mistake could not reach us.
-    Ok((Spawned::start(&mut process, true)?, stderr_path))
+    Ok((OurChild::start(&mut process, true)?, stderr_path))
 }

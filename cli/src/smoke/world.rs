@@ -1,8 +1,8 @@
 //! A scenario's `[world]` made real: a temp folder with `.wg/` (graph, registry, config), the
 //! agents already running, the processes squatting on reused pids, and the `wg service run`.
 
-use super::procs::{self, Spawned};
-use crate::real::store::WgPaths;
+use super::procs::{self, OurChild};
+use crate::system::store::WgPaths;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -32,18 +32,20 @@ const SERVICE_START_LIMIT: Duration = Duration::from_secs(5);
 /// `marker`; it must still run, and `marker` must be empty, at the end (S2).
 pub struct Squatter {
     pub agent: String,
-    pub proc: Spawned,
+    pub proc: OurChild,
     pub marker: PathBuf,
 }
 
-pub struct World {
+/// A scenario's world made real: a temp folder with its `.wg/`, the service, and every process
+/// the run started (each ended by pid at the end). The simulator's counterpart is `wg_sim::world::World`.
+pub struct RealWorld {
     pub root: PathBuf,
     pub paths: WgPaths,
     pub wg: PathBuf,
     /// Agents running before the run, by id: we started them, so we reap them.
-    pub agents: Vec<(String, Spawned)>,
+    pub agents: Vec<(String, OurChild)>,
     pub squatters: Vec<Squatter>,
-    pub service: Option<Spawned>,
+    pub service: Option<OurChild>,
     /// `PATH` with the `wg` binary's folder first: agents call `wg done`.
     path_env: String,
     ended: bool,
@@ -60,9 +62,9 @@ pub fn script(behaviours: &[Behaviour]) -> String {
     behaviours.iter().map(Behaviour::shell).collect::<Vec<_>>().join("\n")
 }
 
-impl World {
+impl RealWorld {
     /// Writes `.wg/` and starts the pre-existing agents; the service is started separately.
-    pub fn build(scenario: &Scenario, wg: &Path) -> Result<World, String> {
+    pub fn build(scenario: &Scenario, wg: &Path) -> Result<RealWorld, String> {
         let number = RUN_NUMBER.fetch_add(1, Ordering::Relaxed);
         let root = std::env::temp_dir().join(format!("wg-smoke-{}-{number}-{}", std::process::id(), scenario.name));
         let _ = std::fs::remove_dir_all(&root);
@@ -70,7 +72,7 @@ impl World {
         let wg_folder = wg.parent().map(Path::to_path_buf).unwrap_or_default();
         let path_env = format!("{}:{}", wg_folder.display(), std::env::var("PATH").unwrap_or_default());
         let paths = WgPaths::new(root.join(".wg"));
-        let mut world = World {
+        let mut world = RealWorld {
             root,
             paths,
             wg: wg.to_path_buf(),
@@ -184,7 +186,7 @@ impl World {
             AgentProcess::Exited | AgentProcess::PidReused => "sleep 3600".to_string(),
         };
         let started_at_ms = now_ms();
-        let mut proc = Spawned::start(&mut self.agent_command(&spec.id, &spec.task, &shell), true)?;
+        let mut proc = OurChild::start(&mut self.agent_command(&spec.id, &spec.task, &shell), true)?;
         let (mut pid, ticks) = (proc.pid, proc.start_ticks);
         if spec.process != AgentProcess::Running {
             proc.end(false);
@@ -218,7 +220,7 @@ impl World {
         );
         let mut command = Command::new("sh");
         command.arg("-c").arg(shell).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        let proc = Spawned::start(&mut command, true)?;
+        let proc = OurChild::start(&mut command, true)?;
         let pid = proc.pid;
         self.squatters.push(Squatter { agent: agent.to_string(), proc, marker });
         Ok(pid)
@@ -243,7 +245,7 @@ impl World {
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
-        let mut service = Spawned::start(&mut command, true)?;
+        let mut service = OurChild::start(&mut command, true)?;
         let deadline = Instant::now() + SERVICE_START_LIMIT;
         while !self.paths.service_pid_file().exists() {
             if !service.poll() || Instant::now() > deadline {
@@ -293,7 +295,7 @@ fn config_text(scenario: &Scenario) -> String {
     )
 }
 
-impl World {
+impl RealWorld {
     /// Ends every process this run started, by pid, and reports any that outlived it.
     pub fn shut_down(&mut self) -> Vec<String> {
         if std::mem::replace(&mut self.ended, true) {
@@ -340,7 +342,7 @@ impl World {
     }
 }
 
-impl Drop for World {
+impl Drop for RealWorld {
     fn drop(&mut self) {
         self.shut_down();
     }

@@ -44,7 +44,7 @@ struct Child {
 }
 
 /// The production [`Processes`] port.
-pub struct RealProcesses {
+pub struct SystemProcesses {
     /// Absolute path of the `.wg` directory (exported to agents as `WG_DIR`).
     wg_dir: PathBuf,
     children: RefCell<BTreeMap<i32, Child>>,
@@ -66,10 +66,10 @@ fn try_reap(pid: i32) -> Option<ExitKind> {
     }
 }
 
-impl RealProcesses {
-    pub fn new(wg_dir: PathBuf) -> RealProcesses {
+impl SystemProcesses {
+    pub fn new(wg_dir: PathBuf) -> SystemProcesses {
         let wg_dir = std::path::absolute(&wg_dir).unwrap_or(wg_dir);
-        RealProcesses { wg_dir, children: RefCell::default(), trees: Trees::default(), gates: RefCell::default() }
+        SystemProcesses { wg_dir, children: RefCell::default(), trees: Trees::default(), gates: RefCell::default() }
     }
 
     pub fn wg_dir(&self) -> &Path {
@@ -91,7 +91,7 @@ impl RealProcesses {
     }
 
     /// A fresh pidfd for every spawned child not reaped yet. The service polls them for
-    /// readability (`POLLIN` = the child ended) and then calls [`RealProcesses::reap_children`].
+    /// readability (`POLLIN` = the child ended) and then calls [`SystemProcesses::reap_children`].
     /// Safe to open by pid: an unreaped child's pid cannot be reused.
     pub fn child_pidfds(&self) -> Vec<(i32, OwnedFd)> {
         let children = self.children.borrow();
@@ -164,7 +164,7 @@ impl RealProcesses {
     }
 }
 
-impl Processes for RealProcesses {
+impl Processes for SystemProcesses {
     async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, String> {
         self.spawn_now(request)
     }

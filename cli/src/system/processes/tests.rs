@@ -18,7 +18,7 @@ fn request(agent_id: &str, command: &str) -> SpawnRequest {
 }
 
 /// Spawns and opens the gate at once, as the dispatcher does after recording the pid.
-fn spawn_released(processes: &RealProcesses, request: &SpawnRequest) -> Result<Spawned, String> {
+fn spawn_released(processes: &SystemProcesses, request: &SpawnRequest) -> Result<Spawned, String> {
     let spawned = block_on(processes.spawn(request))?;
     block_on(processes.release(&spawned, true));
     Ok(spawned)
@@ -30,7 +30,7 @@ fn a_closed_gate_ends_the_agent_before_it_runs_anything() {
     let marker = dir.path().join("ran");
     let command = format!("touch {}", marker.display());
     for close in ["by release", "by the spawner going away"] {
-        let processes = RealProcesses::new(dir.path().to_path_buf());
+        let processes = SystemProcesses::new(dir.path().to_path_buf());
         let spawned = block_on(processes.spawn(&request("agent-1", &command))).expect("spawns");
         let process = ProcessRef { pid: spawned.pid, start_ticks: spawned.start_ticks, started_at_ms: None };
         if close == "by release" {
@@ -119,7 +119,7 @@ impl Drop for Cleanup {
             std::thread::sleep(Duration::from_millis(10));
         }
         for child in &self.children {
-            // Blocks only for a child we just killed; ECHILD if RealProcesses reaped it.
+            // Blocks only for a child we just killed; ECHILD if SystemProcesses reaped it.
             let _ = waitpid(nix::unistd::Pid::from_raw(child.pid), None);
         }
     }
@@ -151,7 +151,7 @@ fn guard_pid_refuses_our_own_pid_and_group() {
     assert!(guard_pid(0).is_err() && guard_pid(1).is_err() && guard_pid(-1).is_err());
     assert!(guard_pid(i64::MAX).is_err());
     // Refused pids are reported, never looked at, by liveness (which sends nothing).
-    let processes = RealProcesses::new(PathBuf::from("/nonexistent/.wg"));
+    let processes = SystemProcesses::new(PathBuf::from("/nonexistent/.wg"));
     let own = ProcessRef { pid: i64::from(own_pid), start_ticks: None, started_at_ms: None };
     assert!(matches!(block_on(processes.liveness(&own)), Liveness::Refused(_)));
 }
@@ -178,7 +178,7 @@ fn identity_without_ticks_rejects_a_process_started_after_the_entry() {
 #[test]
 fn spawn_exports_env_and_appends_output_to_the_log() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let processes = RealProcesses::new(dir.path().join(".wg"));
+    let processes = SystemProcesses::new(dir.path().join(".wg"));
     let mut cleanup = Cleanup::new();
     let command = r#"echo "$WG_TASK_ID $WG_AGENT_ID $WG_DIR"; echo oops >&2; read line || echo "stdin closed""#;
     let spawned = spawn_released(&processes, &request("agent-7", command)).expect("spawns");
@@ -194,7 +194,7 @@ fn spawn_exports_env_and_appends_output_to_the_log() {
 fn spawn_unblocks_the_signals_the_service_blocks() {
     use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal as NixSignal};
     let dir = tempfile::tempdir().expect("tempdir");
-    let processes = RealProcesses::new(dir.path().join(".wg"));
+    let processes = SystemProcesses::new(dir.path().join(".wg"));
     let mut cleanup = Cleanup::new();
     // The service blocks SIGTERM for its signalfd; a mask is inherited across exec.
     let mut blocked = SigSet::empty();
@@ -224,7 +224,7 @@ fn libc_sigterm() -> u32 {
 #[test]
 fn spawned_agent_is_alive_then_gone_with_its_exit_code() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let processes = RealProcesses::new(dir.path().join(".wg"));
+    let processes = SystemProcesses::new(dir.path().join(".wg"));
     let mut cleanup = Cleanup::new();
     let spawned = spawn_released(&processes, &request("agent-1", "sleep 0.3; exit 3")).expect("spawns");
     let leader = cleanup.child(spawned);
@@ -239,7 +239,7 @@ fn spawned_agent_is_alive_then_gone_with_its_exit_code() {
 #[test]
 fn term_stops_a_cooperative_agent_quickly() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let processes = RealProcesses::new(dir.path().join(".wg"));
+    let processes = SystemProcesses::new(dir.path().join(".wg"));
     let mut cleanup = Cleanup::new();
     let spawned = spawn_released(&processes, &request("agent-1", "sleep 30")).expect("spawns");
     cleanup.child(spawned);
@@ -255,7 +255,7 @@ fn term_stops_a_cooperative_agent_quickly() {
 #[test]
 fn an_agent_ignoring_term_times_out_then_dies_of_kill() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let processes = RealProcesses::new(dir.path().join(".wg"));
+    let processes = SystemProcesses::new(dir.path().join(".wg"));
     let mut cleanup = Cleanup::new();
     let spawned = spawn_released(&processes, &request("agent-1", "trap '' TERM; sleep 30")).expect("spawns");
     let leader = cleanup.child(spawned);
@@ -278,7 +278,7 @@ fn an_agent_ignoring_term_times_out_then_dies_of_kill() {
 #[test]
 fn signal_reaches_group_grandchildren_and_setsid_descendants() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let processes = RealProcesses::new(dir.path().join(".wg"));
+    let processes = SystemProcesses::new(dir.path().join(".wg"));
     let mut cleanup = Cleanup::new();
     let command = "sleep 30 & (sleep 30 &); setsid sleep 30 & sh -c 'sleep 30' & wait";
     let spawned = spawn_released(&processes, &request("agent-1", command)).expect("spawns");
@@ -302,7 +302,7 @@ fn signal_reaches_group_grandchildren_and_setsid_descendants() {
 #[test]
 fn wrong_start_ticks_are_not_ours_and_nothing_is_sent() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let processes = RealProcesses::new(dir.path().join(".wg"));
+    let processes = SystemProcesses::new(dir.path().join(".wg"));
     let mut cleanup = Cleanup::new();
     let spawned = spawn_released(&processes, &request("agent-1", "sleep 30")).expect("spawns");
     let leader = cleanup.child(spawned);
@@ -317,8 +317,8 @@ fn wrong_start_ticks_are_not_ours_and_nothing_is_sent() {
 
 #[test]
 fn a_zombie_counts_as_gone() {
-    let processes = RealProcesses::new(PathBuf::from("/nonexistent/.wg"));
-    // Started by the test itself, so RealProcesses is not its parent and cannot reap it.
+    let processes = SystemProcesses::new(PathBuf::from("/nonexistent/.wg"));
+    // Started by the test itself, so SystemProcesses is not its parent and cannot reap it.
     let mut child = Command::new("true").spawn().expect("spawns");
     let pid = i32::try_from(child.id()).expect("pid fits");
     assert!(wait_for(5_000, || read_stat(pid).is_some_and(|stat| stat.has_ended())));
@@ -332,7 +332,7 @@ fn a_zombie_counts_as_gone() {
 #[test]
 fn our_own_zombie_child_is_gone_with_its_code() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let processes = RealProcesses::new(dir.path().join(".wg"));
+    let processes = SystemProcesses::new(dir.path().join(".wg"));
     let mut cleanup = Cleanup::new();
     let spawned = spawn_released(&processes, &request("agent-1", "exit 4")).expect("spawns");
     let leader = cleanup.child(spawned);
@@ -344,7 +344,7 @@ fn our_own_zombie_child_is_gone_with_its_code() {
 
 #[test]
 fn signalling_a_pid_that_does_not_exist_is_gone() {
-    let processes = RealProcesses::new(PathBuf::from("/nonexistent/.wg"));
+    let processes = SystemProcesses::new(PathBuf::from("/nonexistent/.wg"));
     // Above PID_MAX_LIMIT (2^22): no process can have it.
     let missing = ProcessRef { pid: 4_194_305, start_ticks: Some(1), started_at_ms: None };
     assert_eq!(block_on(processes.signal(&missing, Signal::Kill)), SignalOutcome::Gone);
@@ -355,7 +355,7 @@ fn signalling_a_pid_that_does_not_exist_is_gone() {
 #[test]
 fn reap_children_reports_exits_and_child_pidfds_wake_the_service() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let processes = RealProcesses::new(dir.path().join(".wg"));
+    let processes = SystemProcesses::new(dir.path().join(".wg"));
     let mut cleanup = Cleanup::new();
     let spawned = spawn_released(&processes, &request("agent-1", "sleep 0.2; exit 5")).expect("spawns");
     let leader = cleanup.child(spawned);

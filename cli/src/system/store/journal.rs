@@ -595,7 +595,7 @@ fn recovery_plan(paths: &WgPaths) -> Result<Option<Plan<'static>>, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::real::store::FileStore;
+    use crate::system::store::FileStore;
     use wg_core::block_on;
     use wg_core::ports::{State, Store};
 

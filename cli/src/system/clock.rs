@@ -5,7 +5,7 @@ use wg_core::ports::Clock;
 use wg_core::time::EpochMs;
 
 #[derive(Clone, Copy, Debug, Default)]
-pub struct RealClock;
+pub struct SystemClock;
 
 /// Now, in milliseconds since the epoch; the one place production reads the wall clock.
 pub fn epoch_ms_now() -> EpochMs {
@@ -13,7 +13,7 @@ pub fn epoch_ms_now() -> EpochMs {
     since_epoch.as_millis() as EpochMs
 }
 
-impl Clock for RealClock {
+impl Clock for SystemClock {
     fn now_ms(&self) -> EpochMs {
         epoch_ms_now()
     }
