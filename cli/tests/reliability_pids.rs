@@ -4,8 +4,10 @@
 //! (`wg agents kill`, `wg retry`, the service's reaper). Where a wrong signal could land, it
 //! would land on a *canary* the test started itself (its own process group, or the `wg` process
 //! itself), so a bug shows as a dead canary, never as harm to anything else. Pid 1 and pid -1
-//! have no safe canary: `kill.rs` sends them through `wg agents kill` and `check_pid`'s unit
-//! tests cover the rule; every kill path calls that one guard first.
+//! have no safe canary: `kill_refuses_pids_that_are_never_an_agent` below sends them through
+//! `wg agents kill`, and `check_pid`'s unit tests cover the rule; every kill path calls that one
+//! guard first. This file is the one home of "never the wrong process" through the binary: the
+//! pid guard, and the identity check against a process that took over a recorded pid.
 
 mod common;
 
@@ -230,4 +232,49 @@ fn a_process_of_another_user_that_refuses_the_signal_is_reported_not_ours_never_
     assert!(output.status.success(), "{}", describe(&output));
     assert!(stdout.contains("\"not-ours\""), "EPERM is reported as not ours: {}", describe(&output));
     assert!(other.is_alive(), "no escalation: the other user's process still runs");
+}
+
+#[test]
+fn kill_does_not_signal_a_process_that_took_over_the_pid() {
+    let mut wg = Workgraph::fresh();
+    let pid = wg.start_agent("agent-1", "t1", "sleep 60");
+    // Pretend the entry was recorded for an earlier process at this pid: same pid, other start.
+    let mut registry = wg.registry();
+    let ticks = registry["agents"]["agent-1"]["process_start_ticks"].as_u64().unwrap();
+    registry["agents"]["agent-1"]["process_start_ticks"] = (ticks.saturating_sub(1)).into();
+    std::fs::write(wg.registry_path(), serde_json::to_string(&registry).unwrap()).unwrap();
+    let result = wg.wg_json(&["agents", "kill", "agent-1", "--force"]);
+    assert_eq!(result["outcome"], "not-ours");
+    assert!(alive(pid), "the other process was not signalled");
+    assert_eq!(wg.registry()["agents"]["agent-1"]["status"], "dead");
+}
+
+#[test]
+fn kill_of_an_entry_written_by_another_tool_checks_started_at() {
+    let mut wg = Workgraph::fresh();
+    let pid = wg.start_agent("agent-1", "t1", "sleep 60");
+    // Another tool wrote no start ticks, and a started_at long before this process began.
+    let mut registry = wg.registry();
+    let agent = &mut registry["agents"]["agent-1"];
+    agent.as_object_mut().unwrap().remove("process_start_ticks");
+    agent["started_at"] = "2020-01-01T00:00:00+00:00".into();
+    std::fs::write(wg.registry_path(), serde_json::to_string(&registry).unwrap()).unwrap();
+    assert_eq!(wg.wg_json(&["agents", "kill", "agent-1"])["outcome"], "not-ours");
+    assert!(alive(pid));
+}
+
+#[test]
+fn kill_refuses_pids_that_are_never_an_agent() {
+    let wg = Workgraph::fresh();
+    // (wg's own pid and group are refused too; the guard's unit tests cover those, since a test
+    // cannot know the pid of the `wg` it is about to start.)
+    for (number, pid) in [0i64, 1, -1, i64::from(i32::MAX) + 1].into_iter().enumerate() {
+        let id = format!("agent-{}", number + 1);
+        wg.put_agent(serde_json::json!({
+            "id": id, "pid": pid, "task_id": "t1", "executor": "shell",
+            "started_at": now_rfc3339(), "status": "working"
+        }));
+        let result = wg.wg_json(&["agents", "kill", &id, "--force"]);
+        assert_eq!(result["outcome"], "not-ours", "pid {pid}: {result}");
+    }
 }
