@@ -36,9 +36,10 @@ pub struct Settings {
     pub planted_bug: Option<PlantedBug>,
 }
 
-/// Known bugs the simulator must find (`wg-sim`'s `tests/planted.rs`). Exists only with the
-/// `planted-bugs` feature, which no normal build enables.
-#[cfg(feature = "planted-bugs")]
+/// Known bugs the simulator must find (`wg-sim`'s `tests/planted.rs`), each hooked in one line
+/// where it breaks a rule (`ops/planted.rs`). The names exist in every build, so the tests' table
+/// of campaigns can name its bugs; only the `planted-bugs` feature, which no normal build enables,
+/// has `Settings::planted_bug` and compiles the buggy branches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlantedBug {
     /// 1: retry re-queues without checking the task is still its agent's.

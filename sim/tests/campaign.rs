@@ -87,7 +87,7 @@ fn a_panic_in_one_thread_stops_the_others_and_reaches_the_caller() {
 #[cfg(feature = "planted-bugs")]
 mod planted {
     use super::*;
-    use crate::common::{BUGS, CAMPAIGNS};
+    use crate::common::planted::{plant, Campaign, CAMPAIGNS};
     use wg_sim::runner;
 
     /// Seeds past the lowest failure that `every_failure` compares: enough for a few failures,
@@ -96,9 +96,9 @@ mod planted {
 
     #[test]
     fn the_lowest_failing_seed_does_not_depend_on_the_number_of_threads() {
-        for (bug, (name, _, seeds)) in BUGS.into_iter().zip(CAMPAIGNS) {
+        for &Campaign { bug, scenario: name, seeds, .. } in &CAMPAIGNS {
             let scenario = load(name);
-            let tune = |options: &mut RunOptions| options.planted_bug = Some(bug);
+            let tune = plant(bug);
             let sequential = runner::first_failure(&scenario, 0..seeds, tune).expect("the bug is found");
             for jobs in JOBS {
                 let outcome = campaign::first_failure(&scenario, &budget(0..seeds, jobs), tune, |_| {});
@@ -112,9 +112,9 @@ mod planted {
 
     #[test]
     fn every_failing_seed_is_the_same_set_with_one_thread_or_two() {
-        for (bug, (name, checker, seeds)) in BUGS.into_iter().zip(CAMPAIGNS) {
+        for &Campaign { bug, scenario: name, checker, seeds } in &CAMPAIGNS {
             let scenario = load(name);
-            let tune = |options: &mut RunOptions| options.planted_bug = Some(bug);
+            let tune = plant(bug);
             let first = runner::first_failure(&scenario, 0..seeds, tune).expect("the bug is found");
             let range = 0..first.seed + SEEDS_PAST_FIRST;
             let [one, two] = JOBS.map(|jobs| verdicts(&every_failure(&scenario, range.clone(), jobs, tune)));

@@ -8,7 +8,8 @@
 
 mod common;
 
-use common::{load, BUGS, CAMPAIGNS};
+use common::load;
+use common::planted::{plant, Campaign, CAMPAIGNS};
 use wg_sim::executor::RunOptions;
 use wg_sim::explore::{self, Bounds};
 use wg_sim::runner;
@@ -19,9 +20,9 @@ const BOUNDS: Bounds = Bounds { preemptions: 2, faults: 0, deadline: None, prune
 #[test]
 fn check_finds_every_planted_bug_with_a_counterexample_no_longer_than_fuzzings() {
     let mut summary = Vec::new();
-    for (bug, (name, checker, seeds)) in BUGS.into_iter().zip(CAMPAIGNS) {
+    for &Campaign { bug, scenario: name, checker, seeds } in &CAMPAIGNS {
         let scenario = load(name);
-        let fuzzed = runner::first_failure(&scenario, 0..seeds, |options| options.planted_bug = Some(bug))
+        let fuzzed = runner::first_failure(&scenario, 0..seeds, plant(bug))
             .unwrap_or_else(|| panic!("{bug:?} not found by fuzzing {seeds} seeds of {name}"));
         let mut options = RunOptions::for_scenario(&scenario, explore::report::CHECK_SEED);
         options.planted_bug = Some(bug);
@@ -39,7 +40,8 @@ fn check_finds_every_planted_bug_with_a_counterexample_no_longer_than_fuzzings()
         runner::write_trace(&trace_path, &scenario, found.seed, &found.shrunk_trace).expect("the trace is written");
         let text = explore::report::render(&scenario, &BOUNDS, &checked, &trace_path);
         assert!(text.starts_with(&format!("FAIL scenario={name} seed=0 checker={}", failure.checker)), "{text}");
-        assert!(text.contains(&format!("replay: wg-sim replay {}", scenario.path.display())), "{text}");
+        // The trace's header names the scenario and the seed: the trace alone replays it.
+        assert!(text.contains(&format!("replay: wg-sim replay --trace {}", trace_path.display())), "{text}");
         assert!(text.contains("a violation within the bounds (2 preemptions, 0 faults)"), "{text}");
         let (seed, read) = runner::read_trace(&trace_path).expect("the trace reads back");
         assert_eq!((seed, &read), (Some(found.seed), &found.shrunk_trace));

@@ -6,16 +6,17 @@
 
 mod common;
 
-use common::{load, BUGS, CAMPAIGNS};
+use common::load;
+use common::planted::{plant, Campaign, CAMPAIGNS};
 use wg_sim::executor::RunOptions;
 use wg_sim::runner;
 
 #[test]
 fn fuzzing_finds_and_shrinks_every_planted_bug() {
     let mut summary = Vec::new();
-    for (bug, (name, checker, seeds)) in BUGS.into_iter().zip(CAMPAIGNS) {
+    for &Campaign { bug, scenario: name, checker, seeds } in &CAMPAIGNS {
         let scenario = load(name);
-        let found = runner::first_failure(&scenario, 0..seeds, |options| options.planted_bug = Some(bug))
+        let found = runner::first_failure(&scenario, 0..seeds, plant(bug))
             .unwrap_or_else(|| panic!("{bug:?} not found in {seeds} seeds of {name}"));
         let failure = found.shrunk.failure.clone().expect("the shrunk trace fails");
         assert_eq!(failure.checker, checker, "{bug:?}: {}", failure.detail);

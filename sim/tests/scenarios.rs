@@ -4,7 +4,7 @@
 mod common;
 
 #[cfg(not(feature = "planted-bugs"))]
-use common::CAMPAIGNS;
+use common::planted::{Campaign, CAMPAIGNS};
 use common::{load, scenarios_folder};
 use std::path::Path;
 use wg_sim::executor::{self, RunOptions};
@@ -137,10 +137,10 @@ fn malformed_scenario_names_line_and_column() {
 #[cfg(not(feature = "planted-bugs"))]
 #[test]
 fn planted_bug_campaigns_find_nothing_without_the_bugs() {
-    for (name, _, seeds) in CAMPAIGNS {
+    for &Campaign { bug, scenario: name, seeds, .. } in &CAMPAIGNS {
         let scenario = load(name);
         let found = runner::first_failure(&scenario, 0..seeds, |_| {});
-        assert!(found.is_none(), "{name}: {:?}", found.map(|found| found.shrunk.failure));
+        assert!(found.is_none(), "{name} (the campaign for {bug:?}): {:?}", found.map(|found| found.shrunk.failure));
     }
 }
 

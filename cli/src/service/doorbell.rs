@@ -55,7 +55,9 @@ pub struct Doorbell {
     pub planted: Option<PlantedBug>,
 }
 
-/// Bugs the loom models must find (`cli/tests/loom.rs`).
+/// Bugs the loom models must find (`cli/tests/loom.rs`), hooked like the core's planted bugs
+/// (`wg-core`'s `ops/planted.rs`) but local: they exist only under `cfg(loom)`, which the core's
+/// `planted-bugs` feature knows nothing of.
 #[cfg(loom)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlantedBug {
@@ -65,18 +67,38 @@ pub enum PlantedBug {
     DeadlineFirst,
 }
 
+/// `planted!(doorbell, Bug => branch)`: runs `branch` when the loom model planted `Bug` in
+/// `doorbell`. Expands to nothing outside loom.
+#[cfg(loom)]
+macro_rules! planted {
+    ($doorbell:expr, $bug:ident => $branch:expr) => {
+        if $doorbell.planted == Some(PlantedBug::$bug) {
+            $branch;
+        }
+    };
+}
+
+#[cfg(not(loom))]
+macro_rules! planted {
+    ($doorbell:expr, $bug:ident => $branch:expr) => {};
+}
+
+#[cfg(loom)]
+impl Doorbell {
+    /// `NotifyBeforePublish`: the notification goes out before the ring is published.
+    fn ring_notifying_first(&self) {
+        self.changed.notify_all();
+        self.bell.lock().expect("doorbell lock").rung = true;
+    }
+}
+
 impl Doorbell {
     pub fn new() -> Self {
         Self::default()
     }
 
     pub fn ring(&self) {
-        #[cfg(loom)]
-        if self.planted == Some(PlantedBug::NotifyBeforePublish) {
-            self.changed.notify_all();
-            self.bell.lock().expect("doorbell lock").rung = true;
-            return;
-        }
+        planted!(self, NotifyBeforePublish => return self.ring_notifying_first());
         self.bell.lock().expect("doorbell lock").rung = true;
         self.changed.notify_all();
     }
@@ -97,10 +119,7 @@ impl Doorbell {
     pub fn wait(&self, deadline: &impl Deadline) -> Wake {
         let mut bell = self.bell.lock().expect("doorbell lock");
         loop {
-            #[cfg(loom)]
-            if self.planted == Some(PlantedBug::DeadlineFirst) && deadline.has_passed() {
-                return Wake::TimedOut;
-            }
+            planted!(self, DeadlineFirst => if deadline.has_passed() { return Wake::TimedOut });
             if bell.stop {
                 return Wake::Stop;
             }

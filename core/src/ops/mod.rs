@@ -4,6 +4,9 @@
 //! it: a transition names the status and the agent it expects, and does nothing if it finds
 //! anything else. That is what lets retry, kill, reaper and dispatcher run at the same time.
 
+// First: the `planted!` hook it defines is used by the modules below.
+#[macro_use]
+mod planted;
 mod dispatcher;
 #[cfg(test)]
 mod fake;

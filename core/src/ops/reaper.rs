@@ -70,16 +70,11 @@ pub async fn reap<C: Clock, P: Processes, S: Store>(
     for agent in watched {
         let Some(cause) = diagnose(ctx, settings, &agent).await? else { continue };
         let now_ms = ctx.clock.now_ms();
-        #[cfg(feature = "planted-bugs")]
-        if settings.planted_bug == Some(crate::settings::PlantedBug::SplitReap) {
-            planted_split_reap(ctx, &agent, now_ms).await?;
-            continue;
-        }
+        let (agent_id, pid) = (&agent.agent_id, agent.process.pid);
+        planted!(settings, SplitReap => { planted::split_reap(ctx, agent_id, pid, now_ms).await?; continue });
         let settled = ctx
             .store
-            .transact(|state| {
-                on_agent_ended(state, settings, ctx.actor, &agent.agent_id, agent.process.pid, cause, now_ms)
-            })
+            .transact(|state| on_agent_ended(state, settings, ctx.actor, agent_id, pid, cause, now_ms))
             .await?;
         reaped.extend(settled);
     }
@@ -224,19 +219,9 @@ pub(super) fn on_agent_ended(
     }
     let task_id = agent.task_id.clone();
     let stop_requested_by = agent.stop_requested.as_ref().map(|request| request.by.clone());
-    #[cfg(feature = "planted-bugs")]
-    if settings.planted_bug == Some(crate::settings::PlantedBug::ReaperUnchecked) {
-        // The task is re-queued whoever it belongs to now, even when done.
-        let task_now = state.graph.task_mut(&task_id).map(|task| {
-            task.status = TaskStatus::Open;
-            task.assigned = None;
-            task.retry_count += 1;
-            task.push_log(now_ms, actor, format!("{agent_id} ended: {cause}; re-queued"));
-            task.status.clone()
-        });
-        mark_agent_ended(state, agent_id, pid, now_ms);
-        return Some(Reaped { agent_id: agent_id.to_string(), task_id, cause, task_now });
-    }
+    planted!(settings, ReaperUnchecked => {
+        return planted::settle_unchecked(state, actor, agent_id, pid, task_id, cause, now_ms)
+    });
     let task_now = match state.graph.task_mut_if(&task_id, |task| still_running_for(task, agent_id)) {
         Some(task) => {
             settle_task(task, &settings.crash_loop, actor, agent_id, &cause, stop_requested_by, now_ms);
@@ -246,38 +231,6 @@ pub(super) fn on_agent_ended(
     };
     mark_agent_ended(state, agent_id, pid, now_ms);
     Some(Reaped { agent_id: agent_id.to_string(), task_id, cause, task_now })
-}
-
-/// Planted bug 4: the agent is marked dead in one transaction and its task re-queued in another,
-/// which does not check that the task is still this agent's (only that it is not done). The
-/// split alone is now repaired by the orphan sweep (a dead entry beside an in-progress task is a
-/// legitimate, transient state); what stays wrong is the second transaction acting on a task
-/// that a retry re-queued, or the dispatcher gave to a new agent, in between.
-#[cfg(feature = "planted-bugs")]
-async fn planted_split_reap<C: Clock, P: Processes, S: Store>(
-    ctx: Ctx<'_, C, P, S>,
-    agent: &Watched,
-    now_ms: i64,
-) -> Result<(), OpError> {
-    let (agent_id, pid) = (agent.agent_id.as_str(), agent.process.pid);
-    let task_id = ctx
-        .store
-        .transact(|state| {
-            let task_id =
-                state.registry.agent(agent_id).filter(|a| a.pid == pid && a.status.is_running())?.task_id.clone();
-            mark_agent_ended(state, agent_id, pid, now_ms);
-            Some(task_id)
-        })
-        .await?;
-    let Some(task_id) = task_id else { return Ok(()) };
-    ctx.store
-        .transact(|state| {
-            if let Some(task) = state.graph.task_mut_if(&task_id, |task| task.status != TaskStatus::Done) {
-                requeue(task, now_ms, ctx.actor, format!("{agent_id} ended; re-queued"));
-            }
-        })
-        .await?;
-    Ok(())
 }
 
 fn settle_task(

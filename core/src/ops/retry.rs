@@ -58,18 +58,6 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
 ) -> Result<RetryOutcome, OpError> {
     let now_ms = ctx.clock.now_ms();
     let claim = ctx.store.transact(|state| claim(state, settings, ctx.actor, task_id, reason, now_ms)).await??;
-    #[cfg(feature = "planted-bugs")]
-    if settings.planted_bug == Some(crate::settings::PlantedBug::DoubleCountRetries) {
-        if let Claim::InFlight { .. } = &claim {
-            ctx.store
-                .transact(|state| {
-                    let task = state.graph.task_mut(task_id).expect("found by the claim");
-                    task.retry_count += 1;
-                    task.push_log(now_ms, ctx.actor, format!("Retried: {reason}"));
-                })
-                .await?;
-        }
-    }
     let (agent_id, process, stopped) = match claim {
         Claim::Done(outcome) => return Ok(outcome),
         Claim::Stop { agent_id, process } => {
@@ -78,33 +66,15 @@ pub async fn retry<C: Clock, P: Processes, S: Store>(
             (agent_id, process, stopped)
         }
         Claim::InFlight { agent_id, by, process, age_ms } => {
+            planted!(settings, DoubleCountRetries => planted::count_retry(ctx, task_id, reason, now_ms).await?);
             let taken_over = take_over_if_late(ctx, settings, task_id, &agent_id, &process, age_ms, reason).await?;
             return Ok(taken_over.unwrap_or(RetryOutcome::InFlight { agent_id, by }));
         }
     };
     let now_ms = ctx.clock.now_ms();
-    #[cfg(feature = "planted-bugs")]
-    if settings.planted_bug == Some(crate::settings::PlantedBug::UnconditionalRetry) {
-        let outcome = ctx
-            .store
-            .transact(|state| {
-                mark_agent_ended(state, &agent_id, process.pid, now_ms);
-                let task = state.graph.task_mut(task_id).expect("tasks are never deleted");
-                if task.status != TaskStatus::Done {
-                    requeue(task, now_ms, ctx.actor, format!("Retried: {reason}"));
-                }
-                let (pid, retry_count) = (process.pid, task.retry_count);
-                RetryOutcome::Restarted {
-                    agent_id: agent_id.clone(),
-                    pid,
-                    stop: stopped.clone(),
-                    by_reaper: false,
-                    retry_count,
-                }
-            })
-            .await?;
-        return Ok(outcome);
-    }
+    planted!(settings, UnconditionalRetry => {
+        return planted::requeue_unchecked(ctx, task_id, &agent_id, &process, stopped, reason, now_ms).await
+    });
     let outcome = ctx
         .store
         .transact(|state| finish(state, ctx.actor, task_id, &agent_id, process.pid, stopped.clone(), reason, now_ms))
