@@ -4,14 +4,16 @@
 
 use crate::scenario::{AgentProcess, Behaviour, Command, CommandLine, Scenario, ScriptedFault};
 use crate::world::{ActorKind, ActorSpec, Inner, Landing, ProcKind, Timer, World, EPOCH_START_MS};
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use wg_core::ops::{
     add_task, dispatch, fail_task, finish_task, heartbeat, kill_agent, reap, recover, retry, RetryOutcome,
 };
 use wg_core::ports::{Ctx, ExitKind, State};
 use wg_core::registry::Registry;
-use wg_core::time::format_rfc3339;
+use wg_core::time::{format_rfc3339, EpochMs};
 
 pub type ActorFuture<'w> = Pin<Box<dyn Future<Output = ()> + 'w>>;
 
@@ -283,27 +285,62 @@ pub fn initial_state(scenario: &Scenario) -> State {
     State { graph, registry: Registry::empty() }
 }
 
+/// The identities (pid, start time, start ticks) of the pre-existing agents' processes, in the
+/// order of the scenario's agents: with the scenario, all the boot registry depends on.
+type BootProcesses = Vec<(i64, EpochMs, u64)>;
+
+thread_local! {
+    /// The last boot registry built on this thread: every seed of a scenario boots the same
+    /// processes, and building the registry through JSON was a tenth of a short run.
+    static BOOT_REGISTRY: RefCell<Option<(Rc<Scenario>, BootProcesses, Registry)>> = const { RefCell::new(None) };
+}
+
+/// The registry the scenario's pre-existing agents start with, as a file another `wg` wrote
+/// (with a top-level field we do not know, which must survive, S8); built once per scenario
+/// and processes.
+fn boot_registry(world: &World, started: BootProcesses) -> Registry {
+    BOOT_REGISTRY.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let hit = cell.as_ref().filter(|(scenario, processes, _)| Rc::ptr_eq(scenario, &world.scenario) && *processes == started);
+        if let Some((_, _, registry)) = hit {
+            return registry.clone();
+        }
+        let registry = build_boot_registry(&world.scenario, &started);
+        *cell = Some((world.scenario.clone(), started, registry.clone()));
+        registry
+    })
+}
+
+fn build_boot_registry(scenario: &Scenario, started: &[(i64, EpochMs, u64)]) -> Registry {
+    let mut agents = serde_json::Map::new();
+    let mut next_agent_id = 1;
+    for (spec, &(pid, start_ms, start_ticks)) in scenario.agents.iter().zip(started) {
+        let entry = serde_json::json!({
+            "id": spec.id, "pid": pid, "task_id": spec.task, "executor": "shell",
+            "started_at": format_rfc3339(start_ms), "status": spec.status,
+            "last_heartbeat": format_rfc3339(EPOCH_START_MS),
+            "process_start_ticks": if spec.start_recorded { Some(start_ticks) } else { None },
+        });
+        agents.insert(spec.id.clone(), entry);
+        if let Some(number) = spec.id.strip_prefix("agent-").and_then(|n| n.parse::<u64>().ok()) {
+            next_agent_id = next_agent_id.max(number + 1);
+        }
+    }
+    let registry = serde_json::json!({"agents": agents, "next_agent_id": next_agent_id, "service_note": "kept"});
+    crate::world::parse_registry(&registry.to_string()).expect("scenario registry parses")
+}
+
 /// Starts the pre-existing agents' processes and writes their registry entries.
 pub fn boot(world: &World) {
     let mut inner = world.inner.borrow_mut();
-    let mut agents = serde_json::Map::new();
-    let mut next_agent_id = 1;
+    let mut started = Vec::new();
     inner.now_ms = EPOCH_START_MS - 60_000;
     for spec in &world.scenario.agents {
         let behaviours =
             world.scenario.tasks.iter().find(|t| t.id == spec.task).map(|t| t.exec.clone()).unwrap_or_default();
         *inner.spawns_per_task.entry(spec.task.clone()).or_insert(0) += 1;
         let proc = world.start_agent(&mut inner, &spec.id, &spec.task, &behaviours, None).expect("free pids at boot");
-        let entry = serde_json::json!({
-            "id": spec.id, "pid": proc.pid, "task_id": spec.task, "executor": "shell",
-            "started_at": format_rfc3339(proc.start_ms), "status": spec.status,
-            "last_heartbeat": format_rfc3339(EPOCH_START_MS),
-            "process_start_ticks": if spec.start_recorded { Some(proc.start_ticks) } else { None },
-        });
-        agents.insert(spec.id.clone(), entry);
-        if let Some(number) = spec.id.strip_prefix("agent-").and_then(|n| n.parse::<u64>().ok()) {
-            next_agent_id = next_agent_id.max(number + 1);
-        }
+        started.push((proc.pid, proc.start_ms, proc.start_ticks));
         if spec.process != AgentProcess::Running {
             world.exit_process(&mut inner, proc.pid, ExitKind::Died);
         }
@@ -312,9 +349,7 @@ pub fn boot(world: &World) {
             world.start_process(&mut inner, Some(proc.pid), ProcKind::Foreign, None);
         }
     }
-    let registry = serde_json::json!({"agents": agents, "next_agent_id": next_agent_id, "service_note": "kept"});
-    let registry = crate::world::parse_registry(&registry.to_string()).expect("scenario registry parses");
-    inner.committed.registry = registry;
+    inner.committed.registry = boot_registry(world, started);
     inner.notes.clear();
     inner.now_ms = EPOCH_START_MS;
     for (index, step) in world.scenario.steps.iter().enumerate() {
