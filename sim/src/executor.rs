@@ -171,22 +171,33 @@ pub fn liveness_ms(scenario: &Scenario, waits: TimerWaits) -> u64 {
     )
 }
 
+/// What every run of one scenario starts from: the scenario, its initial files and the line
+/// count of the initial graph file (S8).
+#[derive(Clone)]
+struct Prepared {
+    scenario: Rc<Scenario>,
+    initial: Rc<State>,
+    initial_graph_lines: usize,
+}
+
 thread_local! {
     /// The last scenario run on this thread, and its initial files: consecutive runs of one
     /// scenario (seeds) share them instead of cloning and building them each time.
-    static PREPARED: RefCell<Option<(Rc<Scenario>, State)>> = const { RefCell::new(None) };
+    static PREPARED: RefCell<Option<Prepared>> = const { RefCell::new(None) };
 }
 
-fn prepared(scenario: &Scenario) -> (Rc<Scenario>, State) {
+fn prepared(scenario: &Scenario) -> Prepared {
     PREPARED.with(|cell| {
         let mut cell = cell.borrow_mut();
-        if let Some((shared, initial)) = cell.as_ref().filter(|(shared, _)| **shared == *scenario) {
-            return (shared.clone(), initial.clone());
+        if let Some(prepared) = cell.as_ref().filter(|prepared| *prepared.scenario == *scenario) {
+            return prepared.clone();
         }
-        let shared = Rc::new(scenario.clone());
         let initial = actors::initial_state(scenario);
-        *cell = Some((shared.clone(), initial.clone()));
-        (shared, initial)
+        let initial_graph_lines = initial.graph.render().lines().count();
+        let prepared =
+            Prepared { scenario: Rc::new(scenario.clone()), initial: Rc::new(initial), initial_graph_lines };
+        *cell = Some(prepared.clone());
+        prepared
     })
 }
 
@@ -202,7 +213,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         options.planted_bug == Some(wg_core::settings::PlantedBug::SignalWithoutIdentity);
     #[cfg(not(feature = "planted-bugs"))]
     let signal_without_identity_check = false;
-    let (scenario, initial) = prepared(scenario);
+    let Prepared { scenario, initial, initial_graph_lines } = prepared(scenario);
     let inner = Inner {
         now_ms: EPOCH_START_MS,
         current: 0,
@@ -215,10 +226,10 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         last_ticks: 0,
         timers: BTreeMap::new(),
         timer_seq: 0,
-        committed: initial.clone(),
+        committed: State::clone(&initial),
         scratch: None,
         version: 0,
-        graph_lines: initial.graph.render().lines().count(),
+        graph_lines: initial_graph_lines,
         commits: 0,
         lock: None,
         pending_write: None,
@@ -240,7 +251,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         settings,
         scenario,
         seed: options.seed,
-        initial_graph_lines: initial.graph.render().lines().count(),
+        initial_graph_lines,
         initial,
         signal_without_identity_check,
     }
