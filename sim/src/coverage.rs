@@ -8,13 +8,50 @@
 
 use crate::world::{ActorKind, ActorSlot};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use wg_core::model::{AgentStatus, TaskStatus};
 use wg_core::ports::State;
 
 /// One commit: who made it (its role, not its id) and what it changed, per task or agent.
 #[derive(Clone, Debug)]
 pub struct Transition {
     actor: String,
-    changes: Vec<(String, String)>,
+    changes: Vec<Change>,
+}
+
+/// One task or agent a commit changed: its id, its status before (`None`: new) and after. Kept
+/// as values and put into words only for the orderings of conflicting pairs (most commits are
+/// in none), which was a visible part of every commit's cost.
+#[derive(Clone, Debug)]
+struct Change {
+    object: String,
+    from: Option<Status>,
+    to: Status,
+}
+
+#[derive(Clone, Debug)]
+enum Status {
+    Task(TaskStatus),
+    Agent(AgentStatus),
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Task(status) => write!(f, "{status:?}"),
+            Status::Agent(status) => write!(f, "{status:?}"),
+        }
+    }
+}
+
+/// `<from>-><to>`, e.g. `InProgress->Open` or `new->Starting`.
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.from {
+            Some(from) => write!(f, "{from}->{}", self.to),
+            None => write!(f, "new->{}", self.to),
+        }
+    }
 }
 
 /// The role of an actor: the same for one loop or command across runs and service restarts.
@@ -33,15 +70,15 @@ pub fn transition(slot: &ActorSlot, before: &State, after: &State) -> Transition
     for task in after.graph.tasks() {
         let old = before.graph.task(&task.id);
         if old != Some(task) {
-            let from = old.map_or("new".to_string(), |old| format!("{:?}", old.status));
-            changes.push((task.id.clone(), format!("{from}->{:?}", task.status)));
+            let from = old.map(|old| Status::Task(old.status.clone()));
+            changes.push(Change { object: task.id.clone(), from, to: Status::Task(task.status.clone()) });
         }
     }
     for agent in after.registry.agents() {
         let old = before.registry.agent(&agent.id);
         if old != Some(agent) {
-            let from = old.map_or("new".to_string(), |old| format!("{:?}", old.status));
-            changes.push((agent.id.clone(), format!("{from}->{:?}", agent.status)));
+            let from = old.map(|old| Status::Agent(old.status.clone()));
+            changes.push(Change { object: agent.id.clone(), from, to: Status::Agent(agent.status.clone()) });
         }
     }
     Transition { actor: role(slot), changes }
@@ -55,9 +92,12 @@ pub fn orderings(log: &[Transition]) -> BTreeSet<String> {
             if first.actor == second.actor {
                 continue;
             }
-            for (object, change) in &first.changes {
-                for (_, later) in second.changes.iter().filter(|(other, _)| other == object) {
-                    found.insert(format!("{object}: {} {change} before {} {later}", first.actor, second.actor));
+            for change in &first.changes {
+                for later in second.changes.iter().filter(|later| later.object == change.object) {
+                    found.insert(format!(
+                        "{}: {} {change} before {} {later}",
+                        change.object, first.actor, second.actor
+                    ));
                 }
             }
         }
