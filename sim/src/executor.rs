@@ -327,6 +327,8 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
     let mut liveness_start_ms: Option<i64> = None;
     let mut end_ms = safety_end_ms;
     let mut checked_version = u64::MAX;
+    // Refilled every step, allocated once per run.
+    let mut runnable_buffer = Vec::new();
     loop {
         if liveness_start_ms.is_none() && world.now_ms() >= safety_end_ms {
             liveness_start_ms = Some(world.now_ms());
@@ -339,7 +341,8 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
             report.failure = Some(failure);
             break;
         }
-        let runnable = runnable(&world.inner.borrow());
+        collect_runnable(&world.inner.borrow(), &mut runnable_buffer);
+        let runnable = runnable_buffer.as_slice();
         if runnable.is_empty() {
             // Nothing can happen any more but idle sweeps: the end checks would see this state.
             if liveness_start_ms.is_some() && !options.run_to_end && quiescent(&world) {
@@ -361,7 +364,7 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
         }
         let faults_on = world.now_ms() < safety_end_ms && report.faults_fired < FAULTS_MAX;
         let phase = Phase { faults_on, end_ms, safety_end_ms };
-        let Some(decision) = next_decision(&mut source, &world, &runnable, phase, &mut report) else {
+        let Some(decision) = next_decision(&mut source, &world, runnable, phase, &mut report) else {
             break;
         };
         report.faults_fired += u32::from(decision.is_fault());
@@ -419,11 +422,11 @@ fn first_violation(world: &World, step: usize) -> Option<Failure> {
     Some(failure_at(world, step.saturating_sub(1), &violation.checker, violation.detail))
 }
 
-/// Actors whose wait is over, in id order.
-fn runnable(inner: &Inner) -> Vec<ActorId> {
+/// Actors whose wait is over, in id order, into `runnable`.
+fn collect_runnable(inner: &Inner, runnable: &mut Vec<ActorId>) {
     let lock_free = inner.lock.is_none();
-    (0..inner.actors.len())
-        .filter(|&id| {
+    runnable.clear();
+    runnable.extend((0..inner.actors.len()).filter(|&id| {
             let slot = &inner.actors[id];
             !slot.finished
                 && !slot.killed
@@ -435,8 +438,7 @@ fn runnable(inner: &Inner) -> Vec<ActorId> {
                     }
                     Wait::Lock => lock_free,
                 }
-        })
-        .collect()
+    }));
 }
 
 /// Whether the world is settled for good: from here on the service's sweeps would find nothing
