@@ -159,20 +159,34 @@ impl std::fmt::Display for Summary {
 
 #[cfg(test)]
 mod tests {
-    use super::{orderings, Coverage, Transition};
+    use super::{orderings, Change, Coverage, Status, Transition};
+    use wg_core::model::{AgentStatus, TaskStatus};
 
-    fn commit(actor: &str, changes: &[(&str, &str)]) -> Transition {
-        let changes = changes.iter().map(|(object, change)| (object.to_string(), change.to_string())).collect();
+    /// A commit by `actor` changing `objects` from one status to another (`t…`: tasks, else
+    /// agents), statuses named as upstream writes them (`in-progress`).
+    fn commit(actor: &str, objects: &[(&str, &str, &str)]) -> Transition {
+        let status = |object: &str, text: &str| match object.starts_with('t') {
+            true => Status::Task(TaskStatus::parse(text)),
+            false => Status::Agent(AgentStatus::parse(text)),
+        };
+        let changes = objects
+            .iter()
+            .map(|(object, from, to)| Change {
+                object: object.to_string(),
+                from: Some(status(object, from)),
+                to: status(object, to),
+            })
+            .collect();
         Transition { actor: actor.to_string(), changes }
     }
 
     #[test]
     fn only_different_actors_on_the_same_object_conflict() {
         let log = [
-            commit("reaper", &[("t1", "InProgress->Open"), ("agent-1", "Working->Dead")]),
-            commit("reaper", &[("t1", "Open->InProgress")]),
-            commit("wg retry t1", &[("t1", "InProgress->Open")]),
-            commit("wg done t2", &[("t2", "InProgress->Done")]),
+            commit("reaper", &[("t1", "in-progress", "open"), ("agent-1", "working", "dead")]),
+            commit("reaper", &[("t1", "open", "in-progress")]),
+            commit("wg retry t1", &[("t1", "in-progress", "open")]),
+            commit("wg done t2", &[("t2", "in-progress", "done")]),
         ];
         let found: Vec<String> = orderings(&log).into_iter().collect();
         assert_eq!(
@@ -184,6 +198,18 @@ mod tests {
         );
         let reversed: Vec<Transition> = log.into_iter().rev().collect();
         assert!(orderings(&reversed).iter().all(|ordering| ordering.starts_with("t1: wg retry t1")));
+    }
+
+    #[test]
+    fn a_new_object_reads_new_and_unknown_statuses_read_as_kept() {
+        let created = Change { object: "agent-2".into(), from: None, to: Status::Agent(AgentStatus::Starting) };
+        assert_eq!(created.to_string(), "new->Starting");
+        let odd = Change {
+            object: "t3".into(),
+            from: Some(Status::Task(TaskStatus::parse("parked-by-tool"))),
+            to: Status::Task(TaskStatus::Open),
+        };
+        assert_eq!(odd.to_string(), "Unknown(\"parked-by-tool\")->Open");
     }
 
     #[test]
