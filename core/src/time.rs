@@ -159,7 +159,8 @@ mod tests {
             assert_eq!(format_rfc3339(sample), by_format(sample), "at {sample}");
         }
         for _ in 0..10_000 {
-            ms = ms.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407) % 300_000_000_000_000;
+            ms = ms.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407)
+                % 300_000_000_000_000;
             assert_eq!(format_rfc3339(ms), by_format(ms), "at {ms}");
         }
     }

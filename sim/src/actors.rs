@@ -122,7 +122,9 @@ fn after_retry(
             .committed
             .graph
             .task(task_id)
-            .map(|task| task.log.iter().filter(|entry| entry.user == name).map(|entry| entry.message.as_str()).collect())
+            .map(|task| {
+                task.log.iter().filter(|entry| entry.user == name).map(|entry| entry.message.as_str()).collect()
+            })
             .unwrap_or_default();
         let check = |command: &str| wg_core::invariants::check_retry_logged(command, task_id, reason, acted, &entries);
         // The command's text only goes into the violation's message: built when there is one.
@@ -305,7 +307,9 @@ thread_local! {
 fn boot_registry(world: &World, started: BootProcesses) -> Registry {
     BOOT_REGISTRY.with(|cell| {
         let mut cell = cell.borrow_mut();
-        let hit = cell.as_ref().filter(|(scenario, processes, _)| Rc::ptr_eq(scenario, &world.scenario) && *processes == started);
+        let hit = cell
+            .as_ref()
+            .filter(|(scenario, processes, _)| Rc::ptr_eq(scenario, &world.scenario) && *processes == started);
         if let Some((_, _, registry)) = hit {
             return registry.clone();
         }

@@ -94,10 +94,8 @@ pub fn orderings(log: &[Transition]) -> BTreeSet<String> {
             }
             for change in &first.changes {
                 for later in second.changes.iter().filter(|later| later.object == change.object) {
-                    found.insert(format!(
-                        "{}: {} {change} before {} {later}",
-                        change.object, first.actor, second.actor
-                    ));
+                    found
+                        .insert(format!("{}: {} {change} before {} {later}", change.object, first.actor, second.actor));
                 }
             }
         }

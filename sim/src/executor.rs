@@ -194,8 +194,7 @@ fn prepared(scenario: &Scenario) -> Prepared {
         }
         let initial = actors::initial_state(scenario);
         let initial_graph_lines = initial.graph.render().lines().count();
-        let prepared =
-            Prepared { scenario: Rc::new(scenario.clone()), initial: Rc::new(initial), initial_graph_lines };
+        let prepared = Prepared { scenario: Rc::new(scenario.clone()), initial: Rc::new(initial), initial_graph_lines };
         *cell = Some(prepared.clone());
         prepared
     })
@@ -427,17 +426,15 @@ fn collect_runnable(inner: &Inner, runnable: &mut Vec<ActorId>) {
     let lock_free = inner.lock.is_none();
     runnable.clear();
     runnable.extend((0..inner.actors.len()).filter(|&id| {
-            let slot = &inner.actors[id];
-            !slot.finished
-                && !slot.killed
-                && match &slot.wait {
-                    Wait::Ready => true,
-                    Wait::Until(at_ms) => inner.now_ms >= *at_ms,
-                    Wait::Exit { root, deadline_ms } => {
-                        inner.now_ms >= *deadline_ms || !World::tree_alive(inner, *root)
-                    }
-                    Wait::Lock => lock_free,
-                }
+        let slot = &inner.actors[id];
+        !slot.finished
+            && !slot.killed
+            && match &slot.wait {
+                Wait::Ready => true,
+                Wait::Until(at_ms) => inner.now_ms >= *at_ms,
+                Wait::Exit { root, deadline_ms } => inner.now_ms >= *deadline_ms || !World::tree_alive(inner, *root),
+                Wait::Lock => lock_free,
+            }
     }));
 }
 

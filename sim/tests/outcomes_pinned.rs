@@ -179,7 +179,10 @@ const PLANTED_CASES: [(Case, wg_core::settings::PlantedBug); 3] = [
     (("retry_vs_reaper", 0, 60, Faults::Scenario, 0x082bd80006c8c541), wg_core::settings::PlantedBug::ReaperUnchecked),
     (("two_retries", 0, 60, Faults::Scenario, 0xae9f8252d79867b5), wg_core::settings::PlantedBug::DoubleCountRetries),
     // Not bug 5 (SignalWithoutIdentity): its lines are being changed on another branch.
-    (("retry_while_done", 0, 60, Faults::Scenario, 0x177429fc5f45e672), wg_core::settings::PlantedBug::UnconditionalRetry),
+    (
+        ("retry_while_done", 0, 60, Faults::Scenario, 0x177429fc5f45e672),
+        wg_core::settings::PlantedBug::UnconditionalRetry,
+    ),
 ];
 
 #[cfg(feature = "planted-bugs")]
