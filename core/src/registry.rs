@@ -85,4 +85,36 @@ impl Registry {
     pub fn is_changed(&self) -> bool {
         self.changed
     }
+
+    /// This registry as a fresh read of what [`Registry::render`] writes for it: the same value,
+    /// no longer changed. For the simulator's store, which then need not render and parse the
+    /// text back to know what the next reader sees (the test below holds it to that).
+    pub fn into_saved(mut self) -> Registry {
+        self.changed = false;
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_registry_is_what_reading_its_rendered_text_gives() {
+        let text = r#"{"agents": {"agent-3": {"id": "agent-3", "pid": 101, "task_id": "t1",
+            "executor": "shell", "started_at": "2026-01-01T00:00:00Z", "status": "working",
+            "future_field": [1, 2]}}, "next_agent_id": 4, "service_note": "kept"}"#;
+        let mut registry = Registry::parse(text.as_bytes()).unwrap();
+        let id = registry.allocate_agent_id();
+        let mut agent = registry.agent("agent-3").unwrap().clone();
+        agent.id = id;
+        registry.insert(agent);
+        registry.agent_mut("agent-3").unwrap().pid = 102;
+        assert!(registry.is_changed());
+        let read_back = Registry::parse(registry.render().as_bytes()).unwrap();
+        let saved = registry.into_saved();
+        assert!(!saved.is_changed());
+        assert_eq!(saved, read_back);
+        assert_eq!(saved.extra().get("service_note"), Some(&Value::from("kept")));
+    }
 }

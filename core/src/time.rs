@@ -14,13 +14,33 @@ pub fn format_rfc3339(ms: EpochMs) -> String {
     let ms_of_day = ms.rem_euclid(MS_PER_DAY);
     let (year, month, day) = civil_from_days(days);
     let seconds = ms_of_day / 1000;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}000000+00:00",
-        seconds / 3600,
-        (seconds / 60) % 60,
-        seconds % 60,
-        ms_of_day % 1000
-    )
+    let fields = [(year, 4), (month, 2), (day, 2), (seconds / 3600, 2), ((seconds / 60) % 60, 2), (seconds % 60, 2)];
+    if !(0..=9999).contains(&year) {
+        return format!(
+            "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}000000+00:00",
+            fields[3].0,
+            fields[4].0,
+            fields[5].0,
+            ms_of_day % 1000
+        );
+    }
+    // Digit by digit: the operations stamp every change, and `format!` was most of a stamp's cost.
+    let mut text = String::with_capacity(35);
+    let separators = ['-', '-', 'T', ':', ':', '.'];
+    for ((value, width), separator) in fields.into_iter().zip(separators) {
+        push_digits(&mut text, value, width);
+        text.push(separator);
+    }
+    push_digits(&mut text, ms_of_day % 1000, 3);
+    text.push_str("000000+00:00");
+    text
+}
+
+/// Appends `value` (0 ≤ value < 10^width) as exactly `width` decimal digits.
+fn push_digits(text: &mut String, value: i64, width: u32) {
+    for place in (0..width).rev() {
+        text.push(char::from(b'0' + (value / 10_i64.pow(place) % 10) as u8));
+    }
 }
 
 /// Parses an RFC 3339 timestamp (`Z` or `±HH:MM` offset, any fraction) to epoch milliseconds.
@@ -116,6 +136,33 @@ mod tests {
         let ms = parse_rfc3339("2026-11-24T08:42:57.621944917+00:00").unwrap();
         assert_eq!(ms, 1_795_509_777_621);
         assert_eq!(format_rfc3339(ms), "2026-11-24T08:42:57.621000000+00:00");
+    }
+
+    #[test]
+    fn formatting_digit_by_digit_writes_what_format_wrote() {
+        let by_format = |ms: EpochMs| {
+            let days = ms.div_euclid(MS_PER_DAY);
+            let ms_of_day = ms.rem_euclid(MS_PER_DAY);
+            let (year, month, day) = civil_from_days(days);
+            let seconds = ms_of_day / 1000;
+            format!(
+                "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}000000+00:00",
+                seconds / 3600,
+                (seconds / 60) % 60,
+                seconds % 60,
+                ms_of_day % 1000
+            )
+        };
+        let mut ms: EpochMs = -62_167_219_200_001; // just before year 0: the fallback
+        let samples = [0, 1, 999, 59_999, 86_399_999, 951_782_400_123, 1_767_225_600_000, 253_402_300_799_999];
+        for sample in samples.into_iter().chain([ms, 253_402_300_800_000]) {
+            assert_eq!(format_rfc3339(sample), by_format(sample), "at {sample}");
+        }
+        for _ in 0..10_000 {
+            ms = ms.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407)
+                % 300_000_000_000_000;
+            assert_eq!(format_rfc3339(ms), by_format(ms), "at {ms}");
+        }
     }
 
     #[test]

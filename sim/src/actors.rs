@@ -4,14 +4,16 @@
 
 use crate::scenario::{AgentProcess, Behaviour, Command, CommandLine, Scenario, ScriptedFault};
 use crate::world::{ActorKind, ActorSpec, Inner, Landing, ProcKind, Timer, World, EPOCH_START_MS};
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use wg_core::ops::{
     add_task, dispatch, fail_task, finish_task, heartbeat, kill_agent, reap, recover, retry, RetryOutcome,
 };
 use wg_core::ports::{Ctx, ExitKind, State};
 use wg_core::registry::Registry;
-use wg_core::time::format_rfc3339;
+use wg_core::time::{format_rfc3339, EpochMs};
 
 pub type ActorFuture<'w> = Pin<Box<dyn Future<Output = ()> + 'w>>;
 
@@ -81,24 +83,25 @@ async fn cli(world: &World, name: String, line: CommandLine) {
     let ctx = ctx(world, &name);
     let settings = &world.settings;
     let agent = line.agent.as_deref();
-    let outcome = match &line.command {
+    // Results are formatted only for a timeline (`World::note`).
+    let returned = |result: &dyn std::fmt::Debug| world.note(|| format!("returned {result:?}"));
+    match &line.command {
         Command::Retry { task, reason, stop } => {
             let result = retry(ctx, settings, task, reason, &stop.options(settings.grace_ms)).await;
             after_retry(world, &name, task, reason, &result);
-            format!("{result:?}")
+            returned(&result);
         }
         Command::Kill { agent, stop } => {
-            format!("{:?}", kill_agent(ctx, settings, agent, &stop.options(settings.grace_ms)).await)
+            returned(&kill_agent(ctx, settings, agent, &stop.options(settings.grace_ms)).await);
         }
-        Command::Done { task } => format!("{:?}", finish_task(ctx, task, agent).await),
-        Command::Fail { task, reason } => format!("{:?}", fail_task(ctx, task, reason, agent).await),
-        Command::Heartbeat { agent } => format!("{:?}", heartbeat(ctx, agent).await),
+        Command::Done { task } => returned(&finish_task(ctx, task, agent).await),
+        Command::Fail { task, reason } => returned(&fail_task(ctx, task, reason, agent).await),
+        Command::Heartbeat { agent } => returned(&heartbeat(ctx, agent).await),
         Command::Recover { task, keep_agency, apply } => {
-            format!("{:?}", recover(ctx, task.as_deref(), *keep_agency, *apply).await)
+            returned(&recover(ctx, task.as_deref(), *keep_agency, *apply).await);
         }
-        Command::Add(new) => format!("{:?}", add_task(ctx, new).await),
-    };
-    world.note(|| format!("returned {outcome}"));
+        Command::Add(new) => returned(&add_task(ctx, new).await),
+    }
 }
 
 /// S7: a retry that changed the task left exactly one log entry, with its reason; one that
@@ -113,16 +116,21 @@ fn after_retry(
 ) {
     let Ok(outcome) = result else { return };
     let mut inner = world.inner.borrow_mut();
-    let entries: Vec<String> = inner
-        .committed
-        .graph
-        .task(task_id)
-        .map(|task| task.log.iter().filter(|entry| entry.user == name).map(|entry| entry.message.clone()).collect())
-        .unwrap_or_default();
     let acted = !matches!(outcome, RetryOutcome::AlreadyOpen | RetryOutcome::InFlight { .. });
-    let entries: Vec<&str> = entries.iter().map(String::as_str).collect();
-    let command = format!("{name} ({outcome:?})");
-    if let Some(broken) = wg_core::invariants::check_retry_logged(&command, task_id, reason, acted, &entries) {
+    let broken = {
+        let entries: Vec<&str> = inner
+            .committed
+            .graph
+            .task(task_id)
+            .map(|task| {
+                task.log.iter().filter(|entry| entry.user == name).map(|entry| entry.message.as_str()).collect()
+            })
+            .unwrap_or_default();
+        let check = |command: &str| wg_core::invariants::check_retry_logged(command, task_id, reason, acted, &entries);
+        // The command's text only goes into the violation's message: built when there is one.
+        check("").map(|_| check(&format!("{name} ({outcome:?})")).expect("the same check fails again"))
+    };
+    if let Some(broken) = broken {
         inner.violations.push(broken.into());
     }
     if let RetryOutcome::Restarted { agent_id, .. } = outcome {
@@ -283,27 +291,64 @@ pub fn initial_state(scenario: &Scenario) -> State {
     State { graph, registry: Registry::empty() }
 }
 
+/// The identities (pid, start time, start ticks) of the pre-existing agents' processes, in the
+/// order of the scenario's agents: with the scenario, all the boot registry depends on.
+type BootProcesses = Vec<(i64, EpochMs, u64)>;
+
+thread_local! {
+    /// The last boot registry built on this thread: every seed of a scenario boots the same
+    /// processes, and building the registry through JSON was a tenth of a short run.
+    static BOOT_REGISTRY: RefCell<Option<(Rc<Scenario>, BootProcesses, Registry)>> = const { RefCell::new(None) };
+}
+
+/// The registry the scenario's pre-existing agents start with, as a file another `wg` wrote
+/// (with a top-level field we do not know, which must survive, S8); built once per scenario
+/// and processes.
+fn boot_registry(world: &World, started: BootProcesses) -> Registry {
+    BOOT_REGISTRY.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        let hit = cell
+            .as_ref()
+            .filter(|(scenario, processes, _)| Rc::ptr_eq(scenario, &world.scenario) && *processes == started);
+        if let Some((_, _, registry)) = hit {
+            return registry.clone();
+        }
+        let registry = build_boot_registry(&world.scenario, &started);
+        *cell = Some((world.scenario.clone(), started, registry.clone()));
+        registry
+    })
+}
+
+fn build_boot_registry(scenario: &Scenario, started: &[(i64, EpochMs, u64)]) -> Registry {
+    let mut agents = serde_json::Map::new();
+    let mut next_agent_id = 1;
+    for (spec, &(pid, start_ms, start_ticks)) in scenario.agents.iter().zip(started) {
+        let entry = serde_json::json!({
+            "id": spec.id, "pid": pid, "task_id": spec.task, "executor": "shell",
+            "started_at": format_rfc3339(start_ms), "status": spec.status,
+            "last_heartbeat": format_rfc3339(EPOCH_START_MS),
+            "process_start_ticks": if spec.start_recorded { Some(start_ticks) } else { None },
+        });
+        agents.insert(spec.id.clone(), entry);
+        if let Some(number) = spec.id.strip_prefix("agent-").and_then(|n| n.parse::<u64>().ok()) {
+            next_agent_id = next_agent_id.max(number + 1);
+        }
+    }
+    let registry = serde_json::json!({"agents": agents, "next_agent_id": next_agent_id, "service_note": "kept"});
+    crate::world::parse_registry(&registry.to_string()).expect("scenario registry parses")
+}
+
 /// Starts the pre-existing agents' processes and writes their registry entries.
 pub fn boot(world: &World) {
     let mut inner = world.inner.borrow_mut();
-    let mut agents = serde_json::Map::new();
-    let mut next_agent_id = 1;
+    let mut started = Vec::new();
     inner.now_ms = EPOCH_START_MS - 60_000;
     for spec in &world.scenario.agents {
         let behaviours =
             world.scenario.tasks.iter().find(|t| t.id == spec.task).map(|t| t.exec.clone()).unwrap_or_default();
         *inner.spawns_per_task.entry(spec.task.clone()).or_insert(0) += 1;
         let proc = world.start_agent(&mut inner, &spec.id, &spec.task, &behaviours, None).expect("free pids at boot");
-        let entry = serde_json::json!({
-            "id": spec.id, "pid": proc.pid, "task_id": spec.task, "executor": "shell",
-            "started_at": format_rfc3339(proc.start_ms), "status": spec.status,
-            "last_heartbeat": format_rfc3339(EPOCH_START_MS),
-            "process_start_ticks": if spec.start_recorded { Some(proc.start_ticks) } else { None },
-        });
-        agents.insert(spec.id.clone(), entry);
-        if let Some(number) = spec.id.strip_prefix("agent-").and_then(|n| n.parse::<u64>().ok()) {
-            next_agent_id = next_agent_id.max(number + 1);
-        }
+        started.push((proc.pid, proc.start_ms, proc.start_ticks));
         if spec.process != AgentProcess::Running {
             world.exit_process(&mut inner, proc.pid, ExitKind::Died);
         }
@@ -312,9 +357,7 @@ pub fn boot(world: &World) {
             world.start_process(&mut inner, Some(proc.pid), ProcKind::Foreign, None);
         }
     }
-    let registry = serde_json::json!({"agents": agents, "next_agent_id": next_agent_id, "service_note": "kept"});
-    let registry = crate::world::parse_registry(&registry.to_string()).expect("scenario registry parses");
-    inner.committed.registry = registry;
+    inner.committed.registry = boot_registry(world, started);
     inner.notes.clear();
     inner.now_ms = EPOCH_START_MS;
     for (index, step) in world.scenario.steps.iter().enumerate() {

@@ -8,13 +8,50 @@
 
 use crate::world::{ActorKind, ActorSlot};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use wg_core::model::{AgentStatus, TaskStatus};
 use wg_core::ports::State;
 
 /// One commit: who made it (its role, not its id) and what it changed, per task or agent.
 #[derive(Clone, Debug)]
 pub struct Transition {
     actor: String,
-    changes: Vec<(String, String)>,
+    changes: Vec<Change>,
+}
+
+/// One task or agent a commit changed: its id, its status before (`None`: new) and after. Kept
+/// as values and put into words only for the orderings of conflicting pairs (most commits are
+/// in none), which was a visible part of every commit's cost.
+#[derive(Clone, Debug)]
+struct Change {
+    object: String,
+    from: Option<Status>,
+    to: Status,
+}
+
+#[derive(Clone, Debug)]
+enum Status {
+    Task(TaskStatus),
+    Agent(AgentStatus),
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Task(status) => write!(f, "{status:?}"),
+            Status::Agent(status) => write!(f, "{status:?}"),
+        }
+    }
+}
+
+/// `<from>-><to>`, e.g. `InProgress->Open` or `new->Starting`.
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.from {
+            Some(from) => write!(f, "{from}->{}", self.to),
+            None => write!(f, "new->{}", self.to),
+        }
+    }
 }
 
 /// The role of an actor: the same for one loop or command across runs and service restarts.
@@ -33,15 +70,15 @@ pub fn transition(slot: &ActorSlot, before: &State, after: &State) -> Transition
     for task in after.graph.tasks() {
         let old = before.graph.task(&task.id);
         if old != Some(task) {
-            let from = old.map_or("new".to_string(), |old| format!("{:?}", old.status));
-            changes.push((task.id.clone(), format!("{from}->{:?}", task.status)));
+            let from = old.map(|old| Status::Task(old.status.clone()));
+            changes.push(Change { object: task.id.clone(), from, to: Status::Task(task.status.clone()) });
         }
     }
     for agent in after.registry.agents() {
         let old = before.registry.agent(&agent.id);
         if old != Some(agent) {
-            let from = old.map_or("new".to_string(), |old| format!("{:?}", old.status));
-            changes.push((agent.id.clone(), format!("{from}->{:?}", agent.status)));
+            let from = old.map(|old| Status::Agent(old.status.clone()));
+            changes.push(Change { object: agent.id.clone(), from, to: Status::Agent(agent.status.clone()) });
         }
     }
     Transition { actor: role(slot), changes }
@@ -55,9 +92,10 @@ pub fn orderings(log: &[Transition]) -> BTreeSet<String> {
             if first.actor == second.actor {
                 continue;
             }
-            for (object, change) in &first.changes {
-                for (_, later) in second.changes.iter().filter(|(other, _)| other == object) {
-                    found.insert(format!("{object}: {} {change} before {} {later}", first.actor, second.actor));
+            for change in &first.changes {
+                for later in second.changes.iter().filter(|later| later.object == change.object) {
+                    found
+                        .insert(format!("{}: {} {change} before {} {later}", change.object, first.actor, second.actor));
                 }
             }
         }
@@ -119,20 +157,34 @@ impl std::fmt::Display for Summary {
 
 #[cfg(test)]
 mod tests {
-    use super::{orderings, Coverage, Transition};
+    use super::{orderings, Change, Coverage, Status, Transition};
+    use wg_core::model::{AgentStatus, TaskStatus};
 
-    fn commit(actor: &str, changes: &[(&str, &str)]) -> Transition {
-        let changes = changes.iter().map(|(object, change)| (object.to_string(), change.to_string())).collect();
+    /// A commit by `actor` changing `objects` from one status to another (`t…`: tasks, else
+    /// agents), statuses named as upstream writes them (`in-progress`).
+    fn commit(actor: &str, objects: &[(&str, &str, &str)]) -> Transition {
+        let status = |object: &str, text: &str| match object.starts_with('t') {
+            true => Status::Task(TaskStatus::parse(text)),
+            false => Status::Agent(AgentStatus::parse(text)),
+        };
+        let changes = objects
+            .iter()
+            .map(|(object, from, to)| Change {
+                object: object.to_string(),
+                from: Some(status(object, from)),
+                to: status(object, to),
+            })
+            .collect();
         Transition { actor: actor.to_string(), changes }
     }
 
     #[test]
     fn only_different_actors_on_the_same_object_conflict() {
         let log = [
-            commit("reaper", &[("t1", "InProgress->Open"), ("agent-1", "Working->Dead")]),
-            commit("reaper", &[("t1", "Open->InProgress")]),
-            commit("wg retry t1", &[("t1", "InProgress->Open")]),
-            commit("wg done t2", &[("t2", "InProgress->Done")]),
+            commit("reaper", &[("t1", "in-progress", "open"), ("agent-1", "working", "dead")]),
+            commit("reaper", &[("t1", "open", "in-progress")]),
+            commit("wg retry t1", &[("t1", "in-progress", "open")]),
+            commit("wg done t2", &[("t2", "in-progress", "done")]),
         ];
         let found: Vec<String> = orderings(&log).into_iter().collect();
         assert_eq!(
@@ -144,6 +196,18 @@ mod tests {
         );
         let reversed: Vec<Transition> = log.into_iter().rev().collect();
         assert!(orderings(&reversed).iter().all(|ordering| ordering.starts_with("t1: wg retry t1")));
+    }
+
+    #[test]
+    fn a_new_object_reads_new_and_unknown_statuses_read_as_kept() {
+        let created = Change { object: "agent-2".into(), from: None, to: Status::Agent(AgentStatus::Starting) };
+        assert_eq!(created.to_string(), "new->Starting");
+        let odd = Change {
+            object: "t3".into(),
+            from: Some(Status::Task(TaskStatus::parse("parked-by-tool"))),
+            to: Status::Task(TaskStatus::Open),
+        };
+        assert_eq!(odd.to_string(), "Unknown(\"parked-by-tool\")->Open");
     }
 
     #[test]

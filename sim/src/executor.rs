@@ -171,22 +171,32 @@ pub fn liveness_ms(scenario: &Scenario, waits: TimerWaits) -> u64 {
     )
 }
 
+/// What every run of one scenario starts from: the scenario, its initial files and the line
+/// count of the initial graph file (S8).
+#[derive(Clone)]
+struct Prepared {
+    scenario: Rc<Scenario>,
+    initial: Rc<State>,
+    initial_graph_lines: usize,
+}
+
 thread_local! {
     /// The last scenario run on this thread, and its initial files: consecutive runs of one
     /// scenario (seeds) share them instead of cloning and building them each time.
-    static PREPARED: RefCell<Option<(Rc<Scenario>, State)>> = const { RefCell::new(None) };
+    static PREPARED: RefCell<Option<Prepared>> = const { RefCell::new(None) };
 }
 
-fn prepared(scenario: &Scenario) -> (Rc<Scenario>, State) {
+fn prepared(scenario: &Scenario) -> Prepared {
     PREPARED.with(|cell| {
         let mut cell = cell.borrow_mut();
-        if let Some((shared, initial)) = cell.as_ref().filter(|(shared, _)| **shared == *scenario) {
-            return (shared.clone(), initial.clone());
+        if let Some(prepared) = cell.as_ref().filter(|prepared| *prepared.scenario == *scenario) {
+            return prepared.clone();
         }
-        let shared = Rc::new(scenario.clone());
         let initial = actors::initial_state(scenario);
-        *cell = Some((shared.clone(), initial.clone()));
-        (shared, initial)
+        let initial_graph_lines = initial.graph.render().lines().count();
+        let prepared = Prepared { scenario: Rc::new(scenario.clone()), initial: Rc::new(initial), initial_graph_lines };
+        *cell = Some(prepared.clone());
+        prepared
     })
 }
 
@@ -202,7 +212,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         options.planted_bug == Some(wg_core::settings::PlantedBug::SignalWithoutIdentity);
     #[cfg(not(feature = "planted-bugs"))]
     let signal_without_identity_check = false;
-    let (scenario, initial) = prepared(scenario);
+    let Prepared { scenario, initial, initial_graph_lines } = prepared(scenario);
     let inner = Inner {
         now_ms: EPOCH_START_MS,
         current: 0,
@@ -215,10 +225,10 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         last_ticks: 0,
         timers: BTreeMap::new(),
         timer_seq: 0,
-        committed: initial.clone(),
+        committed: State::clone(&initial),
         scratch: None,
         version: 0,
-        graph_lines: initial.graph.render().lines().count(),
+        graph_lines: initial_graph_lines,
         commits: 0,
         lock: None,
         pending_write: None,
@@ -240,7 +250,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
         settings,
         scenario,
         seed: options.seed,
-        initial_graph_lines: initial.graph.render().lines().count(),
+        initial_graph_lines,
         initial,
         signal_without_identity_check,
     }
@@ -316,6 +326,8 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
     let mut liveness_start_ms: Option<i64> = None;
     let mut end_ms = safety_end_ms;
     let mut checked_version = u64::MAX;
+    // Refilled every step, allocated once per run.
+    let mut runnable_buffer = Vec::new();
     loop {
         if liveness_start_ms.is_none() && world.now_ms() >= safety_end_ms {
             liveness_start_ms = Some(world.now_ms());
@@ -328,7 +340,8 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
             report.failure = Some(failure);
             break;
         }
-        let runnable = runnable(&world.inner.borrow());
+        collect_runnable(&world.inner.borrow(), &mut runnable_buffer);
+        let runnable = runnable_buffer.as_slice();
         if runnable.is_empty() {
             // Nothing can happen any more but idle sweeps: the end checks would see this state.
             if liveness_start_ms.is_some() && !options.run_to_end && quiescent(&world) {
@@ -350,7 +363,7 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
         }
         let faults_on = world.now_ms() < safety_end_ms && report.faults_fired < FAULTS_MAX;
         let phase = Phase { faults_on, end_ms, safety_end_ms };
-        let Some(decision) = next_decision(&mut source, &world, &runnable, phase, &mut report) else {
+        let Some(decision) = next_decision(&mut source, &world, runnable, phase, &mut report) else {
             break;
         };
         report.faults_fired += u32::from(decision.is_fault());
@@ -408,24 +421,21 @@ fn first_violation(world: &World, step: usize) -> Option<Failure> {
     Some(failure_at(world, step.saturating_sub(1), &violation.checker, violation.detail))
 }
 
-/// Actors whose wait is over, in id order.
-fn runnable(inner: &Inner) -> Vec<ActorId> {
+/// Actors whose wait is over, in id order, into `runnable`.
+fn collect_runnable(inner: &Inner, runnable: &mut Vec<ActorId>) {
     let lock_free = inner.lock.is_none();
-    (0..inner.actors.len())
-        .filter(|&id| {
-            let slot = &inner.actors[id];
-            !slot.finished
-                && !slot.killed
-                && match &slot.wait {
-                    Wait::Ready => true,
-                    Wait::Until(at_ms) => inner.now_ms >= *at_ms,
-                    Wait::Exit { root, deadline_ms } => {
-                        inner.now_ms >= *deadline_ms || !World::tree_alive(inner, *root)
-                    }
-                    Wait::Lock => lock_free,
-                }
-        })
-        .collect()
+    runnable.clear();
+    runnable.extend((0..inner.actors.len()).filter(|&id| {
+        let slot = &inner.actors[id];
+        !slot.finished
+            && !slot.killed
+            && match &slot.wait {
+                Wait::Ready => true,
+                Wait::Until(at_ms) => inner.now_ms >= *at_ms,
+                Wait::Exit { root, deadline_ms } => inner.now_ms >= *deadline_ms || !World::tree_alive(inner, *root),
+                Wait::Lock => lock_free,
+            }
+    }));
 }
 
 /// Whether the world is settled for good: from here on the service's sweeps would find nothing

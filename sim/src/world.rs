@@ -228,8 +228,9 @@ pub struct World {
     /// Shared by the runs of one thread (see `executor::new_world`).
     pub scenario: std::rc::Rc<Scenario>,
     pub seed: u64,
-    /// Unknown fields of the initial files, which must survive every write (S8).
-    pub initial: State,
+    /// Unknown fields of the initial files, which must survive every write (S8). Shared by the
+    /// runs of one thread, like `scenario`.
+    pub initial: std::rc::Rc<State>,
     pub initial_graph_lines: usize,
     pub signal_without_identity_check: bool,
 }
@@ -337,6 +338,23 @@ pub fn parse_registry(text: &str) -> Result<Registry, String> {
     memoised(text, |cache| &mut cache.registries, |text| Registry::parse(text.as_bytes()))
 }
 
+/// What the next reader of the registry file sees after `registry` is written.
+///
+/// The registry is serde's own rendering of a plain value, so reading it back gives the value
+/// (`wg_core::registry` tests that): a release build takes the value as saved, and skips the
+/// pretty-printing and parsing that were a third of a commit's cost. A debug build (every `cargo
+/// test`) still writes the text and reads it back, and reports any difference as S8.
+fn saved_registry(registry: Registry) -> Result<Registry, String> {
+    let saved = registry.into_saved();
+    if cfg!(debug_assertions) {
+        let read_back = parse_registry(&saved.render())?;
+        if read_back != saved {
+            return Err("service/registry.json: reading it back does not give what was written".into());
+        }
+    }
+    Ok(saved)
+}
+
 /// A cheap deterministic mix of the seed with some numbers (for per-process choices that must
 /// not depend on the order of scheduling decisions, so shrinking keeps them).
 pub fn mix(seed: u64, values: &[u64]) -> u64 {
@@ -373,17 +391,20 @@ impl World {
         inner.timers.insert((at_ms, seq), timer);
     }
 
-    /// Fires the steps waiting for `event` (`spawn agent-2`, `signal agent-1`, `exit agent-1`).
-    pub fn emit(&self, inner: &mut Inner, event: &str) {
+    /// Fires the steps waiting for the event `<verb> <agent_id>` (`spawn agent-2`, `signal
+    /// agent-1`, `exit agent-1`). Compared in parts: most events wait for no step, and building
+    /// their text each time was a visible cost.
+    pub fn emit(&self, inner: &mut Inner, verb: &str, agent_id: &str) {
         for (index, step) in self.scenario.steps.iter().enumerate() {
             let crate::scenario::Trigger::On { event: wanted, delay_ms } = &step.trigger else { continue };
-            if wanted == event && inner.steps_fired.insert(index) {
+            let matches = wanted.strip_prefix(verb).and_then(|rest| rest.strip_prefix(' ')) == Some(agent_id);
+            if matches && inner.steps_fired.insert(index) {
                 let at_ms = inner.now_ms + *delay_ms as i64;
                 World::add_timer(inner, at_ms, Timer::Step { index });
             }
         }
         if inner.recording {
-            inner.notes.push(format!("event: {event}"));
+            inner.notes.push(format!("event: {verb} {agent_id}"));
         }
     }
 
@@ -460,7 +481,7 @@ impl World {
             }
             None => self.run_behaviours(inner, &proc, behaviours),
         }
-        self.emit(inner, &format!("spawn {agent_id}"));
+        self.emit(inner, "spawn", agent_id);
         Some(proc)
     }
 
@@ -538,7 +559,7 @@ impl World {
         }
         if let ProcKind::Agent { agent_id, .. } = &proc.kind {
             inner.agent_exits_ms.insert(agent_id.clone(), inner.now_ms);
-            self.emit(inner, &format!("exit {agent_id}"));
+            self.emit(inner, "exit", agent_id);
         }
         if inner.recording {
             inner.notes.push(format!("pid {pid} exited ({kind:?})"));
@@ -573,7 +594,7 @@ impl World {
                 inner.violations.push(broken.into());
             }
             if let ProcKind::Agent { agent_id, .. } = &proc.kind {
-                self.emit(inner, &format!("signal {agent_id}"));
+                self.emit(inner, "signal", agent_id);
             }
             if inner.recording {
                 inner.notes.push(format!("{signal:?} -> pid {pid}"));
@@ -675,7 +696,7 @@ impl World {
             graph
         };
         let registry = if registry.is_changed() {
-            match parse_registry(&registry.render()) {
+            match saved_registry(registry) {
                 Ok(fresh) => fresh,
                 Err(message) => {
                     inner.violations.push(Violation { checker: "S8".into(), detail: message });
