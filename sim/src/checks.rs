@@ -9,16 +9,16 @@
 //! whole run (every raise has its log entry), every step fired, and the scenario's expectations.
 
 use crate::scenario::{ExpectOp, Expectation, FaultKind, Step, Trigger};
-use crate::world::{ActorKind, Inner, Proc, ProcKind, Timer, Violation};
+use crate::world::{ActorKind, CheckFailed, Inner, Proc, ProcKind, Timer};
 use std::collections::{BTreeMap, BTreeSet};
 use wg_core::invariants::{self, AgentProcess, AgentSeen, LivenessView};
 use wg_core::model::Agent;
 use wg_core::ports::State;
 use wg_core::settings::Settings;
 
-impl From<invariants::Violation> for Violation {
-    fn from(broken: invariants::Violation) -> Violation {
-        Violation { checker: broken.invariant.to_string(), detail: broken.detail }
+impl From<invariants::Violation> for CheckFailed {
+    fn from(broken: invariants::Violation) -> CheckFailed {
+        CheckFailed { checker: broken.invariant.to_string(), detail: broken.detail }
     }
 }
 
@@ -33,7 +33,7 @@ pub struct CommitCheck<'a> {
 
 /// S3, S4, S5 and S8 for one commit by an actor of `kind`; `raised` counts, per task, the
 /// attempt-counter raises this actor's commits made so far.
-pub fn on_commit(check: &CommitCheck, kind: ActorKind, raised: &mut BTreeMap<String, u32>) -> Vec<Violation> {
+pub fn on_commit(check: &CommitCheck, kind: ActorKind, raised: &mut BTreeMap<String, u32>) -> Vec<CheckFailed> {
     let mut found: Vec<invariants::Violation> = Vec::new();
     for after in check.after.graph.tasks() {
         let Some(before) = check.before.graph.task(&after.id) else { continue };
@@ -49,10 +49,10 @@ pub fn on_commit(check: &CommitCheck, kind: ActorKind, raised: &mut BTreeMap<Str
         found.extend(invariants::check_companions_unchanged(check.before, check.after));
     }
     found.extend(invariants::check_unknown_fields_survive(check.initial, check.after));
-    let mut found: Vec<Violation> = found.into_iter().map(Violation::from).collect();
+    let mut found: Vec<CheckFailed> = found.into_iter().map(CheckFailed::from).collect();
     if check.graph_lines < check.initial_graph_lines {
         // S8 on the file itself: lines of kinds we do not know are written back too.
-        found.push(Violation { checker: "S8".into(), detail: "graph.jsonl lost lines".into() });
+        found.push(CheckFailed { checker: "S8".into(), detail: "graph.jsonl lost lines".into() });
     }
     found
 }
@@ -72,14 +72,14 @@ fn agent_processes(inner: &Inner, running_only: bool) -> Vec<AgentProcess<'_>> {
 }
 
 /// S1 and S6 on the committed state and the process table.
-pub fn after_step(inner: &Inner) -> Vec<Violation> {
+pub fn after_step(inner: &Inner) -> Vec<CheckFailed> {
     let mut found = invariants::check_one_agent_per_task(agent_processes(inner, true));
     found.extend(invariants::check_agreement(&inner.committed));
-    found.into_iter().map(Violation::from).collect()
+    found.into_iter().map(CheckFailed::from).collect()
 }
 
 /// L1, L2 and S3 over the whole run, at the end of the liveness phase.
-pub fn at_end(inner: &Inner, initial: &State, settings: &Settings, service_runs: bool) -> Vec<Violation> {
+pub fn at_end(inner: &Inner, initial: &State, settings: &Settings, service_runs: bool) -> Vec<CheckFailed> {
     let processes = agent_processes(inner, false);
     let seen = |agent: &Agent| match processes.iter().any(|process| process.agent_id == agent.id) {
         true => AgentSeen::Alive,
@@ -97,7 +97,7 @@ pub fn at_end(inner: &Inner, initial: &State, settings: &Settings, service_runs:
     let retried = inner.retried_agents.iter().map(String::as_str);
     found.extend(invariants::check_stopped(&inner.committed, retried, processes.iter().copied()));
     found.extend(invariants::check_attempts_logged(initial, &inner.committed));
-    found.into_iter().map(Violation::from).collect()
+    found.into_iter().map(CheckFailed::from).collect()
 }
 
 /// Whether the dispatcher could start `task` now or once its crash-loop backoff is over.
@@ -109,7 +109,7 @@ pub fn could_be_ready(state: &State, task: &wg_core::model::Task) -> bool {
 /// did is a mistake of the scenario (an event that cannot happen, a time past the run's end) or
 /// a run that went elsewhere; a step may name the faults that excuse it (`unless`), as an
 /// expectation does.
-pub fn steps_never_fired(inner: &Inner, steps: &[Step], injected: &BTreeSet<FaultKind>) -> Vec<Violation> {
+pub fn steps_never_fired(inner: &Inner, steps: &[Step], injected: &BTreeSet<FaultKind>) -> Vec<CheckFailed> {
     let pending: BTreeSet<usize> = inner
         .timers
         .values()
@@ -125,7 +125,7 @@ pub fn steps_never_fired(inner: &Inner, steps: &[Step], injected: &BTreeSet<Faul
             let waits_for_event = matches!(step.trigger, Trigger::On { .. }) && !inner.steps_fired.contains(index);
             (waits_for_event || pending.contains(index)) && !step.unless.iter().any(|kind| injected.contains(kind))
         })
-        .map(|(_, step)| Violation {
+        .map(|(_, step)| CheckFailed {
             checker: "step-never-fired".into(),
             detail: match &step.trigger {
                 Trigger::On { event, .. } => format!("`{}`: its event `{event}` never happened", step.text),
@@ -136,7 +136,7 @@ pub fn steps_never_fired(inner: &Inner, steps: &[Step], injected: &BTreeSet<Faul
 }
 
 /// The scenario's own expectations, against the final state.
-pub fn expectations<'a>(state: &State, list: impl IntoIterator<Item = &'a Expectation>) -> Vec<Violation> {
+pub fn expectations<'a>(state: &State, list: impl IntoIterator<Item = &'a Expectation>) -> Vec<CheckFailed> {
     list.into_iter()
         .filter_map(|expectation| {
             let actual = field_value(state, &expectation.subject, &expectation.field);
@@ -148,7 +148,7 @@ pub fn expectations<'a>(state: &State, list: impl IntoIterator<Item = &'a Expect
                 (ExpectOp::Contains(wanted), Ok(value)) => value.contains(wanted.as_str()),
             };
             let shown = actual.unwrap_or_else(|why| why);
-            (!holds).then(|| Violation {
+            (!holds).then(|| CheckFailed {
                 checker: "expect".into(),
                 detail: format!("{} (actual: {shown})", expectation.text),
             })

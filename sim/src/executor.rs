@@ -6,7 +6,7 @@ use crate::actors::{self, ActorFuture};
 use crate::checks;
 use crate::scenario::{FaultKind, Scenario, SchedulerKind};
 use crate::world::{
-    ActorId, ActorKind, ActorSlot, Inner, Landing, ProcKind, StoreFault, TimerWaits, Violation, Wait, World,
+    ActorId, ActorKind, ActorSlot, CheckFailed, Inner, Landing, ProcKind, StoreFault, TimerWaits, Wait, World,
     EPOCH_START_MS, PID_SLOTS,
 };
 use rand::{Rng, SeedableRng};
@@ -417,7 +417,7 @@ fn failure_at(world: &World, step: usize, checker: &str, detail: String) -> Fail
 }
 
 fn first_violation(world: &World, step: usize) -> Option<Failure> {
-    let violation: Violation = world.inner.borrow().violations.first()?.clone();
+    let violation: CheckFailed = world.inner.borrow().violations.first()?.clone();
     Some(failure_at(world, step.saturating_sub(1), &violation.checker, violation.detail))
 }
 

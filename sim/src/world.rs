@@ -158,8 +158,10 @@ pub enum StoreFault {
     Fail,
 }
 
+/// A check that failed during a run: an invariant of `wg_core::invariants` (whose `Violation`
+/// it wraps, `checker` = "S1".."L2"), an expectation, or a step that never fired.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Violation {
+pub struct CheckFailed {
     pub checker: String,
     pub detail: String,
 }
@@ -194,7 +196,7 @@ pub struct Inner {
     pub pending_write: Option<State>,
     pub poll_fault: Option<StoreFault>,
     pub new_actors: Vec<ActorSpec>,
-    pub violations: Vec<Violation>,
+    pub violations: Vec<CheckFailed>,
     /// Notes for the timeline of the current step (only when recording).
     pub notes: Vec<String>,
     pub recording: bool,
@@ -382,7 +384,7 @@ impl World {
     }
 
     pub fn violate(&self, checker: &str, detail: String) {
-        self.inner.borrow_mut().violations.push(Violation { checker: checker.to_string(), detail });
+        self.inner.borrow_mut().violations.push(CheckFailed { checker: checker.to_string(), detail });
     }
 
     pub fn add_timer(inner: &mut Inner, at_ms: EpochMs, timer: Timer) {
@@ -688,7 +690,7 @@ impl World {
                     fresh
                 }
                 Err(e) => {
-                    inner.violations.push(Violation { checker: "S8".into(), detail: format!("graph.jsonl: {e}") });
+                    inner.violations.push(CheckFailed { checker: "S8".into(), detail: format!("graph.jsonl: {e}") });
                     return;
                 }
             }
@@ -699,7 +701,7 @@ impl World {
             match saved_registry(registry) {
                 Ok(fresh) => fresh,
                 Err(message) => {
-                    inner.violations.push(Violation { checker: "S8".into(), detail: message });
+                    inner.violations.push(CheckFailed { checker: "S8".into(), detail: message });
                     return;
                 }
             }
