@@ -71,8 +71,8 @@ fn a_corrupt_graph_is_refused_by_every_command_naming_file_and_line_and_nothing_
 #[test]
 fn a_corrupt_registry_is_refused_by_every_command_naming_the_file_and_nothing_is_written() {
     for (name, says) in [
-        ("registry_pid_not_a_number.json", "registry.json: invalid type: string \"12x\""),
-        ("registry_truncated.json", "registry.json: EOF"),
+        ("registry_pid_not_a_number.json", "registry.json:1: invalid type: string \"12x\""),
+        ("registry_truncated.json", ": EOF while parsing"),
         ("registry_key_and_id_differ.json", "registry.json: agent entry \"agent-1\" has id \"agent-9\""),
     ] {
         let wg = Workgraph::fresh();

@@ -159,6 +159,13 @@ impl fmt::Display for GraphParseError {
 
 impl std::error::Error for GraphParseError {}
 
+impl GraphParseError {
+    /// The store's error for this graph read from `file`: nothing was written.
+    pub fn in_file(self, file: String) -> crate::ports::StoreError {
+        crate::ports::StoreError::Corrupt { file, line: Some(self.line), message: self.message }
+    }
+}
+
 impl Graph {
     /// Parses the bytes of `graph.jsonl`. Any bad line is an error naming it; nothing is guessed.
     pub fn parse(bytes: &[u8]) -> Result<Graph, GraphParseError> {

@@ -1,9 +1,11 @@
 //! `service/registry.json`: the agents map and the next agent number.
 
 use crate::model::Agent;
+use crate::ports::StoreError;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
+use std::fmt;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Registry {
@@ -21,20 +23,60 @@ fn first_agent_number() -> u64 {
     1
 }
 
+/// Why `service/registry.json` does not parse; `line` (from 1) where the JSON parser knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RegistryParseError {
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl RegistryParseError {
+    /// serde_json's message ends "at line L column C": the line becomes the field (so the store
+    /// says `registry.json:L:` as it does for the graph), the column stays in the message.
+    fn from_json(error: serde_json::Error) -> RegistryParseError {
+        let text = error.to_string();
+        let located = format!(" at line {} column {}", error.line(), error.column());
+        match text.strip_suffix(&located) {
+            Some(message) if error.line() > 0 => RegistryParseError {
+                line: Some(error.line()),
+                message: format!("{message} (column {})", error.column()),
+            },
+            _ => RegistryParseError { line: None, message: text },
+        }
+    }
+
+    /// The store's error for this registry read from `file`: nothing was written.
+    pub fn in_file(self, file: String) -> StoreError {
+        StoreError::Corrupt { file, line: self.line, message: self.message }
+    }
+}
+
+impl fmt::Display for RegistryParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "line {line}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+impl std::error::Error for RegistryParseError {}
+
 impl Registry {
     pub fn empty() -> Self {
         Registry { next_agent_id: 1, ..Registry::default() }
     }
 
     /// Parses the registry; an empty file is an empty registry.
-    pub fn parse(bytes: &[u8]) -> Result<Registry, String> {
+    pub fn parse(bytes: &[u8]) -> Result<Registry, RegistryParseError> {
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(Registry::empty());
         }
-        let registry: Registry = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let registry: Registry = serde_json::from_slice(bytes).map_err(RegistryParseError::from_json)?;
         for (key, agent) in &registry.agents {
             if key != &agent.id {
-                return Err(format!("agent entry {key:?} has id {:?}; the two must match", agent.id));
+                let message = format!("agent entry {key:?} has id {:?}; the two must match", agent.id);
+                return Err(RegistryParseError { line: None, message });
             }
         }
         Ok(registry)

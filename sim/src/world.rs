@@ -336,7 +336,7 @@ pub fn parse_graph(text: &str) -> Result<Graph, wg_core::graph::GraphParseError>
 }
 
 /// `Registry::parse`, memoised.
-pub fn parse_registry(text: &str) -> Result<Registry, String> {
+pub fn parse_registry(text: &str) -> Result<Registry, wg_core::registry::RegistryParseError> {
     memoised(text, |cache| &mut cache.registries, |text| Registry::parse(text.as_bytes()))
 }
 
@@ -349,7 +349,7 @@ pub fn parse_registry(text: &str) -> Result<Registry, String> {
 fn saved_registry(registry: Registry) -> Result<Registry, String> {
     let saved = registry.into_saved();
     if cfg!(debug_assertions) {
-        let read_back = parse_registry(&saved.render())?;
+        let read_back = parse_registry(&saved.render()).map_err(|error| format!("service/registry.json: {error}"))?;
         if read_back != saved {
             return Err("service/registry.json: reading it back does not give what was written".into());
         }

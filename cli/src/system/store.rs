@@ -174,20 +174,12 @@ fn read_state(paths: &WgPaths) -> Result<State, StoreError> {
 
 fn read_graph(paths: &WgPaths) -> Result<Graph, StoreError> {
     let graph_bytes = fs::read(paths.graph()).map_err(|e| io_error("read", &paths.graph(), e))?;
-    Graph::from_bytes(graph_bytes).map_err(|error| StoreError::Corrupt {
-        file: paths.graph().display().to_string(),
-        line: Some(error.line),
-        message: error.message,
-    })
+    Graph::from_bytes(graph_bytes).map_err(|error| error.in_file(paths.graph().display().to_string()))
 }
 
 fn read_registry(paths: &WgPaths) -> Result<Registry, StoreError> {
     match fs::read(paths.registry()) {
-        Ok(bytes) => Registry::parse(&bytes).map_err(|message| StoreError::Corrupt {
-            file: paths.registry().display().to_string(),
-            line: None,
-            message,
-        }),
+        Ok(bytes) => Registry::parse(&bytes).map_err(|error| error.in_file(paths.registry().display().to_string())),
         Err(error) if error.kind() == ErrorKind::NotFound => Ok(Registry::empty()),
         Err(error) => Err(io_error("read", &paths.registry(), error)),
     }
