@@ -80,9 +80,19 @@ mod tests {
     /// Stops pid 7 (which exits on `exits_on`) at `NOW_MS`: the result, the signals sent and the
     /// deadline of each wait for the exit.
     fn stop(exits_on: Option<Signal>, force: bool) -> (Result<StopResult, OpError>, Vec<Signal>, Vec<i64>) {
+        stop_with(exits_on, Vec::new(), force)
+    }
+
+    /// [`stop`], with each signal finding what `outcomes` says in turn (then delivered).
+    fn stop_with(
+        exits_on: Option<Signal>,
+        outcomes: Vec<SignalOutcome>,
+        force: bool,
+    ) -> (Result<StopResult, OpError>, Vec<Signal>, Vec<i64>) {
         let state = State { graph: Graph::parse(b"").unwrap(), registry: Registry::empty() };
         let mut fake = Fake::new(state, NOW_MS, Liveness::Alive);
         fake.exits_on = exits_on;
+        *fake.signal_outcomes.borrow_mut() = outcomes.into();
         let process = ProcessRef { pid: 7, start_ticks: Some(1), started_at_ms: None };
         let result = block_on(stop_process(fake.ctx(), "agent-1", &process, force, GRACE_MS, KILL_WAIT_MS));
         let signals = fake.signals.borrow().iter().map(|(_, signal)| *signal).collect();
@@ -119,18 +129,9 @@ mod tests {
         assert_eq!(signals, [Signal::Term, Signal::Kill]);
     }
 
-    /// Like [`stop`], with each signal finding what `outcomes` says in turn (then delivered), and
-    /// a process that never exits of its own.
+    /// [`stop_with`] a process that never exits of its own.
     fn stop_finding(outcomes: Vec<SignalOutcome>, force: bool) -> (Result<StopResult, OpError>, Vec<Signal>, Vec<i64>) {
-        let state = State { graph: Graph::parse(b"").unwrap(), registry: Registry::empty() };
-        let mut fake = Fake::new(state, NOW_MS, Liveness::Alive);
-        fake.exits_on = None;
-        *fake.signal_outcomes.borrow_mut() = outcomes.into();
-        let process = ProcessRef { pid: 7, start_ticks: Some(1), started_at_ms: None };
-        let result = block_on(stop_process(fake.ctx(), "agent-1", &process, force, GRACE_MS, KILL_WAIT_MS));
-        let signals = fake.signals.borrow().iter().map(|(_, signal)| *signal).collect();
-        let waits = fake.waits.borrow().clone();
-        (result, signals, waits)
+        stop_with(None, outcomes, force)
     }
 
     #[test]
