@@ -156,6 +156,11 @@ pub fn expectations<'a>(state: &State, list: impl IntoIterator<Item = &'a Expect
         .collect()
 }
 
+/// The fields an expectation may name on a task, and on an agent: `field_value` reads each, and
+/// the scenario parser refuses any other (`scenario/names.rs`).
+pub const TASK_FIELDS: [&str; 6] = ["status", "retry_count", "assigned", "agent", "failure_reason", "log"];
+pub const AGENT_FIELDS: [&str; 2] = ["status", "task"];
+
 fn field_value(state: &State, subject: &str, field: &str) -> Result<String, String> {
     if let Some(task) = state.graph.task(subject) {
         return match field {
@@ -164,14 +169,14 @@ fn field_value(state: &State, subject: &str, field: &str) -> Result<String, Stri
             "assigned" | "agent" => Ok(task.assigned.clone().unwrap_or_else(|| "none".into())),
             "failure_reason" => Ok(task.failure_reason.clone().unwrap_or_else(|| "none".into())),
             "log" => Ok(task.log.iter().map(|entry| entry.message.as_str()).collect::<Vec<_>>().join("\n")),
-            _ => Err(format!("tasks have no field {field:?} (status, retry_count, assigned, failure_reason, log)")),
+            _ => Err(format!("tasks have no field {field:?} ({})", TASK_FIELDS.join(", "))),
         };
     }
     if let Some(agent) = state.registry.agent(subject) {
         return match field {
             "status" => Ok(agent.status.to_string()),
             "task" => Ok(agent.task_id.clone()),
-            _ => Err(format!("agents have no field {field:?} (status, task)")),
+            _ => Err(format!("agents have no field {field:?} ({})", AGENT_FIELDS.join(", "))),
         };
     }
     Err(format!("no task or agent {subject:?}"))

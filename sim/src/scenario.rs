@@ -729,7 +729,7 @@ fn check_names(raw: &RawScenario, steps: &[Step], names: &Names) -> Spanful<()> 
     }
     for text in raw.expect.always.iter().chain(&raw.expect.if_no_faults) {
         let parsed = expectation(text)?;
-        names.check_subject(&parsed.subject).map_err(|m| (text.span(), m))?;
+        names.check_subject(&parsed.subject, &parsed.field).map_err(|m| (text.span(), m))?;
     }
     Ok(())
 }

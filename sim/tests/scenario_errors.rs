@@ -31,6 +31,18 @@ fn an_expectation_on_an_unknown_task_is_refused() {
 }
 
 #[test]
+fn an_expectation_on_a_field_its_subject_lacks_is_refused() {
+    assert_eq!(
+        error("\n[expect]\nalways = [\"build.statsu = open\"]\n"),
+        "bad.toml:8:11: tasks have no field \"statsu\" (status, retry_count, assigned, agent, failure_reason, log)"
+    );
+    assert_eq!(
+        error("\n[expect]\nif_no_faults = [\"agent-1.retry_count = 1\"]\n"),
+        "bad.toml:8:17: agents have no field \"retry_count\" (status, task)"
+    );
+}
+
+#[test]
 fn a_trigger_on_an_agent_that_can_never_exist_is_refused() {
     let message = error("\n[[step]]\non = \"spawn agent-99\"\nrun = \"wg retry build\"\n");
     assert_eq!(

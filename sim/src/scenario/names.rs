@@ -72,10 +72,20 @@ impl Names {
         Err(format!("no agent {name:?} can exist in this scenario ({role}): {}", self.agent_rule()))
     }
 
-    /// An expectation's subject: a task or an agent.
-    pub fn check_subject(&self, name: &str) -> Result<(), String> {
-        if self.tasks.contains(name) || self.agent_can_exist(name) {
+    /// An expectation's subject (a task or an agent) and the field it names on it.
+    pub fn check_subject(&self, name: &str, field: &str) -> Result<(), String> {
+        use crate::checks::{AGENT_FIELDS, TASK_FIELDS};
+        let (is_task, is_agent) = (self.tasks.contains(name), self.agent_can_exist(name));
+        let task_field = TASK_FIELDS.contains(&field);
+        let agent_field = AGENT_FIELDS.contains(&field);
+        if (is_task && task_field) || (is_agent && agent_field) {
             return Ok(());
+        }
+        if is_task {
+            return Err(format!("tasks have no field {field:?} ({})", TASK_FIELDS.join(", ")));
+        }
+        if is_agent {
+            return Err(format!("agents have no field {field:?} ({})", AGENT_FIELDS.join(", ")));
         }
         Err(format!(
             "expectation on {name:?}, which is no task and no agent of this scenario: its tasks are {}; {}",
