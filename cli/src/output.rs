@@ -77,6 +77,21 @@ pub fn exit_after_printing(printed: io::Result<()>, exit_code: u8) -> ExitCode {
     }
 }
 
+/// For `wg-sim`, which prints a report as it goes: a write that failed ends the process here. A
+/// reader that closed the pipe (`wg-sim run scenarios/ | head -1`) is a normal, quiet end: nobody
+/// reads the rest, so running it is wasted; the exit code is 1 if a failure was printed before,
+/// else 0. Any other write error is reported, with exit 2.
+pub fn end_if_unwritten(printed: io::Result<()>, failure_printed: bool) {
+    match printed {
+        Ok(()) => {}
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => std::process::exit(i32::from(failure_printed)),
+        Err(error) => {
+            eprintln!("wg-sim: cannot write to stdout: {error}");
+            std::process::exit(2)
+        }
+    }
+}
+
 /// Exit code 1: the command could not do what was asked. (2 is clap's, for bad usage.)
 pub const EXIT_FAILED: u8 = 1;
 

@@ -6,7 +6,6 @@
 //! file (or trace) is malformed, a mode is not available, or the request would run nothing.
 
 use clap::{Parser, Subcommand, ValueEnum};
-use std::io::ErrorKind;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -190,20 +189,10 @@ fn main() -> ExitCode {
 /// A failure was printed: the exit code if the reader closes the pipe before the end.
 static FAILURE_PRINTED: AtomicBool = AtomicBool::new(false);
 
-/// Prints `text` on stdout. A reader that closed the pipe (`wg-sim run scenarios/ | head -1`)
-/// ends the command at once and quietly, as `wg` does: nobody reads the rest, so running it is
-/// wasted. The exit code is 1 if a failure was printed before, else 0.
+/// Prints `text` on stdout (pausing the progress bars); a closed pipe ends the command quietly
+/// (`wg_cli::output::end_if_unwritten`).
 fn say(progress: &Progress, text: &str) {
-    match progress.print(text) {
-        Ok(()) => {}
-        Err(error) if error.kind() == ErrorKind::BrokenPipe => {
-            std::process::exit(i32::from(FAILURE_PRINTED.load(Ordering::Relaxed)))
-        }
-        Err(error) => {
-            eprintln!("wg-sim: cannot write to stdout: {error}");
-            std::process::exit(2)
-        }
-    }
+    wg_cli::output::end_if_unwritten(progress.print(text), FAILURE_PRINTED.load(Ordering::Relaxed));
 }
 
 fn say_line(progress: &Progress, line: &str) {

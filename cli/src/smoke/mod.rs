@@ -148,12 +148,5 @@ fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, String> {
 /// 1 if a failure was reported before, else 0.
 fn say(line: &str, failed_so_far: bool) {
     use std::io::Write;
-    match writeln!(std::io::stdout().lock(), "{line}") {
-        Ok(()) => {}
-        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(i32::from(failed_so_far)),
-        Err(error) => {
-            eprintln!("wg-sim: cannot write to stdout: {error}");
-            std::process::exit(2)
-        }
-    }
+    crate::output::end_if_unwritten(writeln!(std::io::stdout().lock(), "{line}"), failed_so_far);
 }
