@@ -262,6 +262,11 @@ mod tests {
     /// stop request has not expired, but the agent is gone and the requester would have finished
     /// by now. Nothing else would re-queue the task without a service, so the retry does, once,
     /// and signals nothing.
+    /// `wg retry t1 --reason hung` against `fake`, stopping as `settings` configure.
+    fn retry_t1(fake: &crate::ops::fake::Fake, settings: &Settings) -> RetryOutcome {
+        crate::block_on(retry(fake.ctx(), settings, "t1", "hung", &StopOptions::configured(settings))).unwrap()
+    }
+
     #[test]
     fn a_retry_finishes_a_stop_in_flight_whose_agent_is_gone_and_whose_requester_is_late() {
         use crate::ops::fake::Fake;
@@ -270,13 +275,11 @@ mod tests {
         let requester_done_ms = settings.stop_max_ms() as i64;
         assert!(requester_done_ms < settings.stop_request_expiry_ms() as i64, "not yet expired");
         let early = Fake::new(being_stopped(), requester_done_ms - 1, Liveness::Gone(ExitKind::Died));
-        let outcome =
-            crate::block_on(retry(early.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
+        let outcome = retry_t1(&early, &settings);
         assert!(matches!(outcome, RetryOutcome::InFlight { .. }), "the requester may still finish: {outcome:?}");
         assert_eq!(*early.state.borrow(), being_stopped(), "nothing written");
         let fake = Fake::new(being_stopped(), requester_done_ms, Liveness::Gone(ExitKind::Died));
-        let outcome =
-            crate::block_on(retry(fake.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
+        let outcome = retry_t1(&fake, &settings);
         assert!(
             matches!(
                 outcome,
@@ -296,14 +299,7 @@ mod tests {
     fn a_retry_leaves_a_stop_in_flight_alone_while_its_agent_runs() {
         use crate::ops::fake::Fake;
         let fake = Fake::new(being_stopped(), 1_000, Liveness::Alive);
-        let outcome = crate::block_on(retry(
-            fake.ctx(),
-            &Settings::default(),
-            "t1",
-            "hung",
-            &StopOptions::configured(&Settings::default()),
-        ))
-        .unwrap();
+        let outcome = retry_t1(&fake, &Settings::default());
         assert!(matches!(outcome, RetryOutcome::InFlight { ref by, .. } if by == "wg retry (pid 1)"), "{outcome:?}");
         assert_eq!(*fake.state.borrow(), being_stopped(), "nothing written");
         assert!(fake.signals.borrow().is_empty());
@@ -596,14 +592,7 @@ mod tests {
     fn a_retry_of_a_running_agent_sends_sigterm_once_and_requeues_its_task_once() {
         let in_progress = json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"});
         let fake = Fake::new(state_of(&[in_progress], &[working_agent()]), NOW_MS, Liveness::Alive);
-        let outcome = crate::block_on(retry(
-            fake.ctx(),
-            &Settings::default(),
-            "t1",
-            "hung",
-            &StopOptions::configured(&Settings::default()),
-        ))
-        .unwrap();
+        let outcome = retry_t1(&fake, &Settings::default());
         let restarted = RetryOutcome::Restarted {
             agent_id: "agent-1".into(),
             pid: 7,
@@ -638,8 +627,7 @@ mod tests {
             mark_agent_ended(&mut state, "agent-1", 7, 1);
             state
         };
-        let outcome =
-            crate::block_on(retry(fake.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
+        let outcome = retry_t1(&fake, &settings);
         assert_eq!(outcome, RetryOutcome::InFlight { agent_id: "agent-1".into(), by: "wg retry (pid 1)".into() });
         assert_eq!(*fake.state.borrow(), before_takeover, "one count, one log entry: the requester's");
         assert!(fake.signals.borrow().is_empty());
@@ -652,8 +640,7 @@ mod tests {
         agent["stop_requested"] = json!({"by": "wg retry (pid 1)", "at_ms": 0});
         let in_progress = json!({"id": "t1", "status": "in-progress", "assigned": "agent-1"});
         let fake = Fake::new(state_of(&[in_progress], &[agent]), settings.stop_max_ms() as i64, Liveness::Replaced);
-        let outcome =
-            crate::block_on(retry(fake.ctx(), &settings, "t1", "hung", &StopOptions::configured(&settings))).unwrap();
+        let outcome = retry_t1(&fake, &settings);
         let not_ours = StopResult::NotOurs("the pid now belongs to a process started later".into());
         assert!(
             matches!(outcome, RetryOutcome::Restarted { ref stop, by_reaper: false, retry_count: 1, .. } if *stop == not_ours),
