@@ -6,24 +6,27 @@
 //! [`Task`] is parsed only when an operation asks for that task, and kept. A task changed through
 //! [`Graph::task_mut`] is serialized again on write; every other line is copied back byte for
 //! byte, so another tool's formatting, field order and unknown kinds of line survive our writes.
+//!
+//! What was read never changes, so it is shared: a clone of a graph (each transaction starts from
+//! one) copies a pointer and the few tasks changed since the read, not the text, its index or the
+//! tasks parsed so far, and every clone sees the tasks any of them parsed.
 
 mod line_check;
 
 use crate::model::{Task, TaskStatus};
 use line_check::TaskLineView;
 use std::borrow::Cow;
-use std::cell::OnceCell;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, Write};
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A line of the file: where its text is, and which task it holds, if any. Offsets are 32-bit
 /// (files up to 4 GiB): a graph has a line per task, and this is most of its memory after the text.
 #[derive(Clone, Debug, PartialEq)]
 struct Line {
-    /// Byte range in the text read; empty for a task we added.
+    /// Byte range in the text read.
     start: u32,
     end: u32,
     /// Its slot, or [`NO_TASK`].
@@ -44,23 +47,21 @@ impl Line {
     }
 }
 
-/// One task: its head from the file, and the whole task once someone asked for it.
-#[derive(Clone, Debug)]
-struct TaskSlot {
+/// One task as read: its head from the file, and the whole task once someone asked for it.
+#[derive(Debug)]
+struct ReadSlot {
     line: u32,
     head: Head,
-    parsed: OnceCell<Box<Task>>,
-    /// Changed or added: written from `parsed`, not copied from the text.
-    changed: bool,
+    /// Parsed at most once for every graph sharing this read.
+    parsed: OnceLock<Arc<Task>>,
 }
 
-/// What scans read of a task without parsing it. Stale once the task is parsed: `parsed` is then
-/// the truth (see [`Graph::status_in`]).
+/// What scans read of a task without parsing it: the truth for a task not changed since the read.
 #[derive(Clone, Debug)]
 struct Head {
     status: TaskStatus,
     start: StartFacts,
-    /// The slots of its `after` ids in [`Graph::after_slots`].
+    /// The slots of its `after` ids in [`Read::after_slots`].
     after: Range<u32>,
 }
 
@@ -94,29 +95,37 @@ fn is_runnable(exec: Option<&str>) -> bool {
 /// An `after` id no task of the graph has (yet).
 const NO_TASK: u32 = u32::MAX;
 
-#[derive(Clone, Default)]
-pub struct Graph {
-    text: Arc<String>,
+/// The file as read, checked and indexed; never changed afterwards.
+#[derive(Debug, Default)]
+struct Read {
+    text: String,
     lines: Vec<Line>,
-    slots: Vec<TaskSlot>,
+    slots: Vec<ReadSlot>,
     index: BTreeMap<Box<str>, u32>,
     /// The dependency slots of every head, each head naming its range.
     after_slots: Vec<u32>,
     /// The slots of each status as read, in file order: the service scans for in-progress and
     /// open tasks every sweep, and a pass over every slot of a large graph is most of its idle cost.
     by_status: BTreeMap<TaskStatus, Vec<u32>>,
-    /// Slots changed or added since: their status may differ from `by_status`.
-    touched: Vec<u32>,
     trailing_newline: bool,
-    changed: bool,
+}
+
+#[derive(Clone, Default)]
+pub struct Graph {
+    read: Arc<Read>,
+    /// Tasks changed or added since the read, by slot: written from here, not copied from the
+    /// text. Added tasks take the slots after the read ones, and their lines follow the file's.
+    changed: BTreeMap<u32, Arc<Task>>,
+    /// The ids of added tasks, and their slots.
+    added: BTreeMap<Box<str>, u32>,
 }
 
 impl fmt::Debug for Graph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Graph")
-            .field("lines", &self.lines.len())
-            .field("tasks", &self.slots.len())
-            .field("changed", &self.changed)
+            .field("lines", &(self.read.lines.len() + self.added.len()))
+            .field("tasks", &self.task_count())
+            .field("changed", &self.is_changed())
             .finish_non_exhaustive()
     }
 }
@@ -125,22 +134,14 @@ impl fmt::Debug for Graph {
 /// the same places.
 impl PartialEq for Graph {
     fn eq(&self, other: &Graph) -> bool {
-        self.lines.len() == other.lines.len()
-            && self.trailing_newline == other.trailing_newline
-            && self.lines.iter().zip(&other.lines).all(|(mine, theirs)| match (mine.task(), theirs.task()) {
-                (None, None) => self.text[mine.span()] == other.text[theirs.span()],
-                (Some(mine), Some(theirs)) => {
-                    let (mine, theirs) = (&self.slots[mine as usize], &other.slots[theirs as usize]);
-                    mine.changed == theirs.changed
-                        && if mine.changed {
-                            mine.parsed.get() == theirs.parsed.get()
-                        } else {
-                            self.text[self.lines[mine.line as usize].span()]
-                                == other.text[other.lines[theirs.line as usize].span()]
-                        }
-                }
-                _ => false,
-            })
+        let same_read = Arc::ptr_eq(&self.read, &other.read)
+            || (self.read.trailing_newline == other.read.trailing_newline
+                && self.read.lines.len() == other.read.lines.len()
+                && self.read.lines.iter().zip(&other.read.lines).all(|(mine, theirs)| {
+                    mine.task.eq(&theirs.task) && self.read.text[mine.span()] == other.read.text[theirs.span()]
+                }));
+        // Equal reads give equal slot numbers, so the changes compare slot by slot.
+        same_read && self.changed == other.changed
     }
 }
 
@@ -183,64 +184,72 @@ impl Graph {
             Err(error) => return Err(first_error_before_invalid_utf8(error.as_bytes(), error.utf8_error())),
         };
         let indexed = Indexer::default().index(&text)?;
-        Ok(Graph {
+        let read = Read {
             trailing_newline: text.is_empty() || text.ends_with('\n'),
-            text: Arc::new(text),
+            text,
             lines: indexed.lines,
             slots: indexed.slots,
             index: indexed.index,
             after_slots: indexed.after_slots,
             by_status: indexed.by_status,
-            touched: Vec::new(),
-            changed: false,
-        })
+        };
+        Ok(Graph { read: Arc::new(read), changed: BTreeMap::new(), added: BTreeMap::new() })
     }
 
     /// The file's new text: untouched lines verbatim, changed and new tasks serialized.
     pub fn render(&self) -> String {
-        let mut out = Vec::with_capacity(self.text.len() + 256);
+        let mut out = Vec::with_capacity(self.read.text.len() + 256);
         self.render_to(&mut out).expect("writing to memory does not fail");
         String::from_utf8(out).expect("the text and serialized tasks are UTF-8")
     }
 
     /// Writes the file's new text to `out`: untouched runs of lines are copied in one piece.
     pub fn render_to(&self, out: &mut dyn Write) -> io::Result<()> {
-        let mut copier = RunCopier { text: self.text.as_bytes(), run: 0..0, out };
-        for (position, line) in self.lines.iter().enumerate() {
+        let read = &*self.read;
+        let mut copier = RunCopier { text: read.text.as_bytes(), run: 0..0, out };
+        for (position, line) in read.lines.iter().enumerate() {
             if position > 0 {
-                copier.newline_after(&self.lines[position - 1])?;
+                copier.newline_after(&read.lines[position - 1])?;
             }
-            match line.task().map(|slot| &self.slots[slot as usize]) {
-                Some(slot) if slot.changed => {
-                    let task = slot.parsed.get().expect("a changed task is parsed");
-                    copier.owned(task_line(task).as_bytes())?;
-                }
-                _ => copier.text(line.span())?,
+            match line.task().and_then(|slot| self.changed.get(&slot)) {
+                Some(task) => copier.owned(task_line(task).as_bytes())?,
+                None => copier.text(line.span())?,
             }
         }
-        if self.trailing_newline {
-            if let Some(last) = self.lines.last() {
-                copier.newline_after(last)?;
+        // Added tasks follow the file's lines, each on a line of its own.
+        let added = self.changed.range(read.slots.len() as u32..).map(|(_, task)| task);
+        for (position, task) in added.enumerate() {
+            match (position, read.lines.last()) {
+                (0, Some(last)) => copier.newline_after(last)?,
+                (0, None) => {}
+                _ => copier.owned(b"\n")?,
+            }
+            copier.owned(task_line(task).as_bytes())?;
+        }
+        if self.trailing_newline() {
+            match (self.added.is_empty(), read.lines.last()) {
+                (true, Some(last)) => copier.newline_after(last)?,
+                (true, None) => {}
+                (false, _) => copier.owned(b"\n")?,
             }
         }
         copier.flush()
     }
 
     pub fn task(&self, id: &str) -> Option<&Task> {
-        Some(self.task_in(*self.index.get(id)?))
+        Some(self.task_in(self.slot_of(id)?))
     }
 
     /// A task to change; the line will be serialized again on commit.
     pub fn task_mut(&mut self, id: &str) -> Option<&mut Task> {
-        let slot = *self.index.get(id)?;
-        self.task_in(slot);
-        self.changed = true;
-        if !self.slots[slot as usize].changed {
-            self.touched.push(slot);
-        }
-        let slot = &mut self.slots[slot as usize];
-        slot.changed = true;
-        Some(slot.parsed.get_mut().expect("parsed just above"))
+        let slot = self.slot_of(id)?;
+        let read = &self.read;
+        let task = self.changed.entry(slot).or_insert_with(|| {
+            // A task parsed already is shared with other graphs: copied on the write below.
+            let read_slot = &read.slots[slot as usize];
+            read_slot.parsed.get().cloned().unwrap_or_else(|| Arc::new(parse_task(read, read_slot)))
+        });
+        Some(Arc::make_mut(task))
     }
 
     /// The task to change, only if `condition` holds for it; otherwise the line stays untouched.
@@ -255,7 +264,7 @@ impl Graph {
     /// Tasks in file order. Parses every task: scans that look for a status or for ready tasks
     /// have cheaper ways ([`Graph::tasks_with_status`], [`Graph::ready_tasks`]).
     pub fn tasks(&self) -> impl Iterator<Item = &Task> {
-        (0..self.slots.len() as u32).map(|slot| self.task_in(slot))
+        (0..self.slot_count()).map(|slot| self.task_in(slot))
     }
 
     /// Tasks of one status, in file order; only those are parsed.
@@ -263,12 +272,14 @@ impl Graph {
         self.slots_maybe_with(status).filter(move |&slot| self.status_in(slot) == status).map(|slot| self.task_in(slot))
     }
 
-    /// In file order, every slot that may have `status` now: those read with it and those touched.
+    /// In file order, every slot that may have `status` now: those read with it and those changed.
     fn slots_maybe_with(&self, status: &TaskStatus) -> impl Iterator<Item = u32> {
-        let mut slots: Vec<u32> = self.by_status.get(status).cloned().unwrap_or_default();
-        slots.extend(&self.touched);
-        slots.sort_unstable();
-        slots.dedup();
+        let mut slots: Vec<u32> = self.read.by_status.get(status).cloned().unwrap_or_default();
+        if !self.changed.is_empty() {
+            slots.extend(self.changed.keys());
+            slots.sort_unstable();
+            slots.dedup();
+        }
         slots.into_iter()
     }
 
@@ -277,7 +288,7 @@ impl Graph {
     pub fn is_ready(&self, task: &Task, now_ms: i64) -> bool {
         task.status == TaskStatus::Open
             && StartFacts::of(task).allow_start(now_ms)
-            && task.after.iter().all(|id| self.index.get(id.as_str()).is_some_and(|&slot| self.is_done(slot)))
+            && task.after.iter().all(|id| self.slot_of(id).is_some_and(|slot| self.is_done(slot)))
     }
 
     /// The tasks [`Graph::is_ready`] holds for, in file order; only those are parsed.
@@ -289,77 +300,83 @@ impl Graph {
 
     /// [`Graph::is_ready`] for the task `id`, without parsing it; false for no such task.
     pub fn is_ready_id(&self, id: &str, now_ms: i64) -> bool {
-        self.index.get(id).is_some_and(|&slot| self.is_ready_in(slot, now_ms))
+        self.slot_of(id).is_some_and(|slot| self.is_ready_in(slot, now_ms))
     }
 
     /// The status of the task `id`, without parsing it.
     pub fn status_of(&self, id: &str) -> Option<&TaskStatus> {
-        self.index.get(id).map(|&slot| self.status_in(slot))
+        self.slot_of(id).map(|slot| self.status_in(slot))
     }
 
     /// Each task's line as it would be written, in file order, without parsing the tasks: for
     /// readers that want a few fields of every task (`wg list`).
     pub fn task_lines(&self) -> impl Iterator<Item = Cow<'_, str>> {
-        self.slots.iter().map(|slot| match slot.parsed.get() {
-            Some(task) if slot.changed => Cow::Owned(task_line(task)),
-            _ => Cow::Borrowed(&self.text[self.lines[slot.line as usize].span()]),
+        (0..self.slot_count()).map(|slot| match self.changed.get(&slot) {
+            Some(task) => Cow::Owned(task_line(task)),
+            None => {
+                let read = &*self.read;
+                Cow::Borrowed(&read.text[read.lines[read.slots[slot as usize].line as usize].span()])
+            }
         })
     }
 
     pub fn task_count(&self) -> usize {
-        self.index.len()
+        self.read.index.len() + self.added.len()
     }
 
     /// Appends a new task; refuses a duplicate id.
     pub fn add_task(&mut self, task: Task) -> Result<(), String> {
-        if self.index.contains_key(task.id.as_str()) {
+        if self.slot_of(&task.id).is_some() {
             return Err(format!("a task with id {:?} already exists", task.id));
         }
-        let slot = self.slots.len() as u32;
-        self.index.insert(task.id.clone().into_boxed_str(), slot);
-        let head = Head { status: task.status.clone(), start: StartFacts::of(&task), after: 0..0 };
-        self.slots.push(TaskSlot {
-            line: self.lines.len() as u32,
-            head,
-            parsed: OnceCell::from(Box::new(task)),
-            changed: true,
-        });
-        self.lines.push(Line::new(0..0, Some(slot)));
-        self.touched.push(slot);
-        self.trailing_newline = true;
-        self.changed = true;
+        let slot = self.slot_count();
+        self.added.insert(task.id.clone().into_boxed_str(), slot);
+        self.changed.insert(slot, Arc::new(task));
         Ok(())
     }
 
     /// Whether any line differs from what was read.
     pub fn is_changed(&self) -> bool {
-        self.changed
+        !self.changed.is_empty()
+    }
+
+    /// Whether the file ends with a line end: as read, and always once a task was added.
+    fn trailing_newline(&self) -> bool {
+        self.read.trailing_newline || !self.added.is_empty()
+    }
+
+    /// Read and added tasks: slots are numbered from 0 in file order.
+    fn slot_count(&self) -> u32 {
+        (self.read.slots.len() + self.added.len()) as u32
+    }
+
+    fn slot_of(&self, id: &str) -> Option<u32> {
+        self.read.index.get(id).or_else(|| self.added.get(id)).copied()
     }
 
     fn task_in(&self, slot: u32) -> &Task {
-        let slot = &self.slots[slot as usize];
-        slot.parsed.get_or_init(|| {
-            let raw = &self.text[self.lines[slot.line as usize].span()];
-            let mut task: Task = serde_json::from_str(raw).expect("a task line checked when read parses as a task");
-            task.extra.remove("kind");
-            Box::new(task)
-        })
+        if let Some(task) = self.changed.get(&slot) {
+            return task;
+        }
+        let read_slot = &self.read.slots[slot as usize];
+        read_slot.parsed.get_or_init(|| Arc::new(parse_task(&self.read, read_slot)))
     }
 
     fn status_in(&self, slot: u32) -> &TaskStatus {
-        let slot = &self.slots[slot as usize];
-        slot.parsed.get().map_or(&slot.head.status, |task| &task.status)
+        match self.changed.get(&slot) {
+            Some(task) => &task.status,
+            None => &self.read.slots[slot as usize].head.status,
+        }
     }
 
     fn is_ready_in(&self, slot: u32, now_ms: i64) -> bool {
-        let slot = &self.slots[slot as usize];
-        if let Some(task) = slot.parsed.get() {
+        if let Some(task) = self.changed.get(&slot) {
             return self.is_ready(task, now_ms);
         }
-        let head = &slot.head;
+        let head = &self.read.slots[slot as usize].head;
         head.status == TaskStatus::Open
             && head.start.allow_start(now_ms)
-            && self.after_slots[head.after.start as usize..head.after.end as usize]
+            && self.read.after_slots[head.after.start as usize..head.after.end as usize]
                 .iter()
                 .all(|&dependency| dependency != NO_TASK && self.is_done(dependency))
     }
@@ -367,6 +384,14 @@ impl Graph {
     fn is_done(&self, slot: u32) -> bool {
         *self.status_in(slot) == TaskStatus::Done
     }
+}
+
+/// The whole task of a line checked when read.
+fn parse_task(read: &Read, slot: &ReadSlot) -> Task {
+    let raw = &read.text[read.lines[slot.line as usize].span()];
+    let mut task: Task = serde_json::from_str(raw).expect("a task line checked when read parses as a task");
+    task.extra.remove("kind");
+    task
 }
 
 /// Writes pieces of the text and owned bytes, merging adjacent pieces of the text into one write.
@@ -391,10 +416,10 @@ impl RunCopier<'_> {
         self.out.write_all(bytes)
     }
 
-    /// The line end after `line`: the text's own when the line came from the text and had one.
+    /// The line end after `line` of the text: its own when it had one.
     fn newline_after(&mut self, line: &Line) -> io::Result<()> {
-        let (span, added) = (line.span(), line.task().is_some() && line.start == line.end);
-        if !added && span.end < self.text.len() && self.text[span.end] == b'\n' {
+        let span = line.span();
+        if span.end < self.text.len() && self.text[span.end] == b'\n' {
             self.text(span.end..span.end + 1)
         } else {
             self.owned(b"\n")
@@ -414,7 +439,7 @@ impl RunCopier<'_> {
 #[derive(Default)]
 struct Indexer {
     lines: Vec<Line>,
-    slots: Vec<TaskSlot>,
+    slots: Vec<ReadSlot>,
     index: BTreeMap<Box<str>, u32>,
     after_slots: Vec<u32>,
     by_status: BTreeMap<TaskStatus, Vec<u32>>,
@@ -495,7 +520,7 @@ impl Indexer {
         let slot = self.slots.len() as u32;
         self.by_status.entry(head.status.clone()).or_default().push(slot);
         self.index.insert(view.id.as_ref().into(), slot);
-        self.slots.push(TaskSlot { line: self.lines.len() as u32, head, parsed: OnceCell::new(), changed: false });
+        self.slots.push(ReadSlot { line: self.lines.len() as u32, head, parsed: OnceLock::new() });
         self.lines.push(Line::new(span, Some(slot)));
         Ok(())
     }
@@ -656,6 +681,47 @@ mod tests {
             &text[READINESS.len()..],
             "\n{\"kind\":\"task\",\"id\":\"z\",\"title\":\"Z\",\"status\":\"open\"}\n"
         );
+    }
+
+    #[test]
+    fn a_clone_shares_what_was_read_and_parsed_but_not_later_changes() {
+        let original = Graph::parse(UPSTREAM.as_bytes()).unwrap();
+        let parsed_in_original: *const Task = original.task("b").unwrap();
+        let mut copy = original.clone();
+        assert!(std::ptr::eq(copy.task("b").unwrap(), parsed_in_original), "parsed once for both");
+        copy.task_mut("b").unwrap().status = TaskStatus::Open;
+        copy.add_task(Task::new("c", "C")).unwrap();
+        assert_eq!(original.task("b").unwrap().status, TaskStatus::Failed, "the original keeps its task");
+        assert!(original.task("c").is_none() && !original.is_changed());
+        assert_eq!(original.render(), UPSTREAM);
+        assert_ne!(copy, original);
+        let mut same_change = original.clone();
+        same_change.task_mut("b").unwrap().status = TaskStatus::Open;
+        same_change.add_task(Task::new("c", "C")).unwrap();
+        assert_eq!(same_change, copy, "equal when changed alike");
+        assert_eq!(Graph::parse(copy.render().as_bytes()).unwrap().task("b").unwrap().status, TaskStatus::Open);
+    }
+
+    #[test]
+    fn graphs_read_from_the_same_text_are_equal_and_unchanged_tasks_are_not_written_again() {
+        let (first, second) = (Graph::parse(UPSTREAM.as_bytes()).unwrap(), Graph::parse(UPSTREAM.as_bytes()).unwrap());
+        assert_eq!(first, second);
+        let mut touched = first.clone();
+        touched.task_mut("a");
+        assert_ne!(touched, second, "a task taken for change is written again");
+        assert!(touched.is_changed());
+    }
+
+    #[test]
+    fn tasks_added_to_an_empty_graph_each_get_a_line() {
+        let mut graph = Graph::parse(b"").unwrap();
+        graph.add_task(Task::new("x", "X")).unwrap();
+        graph.add_task(Task::new("y", "Y")).unwrap();
+        assert!(graph.add_task(Task::new("x", "again")).is_err(), "ids are unique across added tasks");
+        let text = graph.render();
+        let ids: Vec<String> = Graph::parse(text.as_bytes()).unwrap().tasks().map(|task| task.id.clone()).collect();
+        assert_eq!(ids, ["x", "y"]);
+        assert!(text.ends_with("}\n") && !text.starts_with('\n'), "{text:?}");
     }
 
     #[test]
