@@ -6,11 +6,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Registry {
-    #[serde(default)]
-    agents: BTreeMap<String, Agent>,
+    /// Shared by clones until one changes it (each transaction starts from a clone, and most
+    /// change no agent).
+    #[serde(default, serialize_with = "shared::serialize", deserialize_with = "shared::deserialize")]
+    agents: Arc<BTreeMap<String, Agent>>,
     #[serde(default = "first_agent_number")]
     next_agent_id: u64,
     #[serde(flatten)]
@@ -21,6 +24,20 @@ pub struct Registry {
 
 fn first_agent_number() -> u64 {
     1
+}
+
+/// An `Arc`'d value written and read as the value itself.
+mod shared {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::sync::Arc;
+
+    pub fn serialize<T: Serialize, S: Serializer>(value: &Arc<T>, serializer: S) -> Result<S::Ok, S::Error> {
+        T::serialize(value, serializer)
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<T>, D::Error> {
+        T::deserialize(deserializer).map(Arc::new)
+    }
 }
 
 /// Why `service/registry.json` does not parse; `line` (from 1) where the JSON parser knows it.
@@ -73,7 +90,7 @@ impl Registry {
             return Ok(Registry::empty());
         }
         let registry: Registry = serde_json::from_slice(bytes).map_err(RegistryParseError::from_json)?;
-        for (key, agent) in &registry.agents {
+        for (key, agent) in registry.agents.iter() {
             if key != &agent.id {
                 let message = format!("agent entry {key:?} has id {:?}; the two must match", agent.id);
                 return Err(RegistryParseError { line: None, message });
@@ -93,9 +110,11 @@ impl Registry {
     }
 
     pub fn agent_mut(&mut self, id: &str) -> Option<&mut Agent> {
-        let agent = self.agents.get_mut(id)?;
+        if !self.agents.contains_key(id) {
+            return None;
+        }
         self.changed = true;
-        Some(agent)
+        Arc::make_mut(&mut self.agents).get_mut(id)
     }
 
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
@@ -121,7 +140,7 @@ impl Registry {
 
     pub fn insert(&mut self, agent: Agent) {
         self.changed = true;
-        self.agents.insert(agent.id.clone(), agent);
+        Arc::make_mut(&mut self.agents).insert(agent.id.clone(), agent);
     }
 
     pub fn is_changed(&self) -> bool {
@@ -140,6 +159,20 @@ impl Registry {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_clone_shares_the_agents_until_one_of_the_two_changes_them() {
+        let text = r#"{"agents": {"agent-1": {"id": "agent-1", "pid": 7, "task_id": "t1",
+            "started_at": "2026-01-01T00:00:00Z", "status": "working"}}, "next_agent_id": 2}"#;
+        let original = Registry::parse(text.as_bytes()).unwrap();
+        let mut copy = original.clone();
+        assert!(Arc::ptr_eq(&original.agents, &copy.agents));
+        assert!(copy.agent_mut("agent-9").is_none() && !copy.is_changed(), "no such agent: nothing changes");
+        copy.agent_mut("agent-1").unwrap().pid = 8;
+        assert_eq!(original.agent("agent-1").unwrap().pid, 7, "the original keeps its agent");
+        assert_eq!(copy.agent("agent-1").unwrap().pid, 8);
+        assert_eq!(Registry::parse(copy.render().as_bytes()).unwrap().into_saved(), copy.into_saved());
+    }
 
     #[test]
     fn a_saved_registry_is_what_reading_its_rendered_text_gives() {
