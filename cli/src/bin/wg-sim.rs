@@ -21,6 +21,12 @@ use wg_sim::session::{self, Hunt, Plan, ScenarioResult};
 use wg_sim::shard::{self, CampaignHeader, Shard};
 use wg_sim::{campaign, html, junit, runner, trace};
 
+/// A simulated run allocates and frees many small values; mimalloc does that faster than the
+/// system allocator (benches/README.md, "Simulator throughput"). Nothing here depends on which
+/// allocator runs: outcomes per seed are the same with either.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wg-sim",
