@@ -9,17 +9,27 @@ use std::fmt;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct Registry {
-    /// Shared by clones until one changes it (each transaction starts from a clone, and most
-    /// change no agent).
-    #[serde(default, serialize_with = "shared::serialize", deserialize_with = "shared::deserialize")]
-    agents: Arc<BTreeMap<String, Agent>>,
+    /// Shared by clones until one changes it: each transaction starts from a clone, and most
+    /// change nothing in the registry.
+    #[serde(serialize_with = "shared::serialize", deserialize_with = "shared::deserialize")]
+    file: Arc<RegistryFile>,
+    #[serde(skip)]
+    changed: bool,
+}
+
+/// What the file holds.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+// Named as before in serde's messages ("expected struct Registry").
+#[serde(rename = "Registry")]
+struct RegistryFile {
+    #[serde(default)]
+    agents: BTreeMap<String, Agent>,
     #[serde(default = "first_agent_number")]
     next_agent_id: u64,
     #[serde(flatten)]
     extra: Map<String, Value>,
-    #[serde(skip)]
-    changed: bool,
 }
 
 fn first_agent_number() -> u64 {
@@ -81,7 +91,8 @@ impl std::error::Error for RegistryParseError {}
 
 impl Registry {
     pub fn empty() -> Self {
-        Registry { next_agent_id: 1, ..Registry::default() }
+        let file = RegistryFile { next_agent_id: 1, ..RegistryFile::default() };
+        Registry { file: Arc::new(file), changed: false }
     }
 
     /// Parses the registry; an empty file is an empty registry.
@@ -90,7 +101,7 @@ impl Registry {
             return Ok(Registry::empty());
         }
         let registry: Registry = serde_json::from_slice(bytes).map_err(RegistryParseError::from_json)?;
-        for (key, agent) in registry.agents.iter() {
+        for (key, agent) in &registry.file.agents {
             if key != &agent.id {
                 let message = format!("agent entry {key:?} has id {:?}; the two must match", agent.id);
                 return Err(RegistryParseError { line: None, message });
@@ -106,41 +117,45 @@ impl Registry {
     }
 
     pub fn agent(&self, id: &str) -> Option<&Agent> {
-        self.agents.get(id)
+        self.file.agents.get(id)
     }
 
     pub fn agent_mut(&mut self, id: &str) -> Option<&mut Agent> {
-        if !self.agents.contains_key(id) {
+        if !self.file.agents.contains_key(id) {
             return None;
         }
-        self.changed = true;
-        Arc::make_mut(&mut self.agents).get_mut(id)
+        self.file_mut().agents.get_mut(id)
     }
 
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
-        self.agents.values()
+        self.file.agents.values()
     }
 
     /// Fields another tool wrote at the top level, kept as they were (S8).
     pub fn extra(&self) -> &Map<String, Value> {
-        &self.extra
+        &self.file.extra
     }
 
     /// Hands out the next `agent-N` id.
     pub fn allocate_agent_id(&mut self) -> String {
-        self.changed = true;
+        let file = self.file_mut();
         loop {
-            let id = format!("agent-{}", self.next_agent_id);
-            self.next_agent_id += 1;
-            if !self.agents.contains_key(&id) {
+            let id = format!("agent-{}", file.next_agent_id);
+            file.next_agent_id += 1;
+            if !file.agents.contains_key(&id) {
                 return id;
             }
         }
     }
 
     pub fn insert(&mut self, agent: Agent) {
+        self.file_mut().agents.insert(agent.id.clone(), agent);
+    }
+
+    /// The registry to change, copied first if a clone shares it; it is written on commit.
+    fn file_mut(&mut self) -> &mut RegistryFile {
         self.changed = true;
-        Arc::make_mut(&mut self.agents).insert(agent.id.clone(), agent);
+        Arc::make_mut(&mut self.file)
     }
 
     pub fn is_changed(&self) -> bool {
@@ -161,17 +176,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_clone_shares_the_agents_until_one_of_the_two_changes_them() {
+    fn a_clone_shares_what_was_read_until_one_of_the_two_changes_it() {
         let text = r#"{"agents": {"agent-1": {"id": "agent-1", "pid": 7, "task_id": "t1",
             "started_at": "2026-01-01T00:00:00Z", "status": "working"}}, "next_agent_id": 2}"#;
         let original = Registry::parse(text.as_bytes()).unwrap();
         let mut copy = original.clone();
-        assert!(Arc::ptr_eq(&original.agents, &copy.agents));
+        assert!(Arc::ptr_eq(&original.file, &copy.file));
         assert!(copy.agent_mut("agent-9").is_none() && !copy.is_changed(), "no such agent: nothing changes");
         copy.agent_mut("agent-1").unwrap().pid = 8;
         assert_eq!(original.agent("agent-1").unwrap().pid, 7, "the original keeps its agent");
         assert_eq!(copy.agent("agent-1").unwrap().pid, 8);
         assert_eq!(Registry::parse(copy.render().as_bytes()).unwrap().into_saved(), copy.into_saved());
+        let error = Registry::parse(b"[1]").unwrap_err();
+        assert!(error.message.contains("expected struct Registry"), "{error}");
     }
 
     #[test]
