@@ -273,14 +273,18 @@ impl Graph {
     }
 
     /// In file order, every slot that may have `status` now: those read with it and those changed.
-    fn slots_maybe_with(&self, status: &TaskStatus) -> impl Iterator<Item = u32> {
-        let mut slots: Vec<u32> = self.read.by_status.get(status).cloned().unwrap_or_default();
-        if !self.changed.is_empty() {
-            slots.extend(self.changed.keys());
-            slots.sort_unstable();
-            slots.dedup();
-        }
-        slots.into_iter()
+    fn slots_maybe_with(&self, status: &TaskStatus) -> impl Iterator<Item = u32> + '_ {
+        let read: &[u32] = self.read.by_status.get(status).map_or(&[], Vec::as_slice);
+        // Borrowed while nothing changed: the service and the simulator scan every transaction.
+        let slots: Cow<'_, [u32]> = if self.changed.is_empty() {
+            Cow::Borrowed(read)
+        } else {
+            let mut merged: Vec<u32> = read.iter().chain(self.changed.keys()).copied().collect();
+            merged.sort_unstable();
+            merged.dedup();
+            Cow::Owned(merged)
+        };
+        (0..slots.len()).map(move |position| slots[position])
     }
 
     /// Whether the dispatcher may start `task` now: open, runnable by the shell executor, not
