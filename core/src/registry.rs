@@ -24,8 +24,9 @@ pub struct Registry {
 // Named as before in serde's messages ("expected struct Registry").
 #[serde(rename = "Registry")]
 struct RegistryFile {
-    #[serde(default)]
-    agents: BTreeMap<String, Agent>,
+    /// Each entry shared too: a change to one agent copies the map's nodes, not every agent.
+    #[serde(default, with = "shared_entries")]
+    agents: BTreeMap<String, Arc<Agent>>,
     #[serde(default = "first_agent_number")]
     next_agent_id: u64,
     #[serde(flatten)]
@@ -47,6 +48,27 @@ mod shared {
 
     pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<T>, D::Error> {
         T::deserialize(deserializer).map(Arc::new)
+    }
+}
+
+/// A map of `Arc`'d values written and read as the map of the values themselves.
+mod shared_entries {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        map: &BTreeMap<String, Arc<T>>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(map.iter().map(|(key, value)| (key, &**value)))
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<BTreeMap<String, Arc<T>>, D::Error> {
+        let map = BTreeMap::<String, T>::deserialize(deserializer)?;
+        Ok(map.into_iter().map(|(key, value)| (key, Arc::new(value))).collect())
     }
 }
 
@@ -117,18 +139,18 @@ impl Registry {
     }
 
     pub fn agent(&self, id: &str) -> Option<&Agent> {
-        self.file.agents.get(id)
+        self.file.agents.get(id).map(|agent| &**agent)
     }
 
     pub fn agent_mut(&mut self, id: &str) -> Option<&mut Agent> {
         if !self.file.agents.contains_key(id) {
             return None;
         }
-        self.file_mut().agents.get_mut(id)
+        self.file_mut().agents.get_mut(id).map(Arc::make_mut)
     }
 
     pub fn agents(&self) -> impl Iterator<Item = &Agent> {
-        self.file.agents.values()
+        self.file.agents.values().map(|agent| &**agent)
     }
 
     /// Fields another tool wrote at the top level, kept as they were (S8).
@@ -149,7 +171,7 @@ impl Registry {
     }
 
     pub fn insert(&mut self, agent: Agent) {
-        self.file_mut().agents.insert(agent.id.clone(), agent);
+        self.file_mut().agents.insert(agent.id.clone(), Arc::new(agent));
     }
 
     /// The registry to change, copied first if a clone shares it; it is written on commit.
@@ -185,6 +207,7 @@ mod tests {
         assert!(copy.agent_mut("agent-9").is_none() && !copy.is_changed(), "no such agent: nothing changes");
         copy.agent_mut("agent-1").unwrap().pid = 8;
         assert_eq!(original.agent("agent-1").unwrap().pid, 7, "the original keeps its agent");
+        assert!(!Arc::ptr_eq(&original.file.agents["agent-1"], &copy.file.agents["agent-1"]));
         assert_eq!(copy.agent("agent-1").unwrap().pid, 8);
         assert_eq!(Registry::parse(copy.render().as_bytes()).unwrap().into_saved(), copy.into_saved());
         let error = Registry::parse(b"[1]").unwrap_err();
