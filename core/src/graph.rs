@@ -159,6 +159,13 @@ impl fmt::Display for GraphParseError {
 
 impl std::error::Error for GraphParseError {}
 
+/// [`Graph::add_task`] found a task with the new task's id.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a task with id {id:?} already exists")]
+pub struct DuplicateTask {
+    pub id: String,
+}
+
 impl GraphParseError {
     /// The store's error for this graph read from `file`: nothing was written.
     pub fn in_file(self, file: String) -> crate::ports::StoreError {
@@ -311,9 +318,9 @@ impl Graph {
     }
 
     /// Appends a new task; refuses a duplicate id.
-    pub fn add_task(&mut self, task: Task) -> Result<(), String> {
+    pub fn add_task(&mut self, task: Task) -> Result<(), DuplicateTask> {
         if self.index.contains_key(task.id.as_str()) {
-            return Err(format!("a task with id {:?} already exists", task.id));
+            return Err(DuplicateTask { id: task.id });
         }
         let slot = self.slots.len() as u32;
         self.index.insert(task.id.clone().into_boxed_str(), slot);
@@ -336,14 +343,21 @@ impl Graph {
         self.changed
     }
 
+    /// Each task changed or added since the graph was read, as it is now, with the task as it was
+    /// read (`None` for an added one), in the order they were first changed. Parses the lines of
+    /// the changed tasks again: meant for the few a transaction changes.
+    pub fn changed_tasks(&self) -> impl Iterator<Item = (Option<Task>, &Task)> {
+        self.touched.iter().map(|&slot| {
+            let now = self.task_in(slot);
+            let span = self.lines[self.slots[slot as usize].line as usize].span();
+            let as_read = (!span.is_empty()).then(|| parse_task_line(&self.text[span]));
+            (as_read, now)
+        })
+    }
+
     fn task_in(&self, slot: u32) -> &Task {
         let slot = &self.slots[slot as usize];
-        slot.parsed.get_or_init(|| {
-            let raw = &self.text[self.lines[slot.line as usize].span()];
-            let mut task: Task = serde_json::from_str(raw).expect("a task line checked when read parses as a task");
-            task.extra.remove("kind");
-            Box::new(task)
-        })
+        slot.parsed.get_or_init(|| Box::new(parse_task_line(&self.text[self.lines[slot.line as usize].span()])))
     }
 
     fn status_in(&self, slot: u32) -> &TaskStatus {
@@ -534,6 +548,13 @@ struct LineHead<'a> {
     kind: Option<Cow<'a, str>>,
 }
 
+/// A task line that was checked when the file was read.
+fn parse_task_line(raw: &str) -> Task {
+    let mut task: Task = serde_json::from_str(raw).expect("a task line checked when read parses as a task");
+    task.extra.remove("kind");
+    task
+}
+
 fn task_line(task: &Task) -> String {
     #[derive(serde::Serialize)]
     struct TaskLine<'a> {
@@ -644,6 +665,20 @@ mod tests {
         assert_eq!(ready_ids(&graph, 50), ["c"], "h named a task missing when read: still not started");
         let open: Vec<&str> = graph.tasks_with_status(&TaskStatus::Open).map(|task| task.id.as_str()).collect();
         assert_eq!(open, ["a", "b", "c", "e", "f", "g", "h"]);
+    }
+
+    #[test]
+    fn changed_tasks_are_listed_once_with_how_they_read_and_an_added_one_without() {
+        let mut graph = Graph::parse(UPSTREAM.as_bytes()).unwrap();
+        graph.task_mut("b").unwrap().status = TaskStatus::Open;
+        graph.task_mut("b").unwrap().retry_count = 2;
+        graph.add_task(Task::new("c", "C")).unwrap();
+        let shown = |task: &Task| format!("{} {}", task.id, task.status);
+        let changed: Vec<(Option<String>, String)> =
+            graph.changed_tasks().map(|(before, now)| (before.as_ref().map(shown), shown(now))).collect();
+        assert_eq!(changed, [(Some("b failed".into()), "b open".into()), (None, "c open".into())]);
+        let duplicate = graph.add_task(Task::new("a", "again")).unwrap_err();
+        assert_eq!(duplicate.to_string(), r#"a task with id "a" already exists"#);
     }
 
     #[test]
