@@ -870,6 +870,9 @@ mod tests {
         fs::create_dir(&obstacle).expect("create the obstacle");
         let error = plan.run().expect_err("the commit fails");
         assert!(error.to_string().ends_with("; nothing was written"), "{error}");
+        let StoreError::File { source, then } = &error else { panic!("a file's error: {error:?}") };
+        assert_eq!((source.action.as_str(), &source.path), ("write", &fixture.paths.commit_record()));
+        assert_eq!((source.kind, then.as_deref()), (ErrorKind::IsADirectory, Some("nothing was written")));
         fs::remove_dir(&obstacle).expect("remove the obstacle");
         assert_eq!(fixture.files(), fixture.old());
         assert_eq!(fixture.leftovers(), Vec::<String>::new(), "its temps are removed");
@@ -890,6 +893,21 @@ mod tests {
         fixture.next_transaction().expect("the next transaction runs");
         assert_eq!(fixture.files(), Fixture::new_files());
         assert_eq!(fixture.leftovers(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_transaction_that_leaves_an_in_progress_task_to_nobody_stops_before_writing() {
+        let fixture = Fixture::new();
+        let store = FileStore::new(fixture.paths.clone(), false);
+        let broken = std::panic::catch_unwind(|| {
+            block_on(store.transact(|state| {
+                state.graph.task_mut("t1").expect("t1").status = wg_core::model::TaskStatus::InProgress;
+            }))
+        });
+        let message = broken.expect_err("the store's commit asserts");
+        let message = message.downcast_ref::<String>().expect("a formatted message");
+        assert!(message.contains("a commit never writes an in-progress task without a running agent"), "{message}");
+        assert_eq!(fixture.files(), fixture.old(), "nothing was written");
     }
 
     #[test]
