@@ -107,6 +107,8 @@ pub struct Graph {
     by_status: BTreeMap<TaskStatus, Vec<u32>>,
     /// Slots changed or added since: their status may differ from `by_status`.
     touched: Vec<u32>,
+    /// For each of `touched`, the task's status and assignee as read (`None` for an added task).
+    touched_as_read: Vec<Option<StatusAndAssignee>>,
     trailing_newline: bool,
     changed: bool,
 }
@@ -159,6 +161,19 @@ impl fmt::Display for GraphParseError {
 
 impl std::error::Error for GraphParseError {}
 
+/// What a task's status and assignee were when the graph was read (see [`Graph::changed_tasks`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StatusAndAssignee {
+    pub status: TaskStatus,
+    pub assigned: Option<String>,
+}
+
+impl StatusAndAssignee {
+    pub fn of(task: &Task) -> StatusAndAssignee {
+        StatusAndAssignee { status: task.status.clone(), assigned: task.assigned.clone() }
+    }
+}
+
 /// [`Graph::add_task`] found a task with the new task's id.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("a task with id {id:?} already exists")]
@@ -199,6 +214,7 @@ impl Graph {
             after_slots: indexed.after_slots,
             by_status: indexed.by_status,
             touched: Vec::new(),
+            touched_as_read: Vec::new(),
             changed: false,
         })
     }
@@ -240,10 +256,11 @@ impl Graph {
     /// A task to change; the line will be serialized again on commit.
     pub fn task_mut(&mut self, id: &str) -> Option<&mut Task> {
         let slot = *self.index.get(id)?;
-        self.task_in(slot);
+        let as_read = StatusAndAssignee::of(self.task_in(slot));
         self.changed = true;
         if !self.slots[slot as usize].changed {
             self.touched.push(slot);
+            self.touched_as_read.push(Some(as_read));
         }
         let slot = &mut self.slots[slot as usize];
         slot.changed = true;
@@ -333,6 +350,7 @@ impl Graph {
         });
         self.lines.push(Line::new(0..0, Some(slot)));
         self.touched.push(slot);
+        self.touched_as_read.push(None);
         self.trailing_newline = true;
         self.changed = true;
         Ok(())
@@ -343,21 +361,20 @@ impl Graph {
         self.changed
     }
 
-    /// Each task changed or added since the graph was read, as it is now, with the task as it was
-    /// read (`None` for an added one), in the order they were first changed. Parses the lines of
-    /// the changed tasks again: meant for the few a transaction changes.
-    pub fn changed_tasks(&self) -> impl Iterator<Item = (Option<Task>, &Task)> {
-        self.touched.iter().map(|&slot| {
-            let now = self.task_in(slot);
-            let span = self.lines[self.slots[slot as usize].line as usize].span();
-            let as_read = (!span.is_empty()).then(|| parse_task_line(&self.text[span]));
-            (as_read, now)
-        })
+    /// Each task changed or added since the graph was read, as it is now, with its status and
+    /// assignee as read (`None` for an added one), in the order they were first changed.
+    pub fn changed_tasks(&self) -> impl Iterator<Item = (Option<&StatusAndAssignee>, &Task)> {
+        self.touched.iter().zip(&self.touched_as_read).map(|(&slot, as_read)| (as_read.as_ref(), self.task_in(slot)))
     }
 
     fn task_in(&self, slot: u32) -> &Task {
         let slot = &self.slots[slot as usize];
-        slot.parsed.get_or_init(|| Box::new(parse_task_line(&self.text[self.lines[slot.line as usize].span()])))
+        slot.parsed.get_or_init(|| {
+            let raw = &self.text[self.lines[slot.line as usize].span()];
+            let mut task: Task = serde_json::from_str(raw).expect("a task line checked when read parses as a task");
+            task.extra.remove("kind");
+            Box::new(task)
+        })
     }
 
     fn status_in(&self, slot: u32) -> &TaskStatus {
@@ -548,13 +565,6 @@ struct LineHead<'a> {
     kind: Option<Cow<'a, str>>,
 }
 
-/// A task line that was checked when the file was read.
-fn parse_task_line(raw: &str) -> Task {
-    let mut task: Task = serde_json::from_str(raw).expect("a task line checked when read parses as a task");
-    task.extra.remove("kind");
-    task
-}
-
 fn task_line(task: &Task) -> String {
     #[derive(serde::Serialize)]
     struct TaskLine<'a> {
@@ -673,10 +683,10 @@ mod tests {
         graph.task_mut("b").unwrap().status = TaskStatus::Open;
         graph.task_mut("b").unwrap().retry_count = 2;
         graph.add_task(Task::new("c", "C")).unwrap();
-        let shown = |task: &Task| format!("{} {}", task.id, task.status);
-        let changed: Vec<(Option<String>, String)> =
-            graph.changed_tasks().map(|(before, now)| (before.as_ref().map(shown), shown(now))).collect();
-        assert_eq!(changed, [(Some("b failed".into()), "b open".into()), (None, "c open".into())]);
+        let changed: Vec<(Option<&StatusAndAssignee>, &str)> =
+            graph.changed_tasks().map(|(before, now)| (before, now.id.as_str())).collect();
+        let b_as_read = StatusAndAssignee { status: TaskStatus::Failed, assigned: None };
+        assert_eq!(changed, [(Some(&b_as_read), "b"), (None, "c")]);
         let duplicate = graph.add_task(Task::new("a", "again")).unwrap_err();
         assert_eq!(duplicate.to_string(), r#"a task with id "a" already exists"#);
     }
