@@ -234,3 +234,50 @@ impl<C, P, S> Clone for Ctx<'_, C, P, S> {
 }
 
 impl<C, P, S> Copy for Ctx<'_, C, P, S> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_says_which_file_what_failed_and_what_happens_next() {
+        let shown = |error: StoreError| error.to_string();
+        let corrupt = |line| StoreError::Corrupt { file: "graph.jsonl".into(), line, message: "not valid JSON".into() };
+        assert_eq!(shown(corrupt(Some(3))), "graph.jsonl:3: not valid JSON");
+        assert_eq!(shown(corrupt(None)), "graph.jsonl: not valid JSON");
+        let full = io::Error::from(io::ErrorKind::StorageFull);
+        let write = FileError::new("write", "/w/.wg/graph.jsonl", &full);
+        assert_eq!(write.kind, io::ErrorKind::StorageFull);
+        assert_eq!(shown(write.clone().into()), format!("cannot write /w/.wg/graph.jsonl: {full}"));
+        let past_commit = StoreError::File { source: write, then: Some("the next wg command completes it".into()) };
+        assert_eq!(
+            shown(past_commit),
+            format!("cannot write /w/.wg/graph.jsonl: {full}; the next wg command completes it")
+        );
+        let locked = |holder: Option<&str>| StoreError::Locked {
+            path: "/w/.wg/graph.lock".into(),
+            waited_ms: 300,
+            holder: holder.map(str::to_string),
+        };
+        assert_eq!(
+            shown(locked(Some("pid 7: wg retry t1"))),
+            "/w/.wg/graph.lock is still locked after 300 ms (held by pid 7: wg retry t1); wait for that command to \
+             finish, or stop it"
+        );
+        assert!(shown(locked(None)).starts_with("/w/.wg/graph.lock is still locked after 300 ms; wait"));
+        let nowhere = StoreError::NotAWorkgraph { graph: "/w/.wg/graph.jsonl".into(), dir: "/w/.wg".into() };
+        assert_eq!(
+            shown(nowhere),
+            "/w/.wg/graph.jsonl not found: /w/.wg is not a workgraph folder (run `wg init`, or pass --dir)"
+        );
+    }
+
+    #[test]
+    fn a_refused_signal_says_why() {
+        assert_eq!(NotOurs::from(PidRefused::Init).to_string(), "pid 1 is init");
+        assert_eq!(NotOurs::Replaced(42).to_string(), "pid 42 now belongs to a process started later");
+        assert_eq!(NotOurs::PermissionDenied(42).to_string(), "permission denied: signalling pid 42");
+        let system = NotOurs::System { call: "pidfd_open(42)".into(), message: "No such device".into() };
+        assert_eq!(system.to_string(), "pidfd_open(42): No such device");
+    }
+}
