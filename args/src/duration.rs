@@ -1,7 +1,7 @@
 //! Durations on the command line: `--grace 5s`, `200ms`, `1.5s`, or a bare number of seconds.
 
 /// The core's duration syntax, plus a bare number meaning seconds (as `sleep` reads it).
-pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
+pub fn parse_duration_ms(text: &str) -> Result<u64, wg_core::time::BadDuration> {
     match text.trim().parse::<f64>() {
         Ok(_) => wg_core::time::parse_duration_ms(&format!("{}s", text.trim())),
         Err(_) => wg_core::time::parse_duration_ms(text),

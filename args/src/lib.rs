@@ -189,12 +189,19 @@ pub enum ServiceAction {
 }
 
 /// The task a `wg recover --filter` names: `id=<task>` is the only filter there is.
-pub fn recover_filter_task(filter: Option<&str>) -> Result<Option<String>, String> {
+pub fn recover_filter_task(filter: Option<&str>) -> Result<Option<String>, UnknownFilter> {
     let Some(filter) = filter else { return Ok(None) };
     match filter.strip_prefix("id=") {
         Some(task) => Ok(Some(task.to_string())),
-        None => Err(format!("--filter {filter:?}: only id=<task> is supported")),
+        None => Err(UnknownFilter { filter: filter.to_string() }),
     }
+}
+
+/// A `wg recover --filter` other than `id=<task>`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("--filter {filter:?}: only id=<task> is supported")]
+pub struct UnknownFilter {
+    pub filter: String,
 }
 
 #[cfg(test)]
@@ -224,6 +231,7 @@ mod tests {
     fn recover_filters_name_one_task_by_id() {
         assert_eq!(recover_filter_task(None), Ok(None));
         assert_eq!(recover_filter_task(Some("id=t1")), Ok(Some("t1".to_string())));
-        assert!(recover_filter_task(Some("status=failed")).unwrap_err().contains("only id=<task>"));
+        let refused = recover_filter_task(Some("status=failed")).unwrap_err().to_string();
+        assert_eq!(refused, r#"--filter "status=failed": only id=<task> is supported"#);
     }
 }

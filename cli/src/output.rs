@@ -141,7 +141,7 @@ impl From<StoreError> for CliError {
             StoreError::Corrupt { .. } => CliError::new(format!(
                 "{error}\n  nothing was written; fix or remove that line, then run the command again"
             )),
-            StoreError::Io(_) => CliError::new(error.to_string()),
+            _ => CliError::new(error.to_string()),
         }
     }
 }

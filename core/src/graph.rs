@@ -160,6 +160,13 @@ impl fmt::Display for GraphParseError {
 
 impl std::error::Error for GraphParseError {}
 
+/// [`Graph::add_task`] found a task with the new task's id.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("a task with id {id:?} already exists")]
+pub struct DuplicateTask {
+    pub id: String,
+}
+
 impl GraphParseError {
     /// The store's error for this graph read from `file`: nothing was written.
     pub fn in_file(self, file: String) -> crate::ports::StoreError {
@@ -243,13 +250,13 @@ impl Graph {
     /// A task to change; the line will be serialized again on commit.
     pub fn task_mut(&mut self, id: &str) -> Option<&mut Task> {
         let slot = self.slot_of(id)?;
-        let read = &self.read;
-        let task = self.changed.entry(slot).or_insert_with(|| {
-            // A task parsed already is shared with other graphs: copied on the write below.
-            let read_slot = &read.slots[slot as usize];
-            read_slot.parsed.get().cloned().unwrap_or_else(|| Arc::new(parse_task(read, read_slot)))
-        });
-        Some(Arc::make_mut(task))
+        if !self.changed.contains_key(&slot) {
+            // The task as read stays shared with other graphs (and is what the commit check
+            // compares against): the write below changes a copy.
+            let as_read = Arc::clone(read_task(&self.read, slot));
+            self.changed.insert(slot, as_read);
+        }
+        Some(Arc::make_mut(self.changed.get_mut(&slot).expect("inserted above")))
     }
 
     /// The task to change, only if `condition` holds for it; otherwise the line stays untouched.
@@ -329,9 +336,9 @@ impl Graph {
     }
 
     /// Appends a new task; refuses a duplicate id.
-    pub fn add_task(&mut self, task: Task) -> Result<(), String> {
+    pub fn add_task(&mut self, task: Task) -> Result<(), DuplicateTask> {
         if self.slot_of(&task.id).is_some() {
-            return Err(format!("a task with id {:?} already exists", task.id));
+            return Err(DuplicateTask { id: task.id });
         }
         let slot = self.slot_count();
         self.added.insert(task.id.clone().into_boxed_str(), slot);
@@ -358,12 +365,20 @@ impl Graph {
         self.read.index.get(id).or_else(|| self.added.get(id)).copied()
     }
 
+    /// Each task changed or added since the graph was read, as it was read (`None` for an added
+    /// one) and as it is now, in file order.
+    pub fn changed_tasks(&self) -> impl Iterator<Item = (Option<&Task>, &Task)> {
+        self.changed.iter().map(|(&slot, now)| {
+            let was_read = (slot as usize) < self.read.slots.len();
+            (was_read.then(|| &**read_task(&self.read, slot)), &**now)
+        })
+    }
+
     fn task_in(&self, slot: u32) -> &Task {
         if let Some(task) = self.changed.get(&slot) {
             return task;
         }
-        let read_slot = &self.read.slots[slot as usize];
-        read_slot.parsed.get_or_init(|| Arc::new(parse_task(&self.read, read_slot)))
+        read_task(&self.read, slot)
     }
 
     fn status_in(&self, slot: u32) -> &TaskStatus {
@@ -388,6 +403,12 @@ impl Graph {
     fn is_done(&self, slot: u32) -> bool {
         *self.status_in(slot) == TaskStatus::Done
     }
+}
+
+/// A task as read, parsed once for every graph that shares the read.
+fn read_task(read: &Read, slot: u32) -> &Arc<Task> {
+    let read_slot = &read.slots[slot as usize];
+    read_slot.parsed.get_or_init(|| Arc::new(parse_task(read, read_slot)))
 }
 
 /// The whole task of a line checked when read.
@@ -673,6 +694,19 @@ mod tests {
         assert_eq!(ready_ids(&graph, 50), ["c"], "h named a task missing when read: still not started");
         let open: Vec<&str> = graph.tasks_with_status(&TaskStatus::Open).map(|task| task.id.as_str()).collect();
         assert_eq!(open, ["a", "b", "c", "e", "f", "g", "h"]);
+    }
+
+    #[test]
+    fn changed_tasks_are_listed_once_with_how_they_read_and_an_added_one_without() {
+        let mut graph = Graph::parse(UPSTREAM.as_bytes()).unwrap();
+        graph.task_mut("b").unwrap().status = TaskStatus::Open;
+        graph.task_mut("b").unwrap().retry_count = 2;
+        graph.add_task(Task::new("c", "C")).unwrap();
+        let changed: Vec<(Option<&TaskStatus>, &str)> =
+            graph.changed_tasks().map(|(before, now)| (before.map(|task| &task.status), now.id.as_str())).collect();
+        assert_eq!(changed, [(Some(&TaskStatus::Failed), "b"), (None, "c")]);
+        let duplicate = graph.add_task(Task::new("a", "again")).unwrap_err();
+        assert_eq!(duplicate.to_string(), r#"a task with id "a" already exists"#);
     }
 
     #[test]

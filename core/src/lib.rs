@@ -5,6 +5,7 @@
 //! production and the simulator run the very same functions behind different ports.
 
 pub mod block_on;
+mod commit_check;
 pub mod graph;
 pub mod identity;
 pub mod invariants;

@@ -9,10 +9,12 @@
 #![allow(async_fn_in_trait)]
 
 use crate::graph::Graph;
+use crate::identity::{NotTheAgent, PidRefused};
 use crate::model::ProcessRef;
 use crate::registry::Registry;
 use crate::time::EpochMs;
-use std::fmt;
+use std::io;
+use std::path::PathBuf;
 
 /// Graph and registry as one transaction sees them.
 #[derive(Clone, Debug, PartialEq)]
@@ -49,6 +51,33 @@ pub struct Spawned {
     pub start_ticks: Option<u64>,
 }
 
+/// Why [`Processes::spawn`] started no process. Nothing runs for the request.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpawnError {
+    /// Every pid is taken (the simulator's process table is bounded).
+    #[error("no free pid")]
+    NoFreePid,
+    /// The agent id cannot name the folder of its output log.
+    #[error("agent id {0:?} cannot name a directory")]
+    BadAgentId(String),
+    /// Preparing the process failed: `what` names the file or pipe (its output log, its gate).
+    #[error("{what}: {message}")]
+    Io { what: String, kind: io::ErrorKind, message: String },
+    /// The command could not be started (`fork` or `exec` failed).
+    #[error("spawning {program} for {agent_id}: {message}")]
+    CouldNotStart { program: String, agent_id: String, kind: io::ErrorKind, message: String },
+    /// The kernel gave the child a pid that does not fit the registry's.
+    #[error("pid {0} out of range")]
+    PidOutOfRange(u32),
+}
+
+impl SpawnError {
+    /// An I/O failure while preparing `what`.
+    pub fn io(what: impl Into<String>, error: &io::Error) -> SpawnError {
+        SpawnError::Io { what: what.into(), kind: error.kind(), message: error.to_string() }
+    }
+}
+
 /// How an agent process ended, when its parent saw it end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExitKind {
@@ -68,7 +97,7 @@ pub enum Liveness {
     /// The pid now belongs to a process that started later: not ours.
     Replaced,
     /// The pid is one we never signal (0, 1, negative, our own process or group).
-    Refused(String),
+    Refused(PidRefused),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +113,30 @@ pub enum SignalOutcome {
     /// Nothing was left to signal.
     Gone,
     /// The identity check failed or the kernel said no (EPERM): nothing was sent.
-    NotOurs(String),
+    NotOurs(NotOurs),
+}
+
+/// Why a signal path sent nothing to a recorded process.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotOurs {
+    /// The pid guard refused the pid.
+    #[error(transparent)]
+    Refused(#[from] PidRefused),
+    /// The identity rule: the process at the pid is not the recorded one.
+    #[error(transparent)]
+    NotTheAgent(#[from] NotTheAgent),
+    /// The pid now belongs to a process that started later (told apart by the process table).
+    #[error("pid {0} now belongs to a process started later")]
+    Replaced(i64),
+    /// A member of the agent's tree was replaced between being listed and being signalled.
+    #[error("pid {0} was reused")]
+    Reused(i64),
+    /// The kernel refused the signal (EPERM); we never work around that.
+    #[error("permission denied: signalling pid {0}")]
+    PermissionDenied(i64),
+    /// A system call on the pid failed: `call` names it, `message` is the kernel's error.
+    #[error("{call}: {message}")]
+    System { call: String, message: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,7 +150,7 @@ pub trait Processes {
     /// says go. Should the spawner die first, the gate closes and the process ends without
     /// having run the command, so a crash between spawn and recording the pid leaves no
     /// unrecorded agent at work (S1).
-    async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, String>;
+    async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, SpawnError>;
     /// Opens the gate of a process from [`Processes::spawn`] (`go`), or closes it for good, which
     /// makes the process end without running its command.
     async fn release(&self, spawned: &Spawned, go: bool);
@@ -110,26 +162,55 @@ pub trait Processes {
     async fn wait_exit(&self, process: &ProcessRef, deadline_ms: EpochMs) -> ExitWait;
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
     /// A file does not parse; nothing was written.
+    #[error("{file}{}: {message}", line.map(|line| format!(":{line}")).unwrap_or_default())]
     Corrupt { file: String, line: Option<usize>, message: String },
-    /// Reading, locking or writing failed. Nothing was committed, unless the message says the
-    /// commit is recorded and the next transaction completes it (a failure past the commit point).
+    /// An I/O call on one file failed. Nothing was committed, unless `then` says the commit is
+    /// recorded and the next transaction completes it (a failure past the commit point).
+    #[error("{source}{}", then.as_ref().map(|then| format!("; {then}")).unwrap_or_default())]
+    File { source: FileError, then: Option<String> },
+    /// A lock stayed taken for the whole wait; `holder` says who holds it, when that is known.
+    #[error(
+        "{} is still locked after {waited_ms} ms{}; wait for that command to finish, or stop it",
+        path.display(),
+        holder.as_ref().map(|holder| format!(" (held by {holder})")).unwrap_or_default()
+    )]
+    Locked { path: PathBuf, waited_ms: u128, holder: Option<String> },
+    /// The folder has no graph: `wg init` was never run there, or `--dir` names another folder.
+    #[error("{} not found: {} is not a workgraph folder (run `wg init`, or pass --dir)", graph.display(), dir.display())]
+    NotAWorkgraph { graph: PathBuf, dir: PathBuf },
+    /// Anything else that stopped the transaction; the message says what, and what to do.
+    /// Nothing was committed, unless the message says the commit is recorded and the next
+    /// transaction completes it.
+    #[error("{0}")]
     Io(String),
 }
 
-impl fmt::Display for StoreError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreError::Corrupt { file, line: Some(line), message } => write!(f, "{file}:{line}: {message}"),
-            StoreError::Corrupt { file, line: None, message } => write!(f, "{file}: {message}"),
-            StoreError::Io(message) => f.write_str(message),
-        }
+/// One I/O call on one file that failed: `cannot <action> <path>: <the system's error>`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot {action} {}: {message}", path.display())]
+pub struct FileError {
+    /// What was being done, as a verb phrase (`read`, `rename graph.jsonl.tmp onto`).
+    pub action: String,
+    pub path: PathBuf,
+    pub kind: io::ErrorKind,
+    pub message: String,
+}
+
+impl FileError {
+    pub fn new(action: impl Into<String>, path: impl Into<PathBuf>, error: &io::Error) -> FileError {
+        FileError { action: action.into(), path: path.into(), kind: error.kind(), message: error.to_string() }
     }
 }
 
-impl std::error::Error for StoreError {}
+impl From<FileError> for StoreError {
+    /// A failure before the commit point: nothing was written.
+    fn from(source: FileError) -> StoreError {
+        StoreError::File { source, then: None }
+    }
+}
 
 pub trait Store {
     /// Runs `change` on a fresh read of graph and registry under the lock and commits what it
@@ -153,3 +234,50 @@ impl<C, P, S> Clone for Ctx<'_, C, P, S> {
 }
 
 impl<C, P, S> Copy for Ctx<'_, C, P, S> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_says_which_file_what_failed_and_what_happens_next() {
+        let shown = |error: StoreError| error.to_string();
+        let corrupt = |line| StoreError::Corrupt { file: "graph.jsonl".into(), line, message: "not valid JSON".into() };
+        assert_eq!(shown(corrupt(Some(3))), "graph.jsonl:3: not valid JSON");
+        assert_eq!(shown(corrupt(None)), "graph.jsonl: not valid JSON");
+        let full = io::Error::from(io::ErrorKind::StorageFull);
+        let write = FileError::new("write", "/w/.wg/graph.jsonl", &full);
+        assert_eq!(write.kind, io::ErrorKind::StorageFull);
+        assert_eq!(shown(write.clone().into()), format!("cannot write /w/.wg/graph.jsonl: {full}"));
+        let past_commit = StoreError::File { source: write, then: Some("the next wg command completes it".into()) };
+        assert_eq!(
+            shown(past_commit),
+            format!("cannot write /w/.wg/graph.jsonl: {full}; the next wg command completes it")
+        );
+        let locked = |holder: Option<&str>| StoreError::Locked {
+            path: "/w/.wg/graph.lock".into(),
+            waited_ms: 300,
+            holder: holder.map(str::to_string),
+        };
+        assert_eq!(
+            shown(locked(Some("pid 7: wg retry t1"))),
+            "/w/.wg/graph.lock is still locked after 300 ms (held by pid 7: wg retry t1); wait for that command to \
+             finish, or stop it"
+        );
+        assert!(shown(locked(None)).starts_with("/w/.wg/graph.lock is still locked after 300 ms; wait"));
+        let nowhere = StoreError::NotAWorkgraph { graph: "/w/.wg/graph.jsonl".into(), dir: "/w/.wg".into() };
+        assert_eq!(
+            shown(nowhere),
+            "/w/.wg/graph.jsonl not found: /w/.wg is not a workgraph folder (run `wg init`, or pass --dir)"
+        );
+    }
+
+    #[test]
+    fn a_refused_signal_says_why() {
+        assert_eq!(NotOurs::from(PidRefused::Init).to_string(), "pid 1 is init");
+        assert_eq!(NotOurs::Replaced(42).to_string(), "pid 42 now belongs to a process started later");
+        assert_eq!(NotOurs::PermissionDenied(42).to_string(), "permission denied: signalling pid 42");
+        let system = NotOurs::System { call: "pidfd_open(42)".into(), message: "No such device".into() };
+        assert_eq!(system.to_string(), "pidfd_open(42): No such device");
+    }
+}

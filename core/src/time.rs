@@ -97,8 +97,8 @@ fn digits_value(digits: &[u8]) -> Option<i64> {
 
 /// Parses a duration with its unit: `150ms`, `2s`, `1.5s`, `3m`. The one duration syntax of
 /// scenario files and of the CLI's options.
-pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let error = || format!("{text:?} is not a duration; write e.g. 150ms, 2s, 1.5s or 3m");
+pub fn parse_duration_ms(text: &str) -> Result<u64, BadDuration> {
+    let error = || BadDuration { text: text.to_string() };
     let text_trimmed = text.trim();
     let (number, scale_ms) = if let Some(number) = text_trimmed.strip_suffix("ms") {
         (number, 1.0)
@@ -114,6 +114,13 @@ pub fn parse_duration_ms(text: &str) -> Result<u64, String> {
         return Err(error());
     }
     Ok((value * scale_ms).round() as u64)
+}
+
+/// A duration that [`parse_duration_ms`] cannot read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{text:?} is not a duration; write e.g. 150ms, 2s, 1.5s or 3m")]
+pub struct BadDuration {
+    pub text: String,
 }
 
 /// Days since the epoch of a proleptic Gregorian date (Howard Hinnant's `days_from_civil`).
@@ -259,6 +266,8 @@ mod tests {
         for text in ["2", "-1s", "soon", "1e13s", ""] {
             assert!(parse_duration_ms(text).is_err(), "{text:?}");
         }
+        let refused = parse_duration_ms("soon").unwrap_err().to_string();
+        assert_eq!(refused, r#""soon" is not a duration; write e.g. 150ms, 2s, 1.5s or 3m"#);
     }
 
     #[test]

@@ -108,7 +108,7 @@ pub fn write_trace(path: &Path, scenario: &Scenario, seed: u64, trace: &[Decisio
 }
 
 /// Reads a trace file (see [`crate::trace`]): the seed of its header and its decisions.
-pub fn read_trace(path: &Path) -> Result<(Option<u64>, Vec<Decision>), String> {
+pub fn read_trace(path: &Path) -> Result<(Option<u64>, Vec<Decision>), crate::trace::TraceError> {
     crate::trace::read(path).map(|trace| (trace.seed, trace.decisions))
 }
 
@@ -117,20 +117,31 @@ pub fn default_trace_path(folder: Option<&Path>, scenario: &Scenario, seed: u64)
     crate::trace::path_in(folder.unwrap_or(Path::new(crate::trace::DEFAULT_FOLDER)), scenario, seed)
 }
 
+/// How two runs of one seed differed: the simulator is not deterministic.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Nondeterminism {
+    #[error("seed {seed}: runs differ first at step {step}")]
+    StateDiffers { seed: u64, step: usize },
+    #[error("seed {seed}: runs differ in length ({first_steps} vs {second_steps} steps)")]
+    LengthDiffers { seed: u64, first_steps: usize, second_steps: usize },
+}
+
 /// Runs `seed` twice; returns the first step whose state hash differs, if any.
-pub fn determinism_check(scenario: &Scenario, options: &RunOptions) -> Result<(), String> {
+pub fn determinism_check(scenario: &Scenario, options: &RunOptions) -> Result<(), Nondeterminism> {
     let options = RunOptions { hash_steps: true, ..options.clone() };
     let first = executor::run(scenario, &options);
     let second = executor::run(scenario, &options);
     let differing = first.step_hashes.iter().zip(&second.step_hashes).position(|(a, b)| a != b);
+    let seed = options.seed;
     match differing {
-        Some(step) => Err(format!("seed {}: runs differ first at step {step}", options.seed)),
-        None if first.step_hashes.len() != second.step_hashes.len() || first.trace != second.trace => Err(format!(
-            "seed {}: runs differ in length ({} vs {} steps)",
-            options.seed,
-            first.trace.len(),
-            second.trace.len()
-        )),
+        Some(step) => Err(Nondeterminism::StateDiffers { seed, step }),
+        None if first.step_hashes.len() != second.step_hashes.len() || first.trace != second.trace => {
+            Err(Nondeterminism::LengthDiffers {
+                seed,
+                first_steps: first.trace.len(),
+                second_steps: second.trace.len(),
+            })
+        }
         None => Ok(()),
     }
 }

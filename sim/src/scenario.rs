@@ -14,13 +14,13 @@ pub use command_line::{Command, CommandLine};
 use names::Names;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
 /// A scenario file that could not be read or understood.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
 pub struct ScenarioError {
     pub file: String,
     pub line: usize,
@@ -28,13 +28,15 @@ pub struct ScenarioError {
     pub message: String,
 }
 
-impl fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
-    }
+/// Why the scenario files named on a command line could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioFilesError {
+    #[error("{}: {source}", folder.display())]
+    CannotList { folder: PathBuf, source: std::io::Error },
+    /// A run of nothing must not pass.
+    #[error("{}: no scenario file (*.toml) in this folder", .0.display())]
+    NoneInFolder(PathBuf),
 }
-
-impl std::error::Error for ScenarioError {}
 
 /// What an agent process does. Each maps to a shell fragment for the real runner.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,7 +83,7 @@ impl Behaviour {
             words
                 .get(index)
                 .ok_or_else(|| format!("{:?} needs a duration, e.g. `{} 2s`", words[0], words[0]))
-                .and_then(|word| parse_duration_ms(word))
+                .and_then(|word| parse_duration_ms(word).map_err(|error| error.to_string()))
         };
         let behaviour = match words.first().copied() {
             Some("hang") => Behaviour::Hang,
@@ -118,17 +120,18 @@ pub use wg_core::time::parse_duration_ms;
 
 /// The scenario files named: files as given, folders as their `*.toml` (sorted). A folder with
 /// none is an error: a run of nothing must not pass.
-pub fn scenario_files(paths: &[std::path::PathBuf]) -> Result<Vec<std::path::PathBuf>, String> {
+pub fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ScenarioFilesError> {
     let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
-            let entries = std::fs::read_dir(path).map_err(|e| format!("{}: {e}", path.display()))?;
-            let mut found: Vec<std::path::PathBuf> = entries
+            let entries = std::fs::read_dir(path)
+                .map_err(|source| ScenarioFilesError::CannotList { folder: path.clone(), source })?;
+            let mut found: Vec<PathBuf> = entries
                 .filter_map(|entry| entry.ok().map(|entry| entry.path()))
                 .filter(|file| file.is_file() && file.extension().is_some_and(|ext| ext == "toml"))
                 .collect();
             if found.is_empty() {
-                return Err(format!("{}: no scenario file (*.toml) in this folder", path.display()));
+                return Err(ScenarioFilesError::NoneInFolder(path.clone()));
             }
             found.sort();
             files.extend(found);
@@ -539,7 +542,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 fn duration(text: &Text) -> Spanful<u64> {
-    parse_duration_ms(text.get_ref()).map_err(|message| (text.span(), message))
+    parse_duration_ms(text.get_ref()).map_err(|error| (text.span(), error.to_string()))
 }
 
 fn optional_duration(text: &Option<Text>, default_ms: u64) -> Spanful<u64> {
@@ -663,11 +666,13 @@ fn scripted_fault(text: &Text) -> Spanful<ScriptedFault> {
     let span = text.span();
     let fault = match words.as_slice() {
         ["crash", "service"] => ScriptedFault::CrashService,
-        ["clock-jump", by] => ScriptedFault::ClockJump { by_ms: parse_duration_ms(by).map_err(|m| (span.clone(), m))? },
+        ["clock-jump", by] => {
+            ScriptedFault::ClockJump { by_ms: parse_duration_ms(by).map_err(|e| (span.clone(), e.to_string()))? }
+        }
         ["reuse-pid", agent] => ScriptedFault::ReusePid { agent: agent.to_string() },
         ["stall-heartbeat", agent, period] => ScriptedFault::StallHeartbeat {
             agent: agent.to_string(),
-            for_ms: parse_duration_ms(period).map_err(|m| (span.clone(), m))?,
+            for_ms: parse_duration_ms(period).map_err(|e| (span.clone(), e.to_string()))?,
         },
         _ => {
             return Err((

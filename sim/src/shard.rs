@@ -31,8 +31,8 @@ impl Shard {
     pub const WHOLE: Shard = Shard { index: 0, count: 1 };
 
     /// Parses `i/n`, `0 <= i < n`.
-    pub fn parse(text: &str) -> Result<Shard, String> {
-        let usage = || format!("--shard {text:?}: expected i/n with 0 <= i < n, e.g. 0/4 .. 3/4 for four shards");
+    pub fn parse(text: &str) -> Result<Shard, BadShard> {
+        let usage = || BadShard { text: text.to_string() };
         let (index, count) = text.split_once('/').ok_or_else(usage)?;
         let index: u64 = index.trim().parse().map_err(|_| usage())?;
         let count: u64 = count.trim().parse().map_err(|_| usage())?;
@@ -58,6 +58,13 @@ impl Shard {
             format!("failures.shard-{}-of-{}.jsonl", self.index, self.count)
         }
     }
+}
+
+/// A `--shard` that is not `i/n` with `0 <= i < n`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("--shard {text:?}: expected i/n with 0 <= i < n, e.g. 0/4 .. 3/4 for four shards")]
+pub struct BadShard {
+    pub text: String,
 }
 
 impl fmt::Display for Shard {
@@ -107,12 +114,30 @@ pub struct Output {
     pub records: Vec<FailureRecord>,
 }
 
+/// Why an output file (or a folder of them) could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadOutputError {
+    #[error("cannot read the folder {}: {source}", folder.display())]
+    CannotListFolder { folder: PathBuf, source: std::io::Error },
+    #[error("{} holds no failures*.jsonl: name the --out folder (or file) of a `wg-sim fuzz` run", .0.display())]
+    NoOutputInFolder(PathBuf),
+    #[error("cannot read {}: {source}", file.display())]
+    CannotRead { file: PathBuf, source: std::io::Error },
+    #[error("{}:{line}: not a line of a `wg-sim fuzz --out` file ({source})", file.display())]
+    NotALine { file: PathBuf, line: usize, source: serde_json::Error },
+    #[error("{}:{line}: a second campaign header", file.display())]
+    SecondHeader { file: PathBuf, line: usize },
+    #[error("{}: no campaign header on line 1: the shard that wrote it did not finish", .0.display())]
+    NoHeader(PathBuf),
+}
+
 /// Reads an output file, or every `failures*.jsonl` of a folder.
-pub fn read_outputs(path: &Path) -> Result<Vec<Output>, String> {
+pub fn read_outputs(path: &Path) -> Result<Vec<Output>, ReadOutputError> {
     if !path.is_dir() {
         return read_output(path).map(|output| vec![output]);
     }
-    let entries = std::fs::read_dir(path).map_err(|e| format!("cannot read the folder {}: {e}", path.display()))?;
+    let entries = std::fs::read_dir(path)
+        .map_err(|source| ReadOutputError::CannotListFolder { folder: path.to_path_buf(), source })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
         .filter(|file| {
@@ -122,31 +147,31 @@ pub fn read_outputs(path: &Path) -> Result<Vec<Output>, String> {
         .collect();
     files.sort();
     if files.is_empty() {
-        return Err(format!(
-            "{} holds no failures*.jsonl: name the --out folder (or file) of a `wg-sim fuzz` run",
-            path.display()
-        ));
+        return Err(ReadOutputError::NoOutputInFolder(path.to_path_buf()));
     }
     files.iter().map(|file| read_output(file)).collect()
 }
 
-fn read_output(file: &Path) -> Result<Output, String> {
-    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+fn read_output(file: &Path) -> Result<Output, ReadOutputError> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|source| ReadOutputError::CannotRead { file: file.to_path_buf(), source })?;
     let mut header = None;
     let mut records = Vec::new();
     for (number, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
-        let parsed: Line = serde_json::from_str(line).map_err(|e| {
-            format!("{}:{}: not a line of a `wg-sim fuzz --out` file ({e})", file.display(), number + 1)
+        let parsed: Line = serde_json::from_str(line).map_err(|source| ReadOutputError::NotALine {
+            file: file.to_path_buf(),
+            line: number + 1,
+            source,
         })?;
         match parsed {
             Line::Campaign(found) if header.is_none() && number == 0 => header = Some(found),
-            Line::Campaign(_) => return Err(format!("{}:{}: a second campaign header", file.display(), number + 1)),
+            Line::Campaign(_) => {
+                return Err(ReadOutputError::SecondHeader { file: file.to_path_buf(), line: number + 1 })
+            }
             Line::Failure(record) => records.push(*record),
         }
     }
-    let header = header.ok_or_else(|| {
-        format!("{}: no campaign header on line 1: the shard that wrote it did not finish", file.display())
-    })?;
+    let header = header.ok_or_else(|| ReadOutputError::NoHeader(file.to_path_buf()))?;
     Ok(Output { file: file.to_path_buf(), header, records })
 }
 
@@ -164,48 +189,52 @@ pub struct Merged {
     pub duplicates: usize,
 }
 
+/// Why shard outputs cannot be merged: they are not every shard of one campaign exactly once.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    #[error("no output to merge")]
+    NoOutput,
+    #[error(
+        "{} is shard {} of --seeds {}..{} over {} scenarios, but {} is of --seeds {}..{} in {} shards \
+         over {} scenarios: merge the outputs of one campaign",
+        file.display(), header.shard, header.seeds.start, header.seeds.end, header.scenarios.len(),
+        first_file.display(), first.seeds.start, first.seeds.end, first.shard.count, first.scenarios.len()
+    )]
+    OtherCampaign { file: PathBuf, header: Box<CampaignHeader>, first_file: PathBuf, first: Box<CampaignHeader> },
+    #[error("shard {shard} is given twice ({} and {}): give each shard's output once", first_file.display(), file.display())]
+    GivenTwice { shard: Shard, first_file: PathBuf, file: PathBuf },
+    #[error(
+        "shard {} of --seeds {}..{} missing: its seeds would go unreported; give every shard's output",
+        missing.iter().map(Shard::to_string).collect::<Vec<_>>().join(", "), seeds.start, seeds.end
+    )]
+    Missing { missing: Vec<Shard>, seeds: Range<u64> },
+}
+
 /// Checks that `outputs` are the shards of one campaign, every shard exactly once, and combines
 /// them. An error says which shard is missing or does not belong.
-pub fn merge(outputs: Vec<Output>) -> Result<Merged, String> {
-    let first = outputs.first().ok_or("no output to merge")?;
+pub fn merge(outputs: Vec<Output>) -> Result<Merged, MergeError> {
+    let first = outputs.first().ok_or(MergeError::NoOutput)?;
     let (seeds, count, scenarios) =
         (first.header.seeds.clone(), first.header.shard.count, first.header.scenarios.clone());
     let mut seen: BTreeMap<u64, PathBuf> = BTreeMap::new();
     for output in &outputs {
         let header = &output.header;
         if header.seeds != seeds || header.shard.count != count || header.scenarios != scenarios {
-            return Err(format!(
-                "{} is shard {} of --seeds {}..{} over {} scenarios, but {} is of --seeds {}..{} in {count} shards \
-                 over {} scenarios: merge the outputs of one campaign",
-                output.file.display(),
-                header.shard,
-                header.seeds.start,
-                header.seeds.end,
-                header.scenarios.len(),
-                first.file.display(),
-                seeds.start,
-                seeds.end,
-                scenarios.len()
-            ));
+            return Err(MergeError::OtherCampaign {
+                file: output.file.clone(),
+                header: Box::new(header.clone()),
+                first_file: first.file.clone(),
+                first: Box::new(first.header.clone()),
+            });
         }
         if let Some(other) = seen.insert(header.shard.index, output.file.clone()) {
-            return Err(format!(
-                "shard {} is given twice ({} and {}): give each shard's output once",
-                header.shard,
-                other.display(),
-                output.file.display()
-            ));
+            return Err(MergeError::GivenTwice { shard: header.shard, first_file: other, file: output.file.clone() });
         }
     }
-    let missing: Vec<String> =
-        (0..count).filter(|index| !seen.contains_key(index)).map(|index| format!("{index}/{count}")).collect();
+    let missing: Vec<Shard> =
+        (0..count).filter(|index| !seen.contains_key(index)).map(|index| Shard { index, count }).collect();
     if !missing.is_empty() {
-        return Err(format!(
-            "shard {} of --seeds {}..{} missing: its seeds would go unreported; give every shard's output",
-            missing.join(", "),
-            seeds.start,
-            seeds.end
-        ));
+        return Err(MergeError::Missing { missing, seeds });
     }
     let seeds_run = outputs.iter().map(|output| output.header.seeds_run).sum();
     let stopped_by_time = outputs.iter().any(|output| output.header.stopped_by_time);
@@ -251,7 +280,7 @@ mod tests {
     fn parses_i_of_n_and_refuses_the_rest() {
         assert_eq!(Shard::parse("2/4"), Ok(Shard { index: 2, count: 4 }));
         for bad in ["4/4", "1/0", "1", "a/2", "-1/2"] {
-            assert!(Shard::parse(bad).unwrap_err().contains("expected i/n"), "{bad}");
+            assert_eq!(Shard::parse(bad), Err(BadShard { text: bad.to_string() }), "{bad}");
         }
     }
 
@@ -296,9 +325,20 @@ mod tests {
 
     #[test]
     fn a_missing_or_doubled_shard_is_an_error() {
-        assert!(merge(vec![output(0, 2)]).unwrap_err().contains("shard 1/2 of --seeds 0..10 missing"));
-        assert!(merge(vec![output(0, 2), output(0, 2)]).unwrap_err().contains("given twice"));
-        assert!(merge(vec![output(0, 2), output(1, 3)]).unwrap_err().contains("merge the outputs of one campaign"));
+        let refused = |outputs| merge(outputs).unwrap_err().to_string();
+        assert_eq!(
+            refused(vec![output(0, 2)]),
+            "shard 1/2 of --seeds 0..10 missing: its seeds would go unreported; give every shard's output"
+        );
+        assert_eq!(
+            refused(vec![output(0, 2), output(0, 2)]),
+            "shard 0/2 is given twice (f0 and f0): give each shard's output once"
+        );
+        assert_eq!(
+            refused(vec![output(0, 2), output(1, 3)]),
+            "f1 is shard 1/3 of --seeds 0..10 over 1 scenarios, but f0 is of --seeds 0..10 in 2 shards over 1 \
+             scenarios: merge the outputs of one campaign"
+        );
         assert_eq!(merge(vec![output(1, 2), output(0, 2)]).unwrap().seeds_run, 10);
     }
 }

@@ -45,25 +45,44 @@ pub fn write(path: &Path, scenario: &Scenario, seed: u64, trace: &[Decision]) ->
     std::fs::write(path, text)
 }
 
+/// Why a trace file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("cannot read the trace {}: {source}", path.display())]
+    CannotOpen { path: PathBuf, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    CannotRead { path: PathBuf, source: std::io::Error },
+    #[error("{}:{line}: not a trace line ({source}); is this a file wg-sim wrote?", path.display())]
+    NotJson { path: PathBuf, line: usize, source: serde_json::Error },
+    #[error("{}:{line}: not a decision ({source})", path.display())]
+    NotADecision { path: PathBuf, line: usize, source: serde_json::Error },
+}
+
 /// Reads a trace written by [`write`] (or a headerless list of decisions).
-pub fn read(path: &Path) -> Result<TraceFile, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("cannot read the trace {}: {e}", path.display()))?;
+pub fn read(path: &Path) -> Result<TraceFile, TraceError> {
+    let file =
+        std::fs::File::open(path).map_err(|source| TraceError::CannotOpen { path: path.to_path_buf(), source })?;
     let mut trace = TraceFile { scenario: None, seed: None, decisions: Vec::new() };
     for (number, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| format!("{}: {e}", path.display()))?;
+        let line = line.map_err(|source| TraceError::CannotRead { path: path.to_path_buf(), source })?;
         if line.trim().is_empty() {
             continue;
         }
-        let value: serde_json::Value = serde_json::from_str(&line).map_err(|e| {
-            format!("{}:{}: not a trace line ({e}); is this a file wg-sim wrote?", path.display(), number + 1)
+        let value: serde_json::Value = serde_json::from_str(&line).map_err(|source| TraceError::NotJson {
+            path: path.to_path_buf(),
+            line: number + 1,
+            source,
         })?;
         if number == 0 && value.get("k").is_none() {
             trace.seed = value["seed"].as_u64();
             trace.scenario = value["scenario"].as_str().map(PathBuf::from);
             continue;
         }
-        let decision = serde_json::from_value(value)
-            .map_err(|e| format!("{}:{}: not a decision ({e})", path.display(), number + 1))?;
+        let decision = serde_json::from_value(value).map_err(|source| TraceError::NotADecision {
+            path: path.to_path_buf(),
+            line: number + 1,
+            source,
+        })?;
         trace.decisions.push(decision);
     }
     Ok(trace)
@@ -108,6 +127,7 @@ mod tests {
         std::fs::write(&file, "{\"seed\":1}\nnot json\n").unwrap();
         let error = read(&file).unwrap_err();
         let _ = std::fs::remove_file(&file);
-        assert!(error.contains("bad.jsonl:2: not a trace line"), "{error}");
+        assert!(matches!(error, TraceError::NotJson { line: 2, .. }), "{error:?}");
+        assert!(error.to_string().contains("bad.jsonl:2: not a trace line"), "{error}");
     }
 }

@@ -18,8 +18,8 @@ use wg_core::identity::{check_identity, check_pid, Observed};
 use wg_core::invariants::check_signal_delivery;
 use wg_core::model::ProcessRef;
 use wg_core::ports::{
-    Clock, ExitKind, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnRequest, Spawned, State, Store,
-    StoreError,
+    Clock, ExitKind, ExitWait, Liveness, NotOurs, Processes, Signal, SignalOutcome, SpawnError, SpawnRequest, Spawned,
+    State, Store, StoreError,
 };
 use wg_core::registry::Registry;
 use wg_core::settings::Settings;
@@ -622,7 +622,7 @@ impl World {
     fn signal_now(&self, process: &ProcessRef, signal: Signal) -> SignalOutcome {
         let mut inner = self.inner.borrow_mut();
         if let Err(why) = check_pid(process.pid, None) {
-            return SignalOutcome::NotOurs(format!("{why}: never signalled"));
+            return SignalOutcome::NotOurs(why.into());
         }
         let leader = World::identity_of(&inner, process);
         let root = leader.or_else(|| process.start_ticks.map(|ticks| (process.pid, ticks)));
@@ -633,7 +633,7 @@ impl World {
             // Planted bug 5: the pid is signalled without asking whose it is now.
             targets.push(process.pid);
         } else if stranger && targets.is_empty() {
-            return SignalOutcome::NotOurs(format!("pid {} now belongs to a process started later", process.pid));
+            return SignalOutcome::NotOurs(NotOurs::Replaced(process.pid));
         }
         if targets.is_empty() {
             return SignalOutcome::Gone;
@@ -645,7 +645,7 @@ impl World {
     pub fn liveness_now(&self, process: &ProcessRef) -> Liveness {
         let inner = self.inner.borrow();
         if let Err(why) = check_pid(process.pid, None) {
-            return Liveness::Refused(format!("{why}: never an agent"));
+            return Liveness::Refused(why);
         }
         if World::identity_of(&inner, process).is_some() {
             return Liveness::Alive;
@@ -657,7 +657,7 @@ impl World {
         Liveness::Gone(exit.map_or(ExitKind::Died, |(_, kind)| *kind))
     }
 
-    fn spawn_now(&self, request: &SpawnRequest) -> Result<Spawned, String> {
+    fn spawn_now(&self, request: &SpawnRequest) -> Result<Spawned, SpawnError> {
         let mut inner = self.inner.borrow_mut();
         let spawned_before =
             *inner.spawns_per_task.entry(request.task_id.clone()).and_modify(|n| *n += 1).or_insert(1) - 1;
@@ -670,7 +670,7 @@ impl World {
         let spawner = Some(inner.current);
         let proc = self
             .start_agent(&mut inner, &request.agent_id, &request.task_id, &behaviours, spawner)
-            .ok_or_else(|| "no free pid".to_string())?;
+            .ok_or(SpawnError::NoFreePid)?;
         if inner.recording {
             inner.notes.push(format!("spawned {} as pid {}", request.agent_id, proc.pid));
         }
@@ -770,7 +770,7 @@ impl Clock for World {
 }
 
 impl Processes for World {
-    async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, String> {
+    async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, SpawnError> {
         self.suspend(Wait::Ready, "spawn").await;
         self.spawn_now(request)
     }
@@ -831,6 +831,7 @@ impl Store for World {
             return Err(StoreError::Io("simulated store failure: nothing was written".into()));
         }
         let result = change(&mut state);
+        state.assert_changes_agree();
         if !state.is_changed() {
             // Nothing changed (every change goes through a method that marks it): still a
             // faithful copy of the committed state.

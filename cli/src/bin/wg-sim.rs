@@ -210,7 +210,7 @@ fn load(path: &Path) -> Result<Scenario, String> {
 }
 
 fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, String> {
-    let files = scenario::scenario_files(paths)?;
+    let files = scenario::scenario_files(paths).map_err(|error| error.to_string())?;
     if files.is_empty() {
         return Err(format!("no *.toml scenario file in {}; name a scenario file or a folder of them", show(paths)));
     }
@@ -227,7 +227,7 @@ fn parse_jobs(text: &str) -> Result<NonZeroUsize, String> {
         .map_err(|_| "give a number of threads, 1 or more, or leave --jobs out for one per core".into())
 }
 
-fn parse_time(text: &str) -> Result<Duration, String> {
+fn parse_time(text: &str) -> Result<Duration, wg_core::time::BadDuration> {
     scenario::parse_duration_ms(text).map(Duration::from_millis)
 }
 
@@ -394,9 +394,9 @@ fn write_junit(path: Option<&Path>, suite: &str, results: &[ScenarioResult]) -> 
 fn merge(paths: &[PathBuf]) -> Result<ExitCode, String> {
     let mut outputs = Vec::new();
     for path in paths {
-        outputs.extend(shard::read_outputs(path)?);
+        outputs.extend(shard::read_outputs(path).map_err(|error| error.to_string())?);
     }
-    let merged = shard::merge(outputs)?;
+    let merged = shard::merge(outputs).map_err(|error| error.to_string())?;
     let progress = Progress::hidden();
     if !merged.records.is_empty() {
         say(&progress, &report::render_grouped(&merged.records));
@@ -471,7 +471,7 @@ fn replay(
     trace_file: Option<&Path>,
     html_file: Option<&Path>,
 ) -> Result<ExitCode, String> {
-    let trace = trace_file.map(trace::read).transpose()?;
+    let trace = trace_file.map(trace::read).transpose().map_err(|error| error.to_string())?;
     let path = path.or_else(|| trace.as_ref().and_then(|trace| trace.scenario.clone())).ok_or(
         "name the scenario file: wg-sim replay <SCENARIO> --seed N, or --trace F with a trace wg-sim wrote \
          (its first line names the scenario)",

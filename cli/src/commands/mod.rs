@@ -32,7 +32,7 @@ impl Ports {
     /// Ports for a CLI command; its commits wake the service.
     pub fn for_command(dir: &Path, command: &str) -> Result<Ports, CliError> {
         let paths = WgPaths::new(dir);
-        let settings = load_settings(&paths.config()).map_err(CliError::new)?;
+        let settings = load_settings(&paths.config()).map_err(|error| CliError::new(error.to_string()))?;
         Ok(Ports {
             clock: SystemClock,
             processes: SystemProcesses::new(absolute(dir)),

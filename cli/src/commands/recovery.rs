@@ -77,7 +77,8 @@ pub fn retry(dir: &Path, task_id: &str, reason: &str, stop: &StopArgs) -> Result
 const NO_SERVICE: &str = "no service runs: nothing will start it until the service runs: `wg service start`";
 
 pub fn recover(dir: &Path, filter: Option<String>, keep_agency: bool, apply: bool) -> Result<Output, CliError> {
-    let only_task = wg_args::recover_filter_task(filter.as_deref()).map_err(CliError::new)?;
+    let only_task =
+        wg_args::recover_filter_task(filter.as_deref()).map_err(|unknown| CliError::new(unknown.to_string()))?;
     let ports = Ports::for_command(dir, "recover")?;
     let plan = block_on(recover_op(ports.ctx(), only_task.as_deref(), keep_agency, apply))?;
     let verb = if apply { "re-opened" } else { "would re-open" };

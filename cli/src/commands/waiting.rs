@@ -12,7 +12,7 @@ use crate::system::store::FileStore;
 use std::cell::Cell;
 use std::io::{IsTerminal, Write};
 use wg_core::model::ProcessRef;
-use wg_core::ports::{ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnRequest, Spawned};
+use wg_core::ports::{ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnError, SpawnRequest, Spawned};
 use wg_core::time::EpochMs;
 
 pub struct Announcing<'a> {
@@ -54,7 +54,7 @@ fn seconds(ms: u64) -> String {
 }
 
 impl Processes for Announcing<'_> {
-    async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, String> {
+    async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, SpawnError> {
         self.inner.spawn(request).await
     }
 

@@ -46,7 +46,7 @@ pub fn run(dir: &Path) -> Result<Output, CliError> {
     if let Some(record) = running_service(&paths) {
         return Err(CliError::new(format!("a service already runs for {} (pid {})", dir.display(), record.pid)));
     }
-    let settings = load_settings(&paths.config()).map_err(CliError::new)?;
+    let settings = load_settings(&paths.config()).map_err(|error| CliError::new(error.to_string()))?;
     return_large_blocks_to_the_system();
     put_own_folder_on_path();
     let signals = block_signals()?;

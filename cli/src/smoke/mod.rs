@@ -9,6 +9,7 @@ mod checks;
 pub mod junit;
 mod procs;
 mod run;
+mod setup_error;
 mod steps;
 mod world;
 
@@ -138,7 +139,7 @@ pub fn run_with(options: &RealOptions, paths: &[PathBuf]) -> ExitCode {
 
 /// Files as given, folders as their `*.toml` (sorted), each parsed by the simulator's parser.
 fn load_all(paths: &[PathBuf]) -> Result<Vec<Scenario>, String> {
-    let files = scenario::scenario_files(paths)?;
+    let files = scenario::scenario_files(paths).map_err(|error| error.to_string())?;
     files.iter().map(|file| scenario::parse(file).map_err(|error| error.to_string())).collect()
 }
 

@@ -5,6 +5,7 @@
 //! or a registry entry whose start ticks we have just checked in `/proc`. [`guard_pid`] comes
 //! first every time, so pid 0, 1, negative pids and our own process group are never signalled.
 
+use super::setup_error::SetupError;
 use crate::system::processes::{self, check_identity, guard_pid, read_comm, read_environ, read_stat, scan_processes};
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
@@ -29,11 +30,13 @@ pub struct OurChild {
 
 impl OurChild {
     /// Starts `command`; `own_group` puts it in a process group of its own.
-    pub fn start(command: &mut Command, own_group: bool) -> Result<OurChild, String> {
+    pub fn start(command: &mut Command, own_group: bool) -> Result<OurChild, SetupError> {
         if own_group {
             command.process_group(0);
         }
-        let child = command.spawn().map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))?;
+        let child = command
+            .spawn()
+            .map_err(|source| SetupError::CannotStart { program: command.get_program().to_os_string(), source })?;
         let pid = child.id() as i32;
         // Our unwaited child: it is in /proc, at worst as a zombie, so its stat is readable.
         let start_ticks = read_stat(pid).map_or(0, |stat| stat.start_ticks);

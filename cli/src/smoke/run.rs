@@ -98,7 +98,7 @@ fn drive(
     let mut monitor = Monitor::new(scenario, &initial);
     if scenario.service.running {
         if let Err(why) = world.start_service() {
-            return vec![why];
+            return vec![why.to_string()];
         }
     }
     let mut steps = StepRunner::new(scenario);

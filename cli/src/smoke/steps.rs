@@ -2,6 +2,7 @@
 //! `wg` processes, faults done for real where a real system can have them, else skipped aloud.
 
 use super::procs::{self, OurChild};
+use super::setup_error::SetupError;
 use super::world::RealWorld;
 use rustix::process::Signal;
 use std::process::{Command as Process, Stdio};
@@ -203,10 +204,13 @@ fn start_command(
     world: &RealWorld,
     line: &CommandLine,
     index: usize,
-) -> Result<(OurChild, std::path::PathBuf), String> {
+) -> Result<(OurChild, std::path::PathBuf), SetupError> {
+    let create = |path: std::path::PathBuf| {
+        std::fs::File::create(&path).map_err(|source| SetupError::file("create", &path, source))
+    };
     let stderr_path = world.root.join(format!("step-{index}.err"));
-    let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
-    let stdout = std::fs::File::create(world.root.join(format!("step-{index}.out"))).map_err(|e| e.to_string())?;
+    let stderr = create(stderr_path.clone())?;
+    let stdout = create(world.root.join(format!("step-{index}.out")))?;
     let mut process = Process::new(&world.wg);
     process.arg("--dir").arg(&world.paths.dir).args(&line.args).env_remove("WG_AGENT_ID").env_remove("WG_DIR");
     if let Some(agent) = &line.agent {

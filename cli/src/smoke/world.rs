@@ -2,6 +2,7 @@
 //! agents already running, the processes squatting on reused pids, and the `wg service run`.
 
 use super::procs::{self, OurChild};
+use super::setup_error::SetupError;
 use crate::system::store::WgPaths;
 use serde_json::{json, Map, Value};
 use std::path::{Path, PathBuf};
@@ -64,11 +65,11 @@ pub fn script(behaviours: &[Behaviour]) -> String {
 
 impl RealWorld {
     /// Writes `.wg/` and starts the pre-existing agents; the service is started separately.
-    pub fn build(scenario: &Scenario, wg: &Path) -> Result<RealWorld, String> {
+    pub fn build(scenario: &Scenario, wg: &Path) -> Result<RealWorld, SetupError> {
         let number = RUN_NUMBER.fetch_add(1, Ordering::Relaxed);
         let root = std::env::temp_dir().join(format!("wg-smoke-{}-{number}-{}", std::process::id(), scenario.name));
         let _ = std::fs::remove_dir_all(&root);
-        std::fs::create_dir_all(root.join("markers")).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+        std::fs::create_dir_all(root.join("markers")).map_err(|source| SetupError::file("create", &root, source))?;
         let wg_folder = wg.parent().map(Path::to_path_buf).unwrap_or_default();
         let path_env = format!("{}:{}", wg_folder.display(), std::env::var("PATH").unwrap_or_default());
         let paths = WgPaths::new(root.join(".wg"));
@@ -90,22 +91,23 @@ impl RealWorld {
         Ok(world)
     }
 
-    fn init(&self) -> Result<(), String> {
+    fn init(&self) -> Result<(), SetupError> {
         let output = Command::new(&self.wg)
             .arg("--dir")
             .arg(&self.paths.dir)
             .arg("init")
             .stdin(Stdio::null())
             .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.wg.display()))?;
+            .map_err(|source| SetupError::CannotRun { program: self.wg.clone(), source })?;
         if !output.status.success() {
-            return Err(format!("wg init failed: {}", String::from_utf8_lossy(&output.stderr)));
+            return Err(SetupError::InitFailed { stderr: String::from_utf8_lossy(&output.stderr).into_owned() });
         }
-        std::fs::create_dir_all(self.paths.service_dir()).map_err(|e| e.to_string())
+        let service_dir = self.paths.service_dir();
+        std::fs::create_dir_all(&service_dir).map_err(|source| SetupError::file("create", &service_dir, source))
     }
 
-    fn write(&self, path: &Path, text: &str) -> Result<(), String> {
-        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    fn write(&self, path: &Path, text: &str) -> Result<(), SetupError> {
+        std::fs::write(path, text).map_err(|source| SetupError::file("write", path, source))
     }
 
     pub fn wg_dir(&self) -> String {
@@ -162,7 +164,7 @@ impl RealWorld {
     }
 
     /// Starts each `[[world.agent]]` as it stands at the start, and returns the registry text.
-    fn start_agents(&mut self, scenario: &Scenario) -> Result<String, String> {
+    fn start_agents(&mut self, scenario: &Scenario) -> Result<String, SetupError> {
         let mut entries = Map::new();
         let mut next_agent_id = 1;
         for spec in &scenario.agents {
@@ -177,7 +179,7 @@ impl RealWorld {
         Ok(serde_json::to_string_pretty(&registry).expect("JSON") + "\n")
     }
 
-    fn start_agent(&mut self, scenario: &Scenario, spec: &AgentSpec) -> Result<Value, String> {
+    fn start_agent(&mut self, scenario: &Scenario, spec: &AgentSpec) -> Result<Value, SetupError> {
         let behaviours = scenario.tasks.iter().find(|t| t.id == spec.task).map(|t| t.exec.clone()).unwrap_or_default();
         let shell = match spec.process {
             AgentProcess::Running => script(&behaviours),
@@ -210,7 +212,7 @@ impl RealWorld {
 
     /// Starts the unrelated program that now "has" `agent`'s pid, and returns its pid. Its start
     /// ticks differ from the entry's (it started after the stand-in), as with a real reuse.
-    fn start_squatter(&mut self, agent: &str) -> Result<i32, String> {
+    fn start_squatter(&mut self, agent: &str) -> Result<i32, SetupError> {
         // Start ticks have 10 ms resolution: wait one tick so that ours differ from the stand-in's.
         std::thread::sleep(Duration::from_millis(20));
         let marker = self.root.join(format!("squatter-{agent}.signals"));
@@ -227,13 +229,14 @@ impl RealWorld {
     }
 
     /// Starts `wg service run` and waits for its pid file.
-    pub fn start_service(&mut self) -> Result<(), String> {
+    pub fn start_service(&mut self) -> Result<(), SetupError> {
         let _ = std::fs::remove_file(self.paths.service_pid_file());
+        let log_path = self.root.join("service.out");
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.root.join("service.out"))
-            .map_err(|e| e.to_string())?;
+            .open(&log_path)
+            .map_err(|source| SetupError::file("open", &log_path, source))?;
         let mut command = Command::new(&self.wg);
         command
             .arg("--dir")
@@ -243,14 +246,14 @@ impl RealWorld {
             .env("WG_DIR", &self.paths.dir)
             .env_remove("WG_AGENT_ID")
             .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stdout(log.try_clone().map_err(|source| SetupError::file("open", &log_path, source))?)
             .stderr(log);
         let mut service = OurChild::start(&mut command, true)?;
         let deadline = Instant::now() + SERVICE_START_LIMIT;
         while !self.paths.service_pid_file().exists() {
             if !service.poll() || Instant::now() > deadline {
                 service.end(false);
-                return Err(format!("wg service run did not start: {}", self.service_output_tail()));
+                return Err(SetupError::ServiceDidNotStart { output_tail: self.service_output_tail() });
             }
             std::thread::sleep(Duration::from_millis(10));
         }

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use wg_core::graph::Graph;
-use wg_core::ports::{State, Store, StoreError};
+use wg_core::ports::{FileError, State, Store, StoreError};
 use wg_core::registry::Registry;
 
 /// The paths of one `.wg/` folder, named once.
@@ -109,11 +109,7 @@ impl FileStore {
 
     fn transact_blocking<R>(&self, change: impl FnOnce(&mut State) -> R) -> Result<R, StoreError> {
         if !self.paths.graph().is_file() {
-            return Err(StoreError::Io(format!(
-                "{} not found: {} is not a workgraph folder (run `wg init`, or pass --dir)",
-                self.paths.graph().display(),
-                self.paths.dir.display()
-            )));
+            return Err(StoreError::NotAWorkgraph { graph: self.paths.graph(), dir: self.paths.dir.clone() });
         }
         let _graph_lock = lock(&self.paths.graph_lock(), self.lock_timeout)?;
         fs::create_dir_all(self.paths.service_dir()).map_err(|e| io_error("create", &self.paths.service_dir(), e))?;
@@ -145,6 +141,7 @@ impl FileStore {
         };
         let mut state = State { graph, registry };
         let result = change(&mut state);
+        state.assert_changes_agree();
         commit(&self.paths, &state)?;
         if state.is_changed() && self.wake_service {
             poke(&self.paths.wake_socket());
@@ -164,8 +161,8 @@ impl Store for FileStore {
     }
 }
 
-fn io_error(what: &str, path: &Path, error: std::io::Error) -> StoreError {
-    StoreError::Io(format!("cannot {what} {}: {error}", path.display()))
+fn io_error(action: &str, path: &Path, error: std::io::Error) -> StoreError {
+    FileError::new(action, path, &error).into()
 }
 
 fn read_state(paths: &WgPaths) -> Result<State, StoreError> {
@@ -228,14 +225,21 @@ fn lock(path: &Path, timeout: Duration) -> Result<Flock<File>, StoreError> {
                 pause = (pause * 2).min(Duration::from_millis(2));
             }
             Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
-                return Err(StoreError::Io(format!(
-                    "{} is still locked after {} ms{}; wait for that command to finish, or stop it",
-                    path.display(),
-                    timeout.as_millis(),
-                    lock_holder(path).map(|holder| format!(" (held by {holder})")).unwrap_or_default()
-                )))
+                return Err(StoreError::Locked {
+                    path: path.to_path_buf(),
+                    waited_ms: timeout.as_millis(),
+                    holder: lock_holder(path),
+                })
             }
-            Err((_, errno)) => return Err(StoreError::Io(format!("cannot lock {}: {errno}", path.display()))),
+            Err((_, errno)) => {
+                let source = FileError {
+                    action: "lock".to_string(),
+                    path: path.to_path_buf(),
+                    kind: std::io::Error::from(errno).kind(),
+                    message: errno.to_string(),
+                };
+                return Err(source.into());
+            }
         }
     }
 }

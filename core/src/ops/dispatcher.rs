@@ -38,7 +38,7 @@ pub async fn dispatch<C: Clock, P: Processes, S: Store>(
                 ctx.store
                     .transact(|state| on_agent_ended(state, settings, ctx.actor, &request.agent_id, 0, cause, now_ms))
                     .await?;
-                Err(why)
+                Err(why.to_string())
             }
         };
         dispatched.push(Dispatched { agent_id: request.agent_id, task_id: request.task_id, result });
@@ -86,15 +86,19 @@ fn reserve(state: &mut State, settings: &Settings, actor: &str, now_ms: i64) -> 
         });
         requests.push(SpawnRequest { task_id, agent_id, command });
     }
-    // Checked in every build: the simulator runs release builds, and a broken cap would be an
-    // overload of the user's machine, not a wrong number.
-    let now_running = state.registry.agents().filter(|agent| agent.status.is_running()).count();
-    assert!(
-        now_running <= settings.max_agents.max(running),
-        "a dispatch never exceeds max_agents: {now_running} running after reserving {} of {free} free",
-        requests.len()
-    );
+    assert_within_max_agents(running, state.registry.agents().filter(|a| a.status.is_running()).count(), settings);
     requests
+}
+
+/// Checked in every build: the simulator runs release builds, and a broken cap would be an
+/// overload of the user's machine, not a wrong number. `running_before` may exceed the cap
+/// already (it was lowered while agents ran); a dispatch then adds none.
+fn assert_within_max_agents(running_before: usize, running_after: usize, settings: &Settings) {
+    assert!(
+        running_after <= settings.max_agents.max(running_before),
+        "a dispatch never exceeds max_agents ({}): {running_after} running after it, {running_before} before",
+        settings.max_agents
+    );
 }
 
 /// What the recording transaction found.
@@ -363,18 +367,14 @@ mod tests {
         // The fake's spawn always fails.
         let fake = Fake::new(state_of(&[ready("t1")], &[]), NOW_MS, Liveness::Alive);
         let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(2))).unwrap();
-        let failed = Dispatched {
-            agent_id: "agent-1".into(),
-            task_id: "t1".into(),
-            result: Err("the fake spawns nothing".into()),
-        };
+        let failed = Dispatched { agent_id: "agent-1".into(), task_id: "t1".into(), result: Err("no free pid".into()) };
         assert_eq!(dispatched, [failed]);
         let state = fake.state.borrow();
         assert_eq!(state.registry.agent("agent-1").unwrap().status, AgentStatus::Dead);
         let task = state.graph.task("t1").unwrap();
         assert_eq!((&task.status, task.retry_count), (&TaskStatus::Open, 1));
         assert_eq!(task.crash_loop.as_ref().map(|crash_loop| crash_loop.deaths_ms.clone()), Some(vec![NOW_MS]));
-        let message = "agent-1 ended: it could not be spawned: the fake spawns nothing; re-queued (attempt 1)";
+        let message = "agent-1 ended: it could not be spawned: no free pid; re-queued (attempt 1)";
         assert_eq!(task.log.last().unwrap().message, message);
     }
 
@@ -419,5 +419,17 @@ mod tests {
             let agent = state.registry.agent("agent-1").unwrap();
             assert_eq!((agent.pid, &agent.status), (0, &AgentStatus::Dead), "{why}: no pid recorded");
         }
+    }
+
+    #[test]
+    fn a_dispatch_may_fill_the_cap_and_add_nothing_above_a_lowered_one() {
+        assert_within_max_agents(1, 2, &settings(2));
+        assert_within_max_agents(3, 3, &settings(2));
+    }
+
+    #[test]
+    #[should_panic(expected = "a dispatch never exceeds max_agents (2): 3 running after it, 1 before")]
+    fn a_dispatch_above_the_cap_is_a_broken_invariant() {
+        assert_within_max_agents(1, 3, &settings(2));
     }
 }

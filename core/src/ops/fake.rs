@@ -6,7 +6,8 @@
 use crate::identity::check_pid;
 use crate::model::ProcessRef;
 use crate::ports::{
-    Clock, Ctx, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnRequest, Spawned, State, Store, StoreError,
+    Clock, Ctx, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnError, SpawnRequest, Spawned, State, Store,
+    StoreError,
 };
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -99,11 +100,11 @@ impl Clock for Fake {
 }
 
 impl Processes for Fake {
-    async fn spawn(&self, _request: &SpawnRequest) -> Result<Spawned, String> {
+    async fn spawn(&self, _request: &SpawnRequest) -> Result<Spawned, SpawnError> {
         if let Some(hook) = self.on_spawn.borrow_mut().take() {
             hook(&mut self.state.borrow_mut());
         }
-        self.spawns.ok_or_else(|| "the fake spawns nothing".to_string())
+        self.spawns.ok_or(SpawnError::NoFreePid)
     }
 
     async fn release(&self, spawned: &Spawned, go: bool) {

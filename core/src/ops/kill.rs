@@ -50,7 +50,7 @@ pub async fn kill_agent<C: Clock, P: Processes, S: Store>(
         Liveness::Replaced => {
             KillOutcome::NotOurs { pid: process.pid, why: "the pid now belongs to a process started later".into() }
         }
-        Liveness::Refused(why) => KillOutcome::NotOurs { pid: process.pid, why },
+        Liveness::Refused(why) => KillOutcome::NotOurs { pid: process.pid, why: why.to_string() },
         Liveness::Alive => {
             match stop_process(ctx, agent_id, &process, options.force, options.grace_ms, settings.kill_wait_ms).await? {
                 StopResult::Stopped { escalated } => KillOutcome::Killed { pid: process.pid, escalated },

@@ -3,8 +3,9 @@
 //! agent's, so a retry that got there first is not counted twice (S3).
 
 use super::{mark_agent_ended, requeue, still_running_for, OpError};
+use crate::identity::PidRefused;
 use crate::model::{AgentStatus, CrashLoop, ProcessRef, StopRequest, Task, TaskStatus};
-use crate::ports::{Clock, Ctx, ExitKind, Liveness, Processes, Signal, State, Store};
+use crate::ports::{Clock, Ctx, ExitKind, Liveness, Processes, Signal, SpawnError, State, Store};
 use crate::settings::{CrashLoopPolicy, Settings};
 use crate::time::{format_rfc3339, parse_rfc3339};
 use std::fmt;
@@ -13,10 +14,10 @@ use std::fmt;
 pub enum DeathCause {
     Exited(ExitKind),
     PidReused,
-    NotAProcess(String),
+    NotAProcess(PidRefused),
     /// The entry stayed `starting` without a pid: the dispatcher crashed before spawning.
     NeverStarted,
-    SpawnFailed(String),
+    SpawnFailed(SpawnError),
     /// The registry entry was already ended (with this status) while its task was in progress.
     EntryEnded(AgentStatus),
 }
@@ -590,9 +591,9 @@ mod tests {
             (DeathCause::Exited(ExitKind::Code(2)), "its process exited with code 2"),
             (DeathCause::Exited(ExitKind::Died), "its process died"),
             (DeathCause::PidReused, "its pid now belongs to another process"),
-            (DeathCause::NotAProcess("pid 1".into()), "its recorded pid is not an agent process (pid 1)"),
+            (DeathCause::NotAProcess(PidRefused::Init), "its recorded pid is not an agent process (pid 1 is init)"),
             (DeathCause::NeverStarted, "it never started"),
-            (DeathCause::SpawnFailed("no shell".into()), "it could not be spawned: no shell"),
+            (DeathCause::SpawnFailed(SpawnError::NoFreePid), "it could not be spawned: no free pid"),
             (DeathCause::EntryEnded(AgentStatus::Failed), "its registry entry is failed"),
         ];
         for (cause, text) in shown {

@@ -43,7 +43,7 @@ pub async fn stop_process<C: Clock, P: Processes, S: Store>(
     let first = if force { Signal::Kill } else { Signal::Term };
     match ctx.processes.signal(process, first).await {
         SignalOutcome::Gone => return Ok(StopResult::AlreadyGone),
-        SignalOutcome::NotOurs(why) => return Ok(StopResult::NotOurs(why)),
+        SignalOutcome::NotOurs(why) => return Ok(StopResult::NotOurs(why.to_string())),
         SignalOutcome::Delivered => {}
     }
     if !force {
@@ -53,7 +53,7 @@ pub async fn stop_process<C: Clock, P: Processes, S: Store>(
         }
         match ctx.processes.signal(process, Signal::Kill).await {
             SignalOutcome::Gone => return Ok(StopResult::Stopped { escalated: false }),
-            SignalOutcome::NotOurs(why) => return Ok(StopResult::NotOurs(why)),
+            SignalOutcome::NotOurs(why) => return Ok(StopResult::NotOurs(why.to_string())),
             SignalOutcome::Delivered => {}
         }
     }
@@ -70,7 +70,7 @@ mod tests {
     use crate::block_on;
     use crate::graph::Graph;
     use crate::ops::fake::Fake;
-    use crate::ports::{Liveness, Signal, State};
+    use crate::ports::{Liveness, NotOurs, Signal, State};
     use crate::registry::Registry;
 
     const NOW_MS: i64 = 10_000;
@@ -146,8 +146,8 @@ mod tests {
     #[test]
     fn a_pid_that_is_not_the_agents_is_reported_and_never_waited_for() {
         for force in [false, true] {
-            let (result, signals, waits) = stop_finding(vec![SignalOutcome::NotOurs("pid reused".into())], force);
-            assert_eq!(result, Ok(StopResult::NotOurs("pid reused".into())), "force {force}");
+            let (result, signals, waits) = stop_finding(vec![SignalOutcome::NotOurs(NotOurs::Reused(7))], force);
+            assert_eq!(result, Ok(StopResult::NotOurs("pid 7 was reused".into())), "force {force}");
             assert_eq!((signals, waits), (vec![], vec![]), "force {force}");
         }
     }
@@ -161,9 +161,9 @@ mod tests {
 
     #[test]
     fn a_sigkill_the_identity_check_refuses_after_the_grace_period_is_reported_not_waited_on() {
-        let outcomes = vec![SignalOutcome::Delivered, SignalOutcome::NotOurs("EPERM".into())];
+        let outcomes = vec![SignalOutcome::Delivered, SignalOutcome::NotOurs(NotOurs::PermissionDenied(7))];
         let (result, signals, waits) = stop_finding(outcomes, false);
-        assert_eq!(result, Ok(StopResult::NotOurs("EPERM".into())));
+        assert_eq!(result, Ok(StopResult::NotOurs("permission denied: signalling pid 7".into())));
         assert_eq!((signals, waits), (vec![Signal::Term], vec![NOW_MS + GRACE_MS as i64]));
     }
 }

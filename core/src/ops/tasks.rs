@@ -37,7 +37,7 @@ pub async fn add_task<C: Clock, P: Processes, S: Store>(
             task.max_retries = new.max_retries;
             task.tags = new.tags.clone();
             task.created_at = Some(now.clone());
-            state.graph.add_task(task).map_err(OpError::Refused)?;
+            state.graph.add_task(task).map_err(|duplicate| OpError::Refused(duplicate.to_string()))?;
             Ok(id)
         })
         .await?

@@ -147,7 +147,7 @@ fn modelled(command: WgCommand) -> Option<Result<Command, String>> {
         WgCommand::Heartbeat { agent } => Command::Heartbeat { agent },
         WgCommand::Recover { filter, keep_agency, yes } => match wg_args::recover_filter_task(filter.as_deref()) {
             Ok(task) => Command::Recover { task, keep_agency, apply: yes },
-            Err(message) => return Some(Err(message)),
+            Err(unknown) => return Some(Err(unknown.to_string())),
         },
         WgCommand::Add(add) => Command::Add(add.new_task()),
         WgCommand::Quickstart

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use wg_core::ports::SpawnRequest;
+use wg_core::ports::{SpawnError, SpawnRequest};
 
 /// The agent's shell waits on fd 3 for the spawner's go before it runs the task's command
 /// (`exec` keeps pid and start time). If the spawner closes the gate or dies first, `read` sees
@@ -21,12 +21,12 @@ const GATE_FD: i32 = 3;
 
 /// Spawns `sh -c` behind its gate, in its own process group: the child's pid, its start
 /// ticks, and the gate's write end (dropping it closes the gate: the agent ends unrun).
-pub(super) fn spawn(wg_dir: &Path, request: &SpawnRequest) -> Result<(i32, Option<u64>, OwnedFd), String> {
+pub(super) fn spawn(wg_dir: &Path, request: &SpawnRequest) -> Result<(i32, Option<u64>, OwnedFd), SpawnError> {
     let log = open_log(wg_dir, &request.agent_id)?;
-    let log_err = log.try_clone().map_err(|error| format!("output.log: {error}"))?;
+    let log_err = log.try_clone().map_err(|error| SpawnError::io("output.log", &error))?;
     // Both ends close on exec, so no other child inherits the write end and keeps a gate open.
-    let (gate_read, gate_write) =
-        rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).map_err(|error| format!("gate pipe: {error}"))?;
+    let (gate_read, gate_write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|error| SpawnError::io("gate pipe", &error.into()))?;
     let mut command = Command::new("sh");
     command
         .arg("-c")
@@ -58,25 +58,30 @@ pub(super) fn spawn(wg_dir: &Path, request: &SpawnRequest) -> Result<(i32, Optio
             Ok(())
         });
     }
-    let child = command.spawn().map_err(|error| format!("spawning `sh -c` for {}: {error}", request.agent_id))?;
+    let child = command.spawn().map_err(|error| SpawnError::CouldNotStart {
+        program: "`sh -c`".to_string(),
+        agent_id: request.agent_id.clone(),
+        kind: error.kind(),
+        message: error.to_string(),
+    })?;
     drop(gate_read);
     // `Child` does not wait on drop; we reap by pid with waitpid.
-    let pid = i32::try_from(child.id()).map_err(|_| format!("pid {} out of range", child.id()))?;
+    let pid = i32::try_from(child.id()).map_err(|_| SpawnError::PidOutOfRange(child.id()))?;
     // Unreaped, the child keeps its pid (even as a zombie), so this reads the right process.
     Ok((pid, read_start_ticks(pid), gate_write))
 }
 
 /// `<wg_dir>/agents/<agent-id>/output.log`, appended to.
-fn open_log(wg_dir: &Path, agent_id: &str) -> Result<File, String> {
+fn open_log(wg_dir: &Path, agent_id: &str) -> Result<File, SpawnError> {
     // The id becomes a directory name: it must not climb out of `agents/`.
     if agent_id.is_empty() || agent_id == "." || agent_id == ".." || agent_id.contains(['/', '\0']) {
-        return Err(format!("agent id {agent_id:?} cannot name a directory"));
+        return Err(SpawnError::BadAgentId(agent_id.to_string()));
     }
     let dir = wg_dir.join("agents").join(agent_id);
-    fs::create_dir_all(&dir).map_err(|error| format!("{}: {error}", dir.display()))?;
+    fs::create_dir_all(&dir).map_err(|error| SpawnError::io(dir.display().to_string(), &error))?;
     let path = dir.join("output.log");
     let file = OpenOptions::new().create(true).append(true).open(&path);
-    file.map_err(|error| format!("{}: {error}", path.display()))
+    file.map_err(|error| SpawnError::io(path.display().to_string(), &error))
 }
 
 /// Opens the gate (`go`: the agent runs its command) or closes it (the agent ends unrun).

@@ -18,7 +18,7 @@ mod tests;
 mod tree;
 
 pub use guard::{check_identity, guard_pid, START_SLACK_MS};
-pub use pidfd::{signal_verified, terminate_one};
+pub use pidfd::{signal_verified, terminate_one, TerminateError};
 pub use procfs::{
     parse_stat, read_comm, read_environ, read_start_ticks, read_stat, scan_processes, start_epoch_ms, ticks_per_second,
     Member, ProcStat,
@@ -31,7 +31,9 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use tree::Trees;
 use wg_core::model::ProcessRef;
-use wg_core::ports::{ExitKind, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnRequest, Spawned};
+use wg_core::ports::{
+    ExitKind, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnError, SpawnRequest, Spawned,
+};
 use wg_core::time::EpochMs;
 
 /// A process we spawned: we are its parent, so only we can reap it.
@@ -106,7 +108,7 @@ impl SystemProcesses {
         self.trees.snapshot(pid)
     }
 
-    fn spawn_now(&self, request: &SpawnRequest) -> Result<Spawned, String> {
+    fn spawn_now(&self, request: &SpawnRequest) -> Result<Spawned, SpawnError> {
         let (pid, start_ticks, gate) = gate::spawn(&self.wg_dir, request)?;
         self.children.borrow_mut().insert(pid, Child { start_ticks, exit: None });
         self.gates.borrow_mut().insert(pid, gate);
@@ -148,7 +150,7 @@ impl SystemProcesses {
     fn liveness_now(&self, process: &ProcessRef) -> Liveness {
         let pid = match guard_pid(process.pid) {
             Ok(pid) => pid,
-            Err(why) => return Liveness::Refused(why),
+            Err(refused) => return Liveness::Refused(refused),
         };
         if let Some(exit) = self.child_exit(pid, process) {
             return Liveness::Gone(exit);
@@ -165,7 +167,7 @@ impl SystemProcesses {
 }
 
 impl Processes for SystemProcesses {
-    async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, String> {
+    async fn spawn(&self, request: &SpawnRequest) -> Result<Spawned, SpawnError> {
         self.spawn_now(request)
     }
 

@@ -11,7 +11,8 @@ use rustix::io::Errno;
 use rustix::process::{kill_process, pidfd_open, pidfd_send_signal, Pid, PidfdFlags, Signal as RawSignal};
 use std::os::fd::OwnedFd;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use wg_core::ports::Signal;
+use wg_core::identity::PidRefused;
+use wg_core::ports::{NotOurs, Signal};
 use wg_core::time::EpochMs;
 
 /// Without pidfds (kernels before 5.3) there is no exit event to wait on; we look at `/proc`
@@ -39,21 +40,23 @@ pub(super) enum Hold {
     /// No such process.
     Gone,
     /// The pid holds another process, or the pidfd could not be opened.
-    Other(String),
+    Other(NotOurs),
 }
 
 /// Opens a pidfd for `pid`, then checks `/proc` (in that order, see the module comment).
-pub(super) fn hold(pid: i32, verify: impl Fn(&ProcStat) -> Result<(), String>) -> Hold {
-    let Some(raw) = Pid::from_raw(pid) else { return Hold::Other(format!("pid {pid} is not a process")) };
+pub(super) fn hold<E: Into<NotOurs>>(pid: i32, verify: impl Fn(&ProcStat) -> Result<(), E>) -> Hold {
+    let Some(raw) = Pid::from_raw(pid) else { return Hold::Other(PidRefused::Group(i64::from(pid)).into()) };
     let fd = match pidfd_open(raw, PidfdFlags::empty()) {
         Ok(fd) => Some(fd),
         Err(Errno::NOSYS) => None,
         Err(Errno::SRCH) => return Hold::Gone,
-        Err(error) => return Hold::Other(format!("pidfd_open({pid}): {error}")),
+        Err(error) => {
+            return Hold::Other(NotOurs::System { call: format!("pidfd_open({pid})"), message: error.to_string() })
+        }
     };
     let Some(stat) = read_stat(pid) else { return Hold::Gone };
     if let Err(why) = verify(&stat) {
-        return Hold::Other(why);
+        return Hold::Other(why.into());
     }
     if stat.has_ended() {
         return Hold::Ended(stat.start_ticks);
@@ -70,12 +73,12 @@ pub(super) fn raw_signal(signal: Signal) -> RawSignal {
 
 /// Sends through the pidfd (plain `kill` only without pidfd support, after the same checks).
 /// `Ok(false)`: the process ended meanwhile. EPERM is reported, never worked around.
-pub(super) fn send(held: &Held, signal: Signal) -> Result<bool, String> {
+pub(super) fn send(held: &Held, signal: Signal) -> Result<bool, NotOurs> {
     send_raw(held, raw_signal(signal))
 }
 
 /// [`send`] with any signal (the smoke runner stops and continues agents to stall them).
-fn send_raw(held: &Held, signal: RawSignal) -> Result<bool, String> {
+fn send_raw(held: &Held, signal: RawSignal) -> Result<bool, NotOurs> {
     let result = match (&held.fd, Pid::from_raw(held.pid)) {
         (Some(fd), _) => pidfd_send_signal(fd, signal),
         (None, Some(pid)) => kill_process(pid, signal),
@@ -84,8 +87,8 @@ fn send_raw(held: &Held, signal: RawSignal) -> Result<bool, String> {
     match result {
         Ok(()) => Ok(true),
         Err(Errno::SRCH) => Ok(false),
-        Err(Errno::PERM) => Err(format!("permission denied: signalling pid {}", held.pid)),
-        Err(error) => Err(format!("signalling pid {}: {error}", held.pid)),
+        Err(Errno::PERM) => Err(NotOurs::PermissionDenied(i64::from(held.pid))),
+        Err(error) => Err(NotOurs::System { call: format!("signalling pid {}", held.pid), message: error.to_string() }),
     }
 }
 
@@ -122,8 +125,8 @@ pub(super) fn ended_members(waiting: &[Held], timeout_ms: i64) -> Vec<usize> {
 /// Sends SIGTERM to the single process `pid` (not its tree) if it still is the one that started
 /// at `start_ticks`, and waits up to `grace` for it to exit. Used to stop the service, whose
 /// agents are meant to keep running. `Ok` also when it was gone already; no SIGKILL follows.
-pub fn terminate_one(pid: i32, start_ticks: u64, grace: Duration) -> Result<(), String> {
-    let pid = guard_pid(i64::from(pid))?;
+pub fn terminate_one(pid: i32, start_ticks: u64, grace: Duration) -> Result<(), TerminateError> {
+    let pid = guard_pid(i64::from(pid)).map_err(NotOurs::from)?;
     let Some(held) = hold_verified(pid, start_ticks)? else { return Ok(()) };
     if !send(&held, Signal::Term)? {
         return Ok(());
@@ -135,10 +138,21 @@ pub fn terminate_one(pid: i32, start_ticks: u64, grace: Duration) -> Result<(), 
         if !ended_members(&waiting, remaining_ms.max(0)).is_empty() {
             waiting.clear();
         } else if remaining_ms <= 0 {
-            return Err(format!("pid {pid} did not exit within {} ms of SIGTERM", grace.as_millis()));
+            return Err(TerminateError::DidNotExit { pid, grace_ms: grace.as_millis() });
         }
     }
     Ok(())
+}
+
+/// Why [`terminate_one`] could not stop its process.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TerminateError {
+    /// Nothing was sent: the pid is refused, or is no longer the process meant.
+    #[error(transparent)]
+    NotOurs(#[from] NotOurs),
+    /// SIGTERM was sent and the process still runs after the grace period.
+    #[error("pid {pid} did not exit within {grace_ms} ms of SIGTERM")]
+    DidNotExit { pid: i32, grace_ms: u128 },
 }
 
 pub(super) fn now_ms() -> EpochMs {
@@ -148,7 +162,7 @@ pub(super) fn now_ms() -> EpochMs {
 /// Sends `signal` to the single process `pid` if it still is the one that started at
 /// `start_ticks`, through the pid guard and a pidfd like every other signal. `Ok(false)`: it had
 /// ended (or was never there); `Err`: the guard or the kernel refused, or the pid was reused.
-pub fn signal_verified(pid: i32, start_ticks: u64, signal: RawSignal) -> Result<bool, String> {
+pub fn signal_verified(pid: i32, start_ticks: u64, signal: RawSignal) -> Result<bool, NotOurs> {
     let pid = guard_pid(i64::from(pid))?;
     match hold_verified(pid, start_ticks)? {
         Some(held) => send_raw(&held, signal),
@@ -157,7 +171,7 @@ pub fn signal_verified(pid: i32, start_ticks: u64, signal: RawSignal) -> Result<
 }
 
 /// Holds `pid` if it is the process that started at `start_ticks` and still runs.
-fn hold_verified(pid: i32, start_ticks: u64) -> Result<Option<Held>, String> {
+fn hold_verified(pid: i32, start_ticks: u64) -> Result<Option<Held>, NotOurs> {
     match hold(pid, |stat| same_start(stat, start_ticks)) {
         Hold::Held(held) => Ok(Some(held)),
         Hold::Ended(_) | Hold::Gone => Ok(None),

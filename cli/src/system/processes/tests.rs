@@ -18,7 +18,7 @@ fn request(agent_id: &str, command: &str) -> SpawnRequest {
 }
 
 /// Spawns and opens the gate at once, as the dispatcher does after recording the pid.
-fn spawn_released(processes: &SystemProcesses, request: &SpawnRequest) -> Result<Spawned, String> {
+fn spawn_released(processes: &SystemProcesses, request: &SpawnRequest) -> Result<Spawned, SpawnError> {
     let spawned = block_on(processes.spawn(request))?;
     block_on(processes.release(&spawned, true));
     Ok(spawned)
@@ -187,7 +187,8 @@ fn spawn_exports_env_and_appends_output_to_the_log() {
     let log = fs::read_to_string(dir.path().join(".wg/agents/agent-7/output.log")).expect("log written");
     let wg_dir = dir.path().join(".wg");
     assert_eq!(log, format!("task-1 agent-7 {}\noops\nstdin closed\n", wg_dir.display()));
-    assert!(spawn_released(&processes, &request("../escape", "true")).is_err());
+    let escape = spawn_released(&processes, &request("../escape", "true"));
+    assert_eq!(escape, Err(SpawnError::BadAgentId("../escape".into())));
 }
 
 #[test]

@@ -10,7 +10,7 @@ use rustix::process::Pid;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use wg_core::model::ProcessRef;
-use wg_core::ports::{ExitWait, Signal, SignalOutcome};
+use wg_core::ports::{ExitWait, NotOurs, Signal, SignalOutcome};
 use wg_core::time::EpochMs;
 
 /// How often `signal` looks for processes forked between its scan of `/proc` and its signal.
@@ -45,7 +45,7 @@ impl Trees {
     pub(super) fn signal(&self, process: &ProcessRef, signal: Signal) -> SignalOutcome {
         let pid = match guard_pid(process.pid) {
             Ok(pid) => pid,
-            Err(why) => return SignalOutcome::NotOurs(why),
+            Err(why) => return SignalOutcome::NotOurs(why.into()),
         };
         let remembered = self.remembered(pid, process);
         // `group`: the leader is verified and not reaped, so the group named by its pid is its own.
@@ -212,7 +212,7 @@ fn signal_tree(
     mut roots: Vec<Member>,
     group: Option<i32>,
     signal: Signal,
-) -> Result<(bool, Vec<Member>), String> {
+) -> Result<(bool, Vec<Member>), NotOurs> {
     let leader_pid = leader.as_ref().map(|held| held.pid);
     let mut batch: Vec<Held> = leader.into_iter().collect();
     let mut signalled: Vec<Member> = Vec::new();

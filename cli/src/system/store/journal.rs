@@ -29,7 +29,7 @@ use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
-use wg_core::ports::StoreError;
+use wg_core::ports::{FileError, StoreError};
 
 /// The record's format; a record of another version is refused rather than guessed at.
 const RECORD_VERSION: u32 = 1;
@@ -221,19 +221,17 @@ enum Step<'a> {
 
 impl Step<'_> {
     /// Runs the step; on failure, says what could not be done.
-    fn run(&self) -> Result<(), String> {
+    fn run(&self) -> Result<(), FileError> {
         match self {
             Step::WriteTemp { temp, target, content } => {
-                write_and_sync(temp, content).map_err(|error| format!("cannot write {}: {error}", target.display()))
+                write_and_sync(temp, content).map_err(|error| FileError::new("write", target, &error))
             }
             Step::Rename { from, to } => fs::rename(from, to)
-                .map_err(|error| format!("cannot rename {} onto {}: {error}", from.display(), to.display())),
+                .map_err(|error| FileError::new(format!("rename {} onto", from.display()), to, &error)),
             Step::SyncFolder(folder) => File::open(folder)
                 .and_then(|opened| opened.sync_all())
-                .map_err(|error| format!("cannot sync the folder {}: {error}", folder.display())),
-            Step::Remove(path) => {
-                fs::remove_file(path).map_err(|error| format!("cannot remove {}: {error}", path.display()))
-            }
+                .map_err(|error| FileError::new("sync the folder", folder, &error)),
+            Step::Remove(path) => fs::remove_file(path).map_err(|error| FileError::new("remove", path, &error)),
         }
     }
 }
@@ -259,20 +257,21 @@ pub struct Plan<'a> {
 impl Plan<'_> {
     pub fn run(&self) -> Result<(), StoreError> {
         for (index, step) in self.steps.iter().enumerate() {
-            if let Err(message) = step.run() {
-                return Err(self.failure(index, message));
+            if let Err(source) = step.run() {
+                return Err(self.failure(index, source));
             }
         }
         Ok(())
     }
 
-    fn failure(&self, index: usize, message: String) -> StoreError {
-        if self.commit_step.is_some_and(|commit_step| index <= commit_step) {
+    fn failure(&self, index: usize, source: FileError) -> StoreError {
+        let then = if self.commit_step.is_some_and(|commit_step| index <= commit_step) {
             self.remove_temporaries();
-            StoreError::Io(format!("{message}; nothing was written"))
+            "nothing was written".to_string()
         } else {
-            StoreError::Io(format!("{message}; {}", self.after_commit))
-        }
+            self.after_commit.clone()
+        };
+        StoreError::File { source, then: Some(then) }
     }
 
     /// Best effort: a temp left here is stale, and the next transaction removes it.
@@ -475,7 +474,7 @@ fn read_record(paths: &WgPaths) -> Result<Option<Vec<RecordedFile>>, StoreError>
     let bytes = match fs::read(&path) {
         Ok(bytes) => bytes,
         Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(StoreError::Io(format!("cannot read {}: {error}", path.display()))),
+        Err(error) => return Err(FileError::new("read", &path, &error).into()),
     };
     // An `Io` error rather than `Corrupt`: the command line adds "fix or remove that line" to the
     // latter, and this file has no line to fix.
@@ -512,7 +511,7 @@ impl Finding {
 
 /// The fingerprint of a file's content, read in chunks; `None` when there is no such file.
 fn fingerprint_file(path: &Path) -> Result<Option<Fingerprint>, StoreError> {
-    let cannot_read = |error: std::io::Error| StoreError::Io(format!("cannot read {}: {error}", path.display()));
+    let cannot_read = |error: std::io::Error| StoreError::from(FileError::new("read", path, &error));
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
@@ -871,6 +870,9 @@ mod tests {
         fs::create_dir(&obstacle).expect("create the obstacle");
         let error = plan.run().expect_err("the commit fails");
         assert!(error.to_string().ends_with("; nothing was written"), "{error}");
+        let StoreError::File { source, then } = &error else { panic!("a file's error: {error:?}") };
+        assert_eq!((source.action.as_str(), &source.path), ("write", &fixture.paths.commit_record()));
+        assert_eq!((source.kind, then.as_deref()), (ErrorKind::IsADirectory, Some("nothing was written")));
         fs::remove_dir(&obstacle).expect("remove the obstacle");
         assert_eq!(fixture.files(), fixture.old());
         assert_eq!(fixture.leftovers(), Vec::<String>::new(), "its temps are removed");
@@ -891,6 +893,21 @@ mod tests {
         fixture.next_transaction().expect("the next transaction runs");
         assert_eq!(fixture.files(), Fixture::new_files());
         assert_eq!(fixture.leftovers(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_transaction_that_leaves_an_in_progress_task_to_nobody_stops_before_writing() {
+        let fixture = Fixture::new();
+        let store = FileStore::new(fixture.paths.clone(), false);
+        let broken = std::panic::catch_unwind(|| {
+            block_on(store.transact(|state| {
+                state.graph.task_mut("t1").expect("t1").status = wg_core::model::TaskStatus::InProgress;
+            }))
+        });
+        let message = broken.expect_err("the store's commit asserts");
+        let message = message.downcast_ref::<String>().expect("a formatted message");
+        assert!(message.contains("a commit never writes an in-progress task without a running agent"), "{message}");
+        assert_eq!(fixture.files(), fixture.old(), "nothing was written");
     }
 
     #[test]
