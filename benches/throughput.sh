@@ -16,7 +16,9 @@
 # and one fsync (a 4 KiB O_DSYNC write, averaged over 200). With STRACE=1 each of our services
 # runs under `strace -f -c` and its syscall summary (fsync, rename, clone, execve, flock...) is
 # printed after its line: where the time goes (its wall time is then slower).
-# TIMEOUT (default 300 s) bounds each run. It ends what it started, by pid.
+# WINDOW=N (not with STRACE) also prints, every N tasks done, the wall and CPU time of the last N
+# and the sizes of registry and graph: how the cost of a task grows with the history the files
+# keep. TIMEOUT (default 300 s) bounds each run. It ends what it started, by pid.
 set -euo pipefail
 tasks=${TASKS:-1000}
 max_agents=${MAX_AGENTS:-8}
@@ -56,7 +58,15 @@ measure() {
     "$bin" --dir "$dir" "$@" > "$run/service.log" 2>&1 &
   fi
   service_pid=$!
+  local next_window=${WINDOW:-0} window_wall=$started window_cpu=0 now_cpu
   until done_count=$(grep -c '"status": *"done"' "$dir/graph.jsonl" || true) && [ "$done_count" -ge "$tasks" ]; do
+    if [ "$traced" = 0 ] && [ "${WINDOW:-0}" -gt 0 ] && [ "$done_count" -ge "$next_window" ]; then
+      now_cpu=$(cpu_seconds "$service_pid")
+      awk -v n="$done_count" -v w="$WINDOW" -v a="$window_wall" -v b="$EPOCHREALTIME" -v c="$window_cpu" -v d="$now_cpu" \
+        -v r="$(stat -c %s "$dir/service/registry.json" 2> /dev/null || echo 0)" -v g="$(stat -c %s "$dir/graph.jsonl")" \
+        'BEGIN { printf "  %d done: the last %d in %.2f s, service CPU %.2f s (%.2f ms a task); registry %d KiB, graph %d KiB\n", n, w, b - a, d - c, (d - c) * 1000 / w, r / 1024, g / 1024 }'
+      window_wall=$EPOCHREALTIME window_cpu=$now_cpu next_window=$((next_window + WINDOW))
+    fi
     if awk -v a="$started" -v b="$EPOCHREALTIME" -v t="$timeout" 'BEGIN { exit !(b - a > t) }'; then
       echo "throughput.sh: $label: only $done_count of $tasks tasks done after $timeout s; see its log:" >&2
       tail -5 "$run/service.log" >&2
