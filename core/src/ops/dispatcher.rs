@@ -207,7 +207,7 @@ async fn close_unrecorded<C: Clock, P: Processes, S: Store>(
             }
         })
         .await;
-    let settled = if settled.is_ok() { "settled" } else { "left to the starting timeout" };
+    let settled = if settled.is_ok() { "settled in a second transaction" } else { "left to the starting timeout" };
     let failed = |(request, spawn): &(SpawnRequest, SpawnResult)| match spawn {
         Ok(_) => Err(format!("recording {} failed ({error}); it never ran ({settled})", request.agent_id)),
         Err(why) => Err(format!("{why}; recording that failed too ({error}); {settled}")),
@@ -495,7 +495,7 @@ mod tests {
         let mut fake = three_spawning(4242);
         fake.failing_transactions = vec![2];
         let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(3))).unwrap();
-        let why = "recording agent-2 failed (the fake store failed); it never ran (settled)";
+        let why = "recording agent-2 failed (the fake store failed); it never ran (settled in a second transaction)";
         assert_eq!(dispatched[1].result, Err(why.to_string()));
         assert!(dispatched.iter().all(|d| d.result.is_err()), "{dispatched:?}");
         assert_eq!(*fake.releases.borrow(), [(4242, false); 3], "no process runs unrecorded");
@@ -529,7 +529,7 @@ mod tests {
         let mut fake = Fake::new(state_of(&[ready("t1")], &[]), NOW_MS, Liveness::Alive);
         fake.failing_transactions = vec![2];
         let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(3))).unwrap();
-        let why = "the fake spawns nothing; recording that failed too (the fake store failed); settled";
+        let why = "the fake spawns nothing; recording that failed too (the fake store failed); settled in a second transaction";
         assert_eq!(dispatched[0].result, Err(why.to_string()));
         let state = fake.state.borrow();
         assert_eq!(state.registry.agent("agent-1").unwrap().status, AgentStatus::Dead);
