@@ -149,7 +149,7 @@ const CASES: [Case; 8] = [
     ("two_retries", 0, 40, Faults::Swarm(0.2), 0x1d18ec069512548f),
     ("retry_while_done", 0, 40, Faults::Scenario, 0xa62f70ebcd2e8447),
     ("kill_reaper_respawn", 0, 30, Faults::Swarm(0.2), 0x50a467c10f8f8a02),
-    ("pid_reuse_not_signalled", 0, 30, Faults::Scenario, 0x906aaa0f9dd2127d),
+    ("pid_reuse_not_signalled", 0, 30, Faults::Scenario, 0x6ef35261a28a71c1),
     ("service_crash_after_spawn", 0, 30, Faults::Swarm(0.2), 0xb97d171ed556019b),
     ("retry_hung_agent", 0, 30, Faults::Swarm(0.3), 0x23cd0efdd5182e04),
 ];

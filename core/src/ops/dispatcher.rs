@@ -1,14 +1,15 @@
 //! The dispatcher: starts an agent for each ready task, up to `max_agents` running.
 //!
-//! Reserve (task in-progress, agent entry `starting`) in one transaction, spawn the process held
-//! at its gate, record the pid in a second transaction, and only then let the process run. If
-//! the entry was stopped or settled in between, the gate is closed instead and the process ends
-//! without having run anything; if the dispatcher crashes, the gate closes by itself (S1).
+//! Reserve every task a tick starts (task in-progress, agent entry `starting`) in one transaction,
+//! spawn each process held at its gate, record every pid in a second transaction, and only then
+//! let the processes run. If an entry was stopped or settled in between, its gate is closed
+//! instead and its process ends without having run anything; if the dispatcher crashes, every
+//! gate it holds closes by itself (S1).
 
 use super::reaper::{on_agent_ended, DeathCause};
 use super::OpError;
 use crate::model::{Agent, AgentStatus, Task, TaskStatus};
-use crate::ports::{Clock, Ctx, Processes, SpawnRequest, Spawned, State, Store};
+use crate::ports::{Clock, Ctx, Processes, SpawnError, SpawnRequest, Spawned, State, Store, StoreError};
 use crate::settings::Settings;
 use crate::time::format_rfc3339;
 use serde_json::Map;
@@ -22,28 +23,46 @@ pub struct Dispatched {
 }
 
 /// One dispatcher tick. Bounded by `max_agents`.
+///
+/// Three commits at most whatever the number of tasks started: the reservation, one record of
+/// every spawn (pids of the processes started, settlements of the spawns that failed), and only
+/// when that record fails, one settlement of them all. Every process waits at its gate until the
+/// record that names it has committed.
 pub async fn dispatch<C: Clock, P: Processes, S: Store>(
     ctx: Ctx<'_, C, P, S>,
     settings: &Settings,
 ) -> Result<Vec<Dispatched>, OpError> {
     let now_ms = ctx.clock.now_ms();
     let requests = ctx.store.transact(|state| reserve(state, settings, ctx.actor, now_ms)).await?;
-    let mut dispatched = Vec::with_capacity(requests.len());
-    for request in requests {
-        let result = match ctx.processes.spawn(&request).await {
-            Ok(spawned) => record_spawn(ctx, settings, &request, spawned).await.map(|()| spawned.pid),
-            Err(why) => {
-                let now_ms = ctx.clock.now_ms();
-                let cause = DeathCause::SpawnFailed(why.clone());
-                ctx.store
-                    .transact(|state| on_agent_ended(state, settings, ctx.actor, &request.agent_id, 0, cause, now_ms))
-                    .await?;
-                Err(why.to_string())
-            }
-        };
-        dispatched.push(Dispatched { agent_id: request.agent_id, task_id: request.task_id, result });
+    if requests.is_empty() {
+        return Ok(Vec::new());
     }
-    Ok(dispatched)
+    let mut spawns = Vec::with_capacity(requests.len());
+    for request in requests {
+        let spawn = ctx.processes.spawn(&request).await;
+        spawns.push((request, spawn));
+    }
+    let now_ms = ctx.clock.now_ms();
+    let recorded = ctx
+        .store
+        .transact(|state| {
+            let record = |(request, spawn): &(SpawnRequest, SpawnResult)| {
+                record_or_settle(state, settings, ctx.actor, request, spawn, now_ms)
+            };
+            spawns.iter().map(record).collect::<Vec<_>>()
+        })
+        .await;
+    let results = match recorded {
+        Ok(recorded) => release_recorded(ctx, &spawns, recorded).await,
+        Err(error) => close_unrecorded(ctx, settings, &spawns, &error).await,
+    };
+    let dispatched = spawns.into_iter().zip(results);
+    let dispatched = dispatched.map(|((request, _), result)| Dispatched {
+        agent_id: request.agent_id,
+        task_id: request.task_id,
+        result,
+    });
+    Ok(dispatched.collect())
 }
 
 /// A task the dispatcher may start now (the rule is [`crate::graph::Graph::is_ready`]'s).
@@ -101,49 +120,103 @@ fn assert_within_max_agents(running_before: usize, running_after: usize, setting
     );
 }
 
-/// What the recording transaction found.
+/// What spawning one reserved request gave: its process, held at its gate, or why it failed.
+type SpawnResult = Result<Spawned, SpawnError>;
+
+/// What the recording transaction found for one request.
 enum Recorded {
     /// The pid is in the registry: the process may run.
-    Yes,
+    Yes { pid: i64 },
     /// The entry was asked to stop before its pid was recorded. The process will never run (its
     /// gate is closed next), so the entry and its task were settled in the same transaction:
     /// nothing waits for a timeout to learn what is already known.
     StoppedFirst,
     /// The entry is no longer this spawn's to record (settled or changed by someone else).
     Gone,
+    /// Spawning failed (why): the entry and its task were settled as a death, if still the
+    /// reservation's.
+    SpawnFailed(String),
 }
 
-/// Records the pid of a fresh process and lets it run, or closes its gate when its entry was
-/// stopped meanwhile.
-async fn record_spawn<C: Clock, P: Processes, S: Store>(
-    ctx: Ctx<'_, C, P, S>,
-    settings: &Settings,
-    request: &SpawnRequest,
-    spawned: Spawned,
-) -> Result<(), String> {
-    let now_ms = ctx.clock.now_ms();
-    let recorded = ctx.store.transact(|state| record(state, settings, ctx.actor, request, spawned, now_ms)).await;
-    let go = matches!(recorded, Ok(Recorded::Yes));
-    ctx.processes.release(&spawned, go).await;
-    match recorded {
-        Ok(Recorded::Yes) => Ok(()),
-        Ok(Recorded::StoppedFirst) => {
-            Err(format!("{} was stopped before it was recorded; it never ran", request.agent_id))
-        }
-        Ok(Recorded::Gone) => Err(format!("{} was settled before it was recorded; it never ran", request.agent_id)),
-        Err(error) => {
-            // The gate is closed: the process never runs. Settle the entry now if the store lets
-            // us; if not, the reaper's starting timeout is the backstop.
-            let now_ms = ctx.clock.now_ms();
-            let cause = DeathCause::NeverStarted;
-            let settled = ctx
-                .store
-                .transact(|state| on_agent_ended(state, settings, ctx.actor, &request.agent_id, 0, cause, now_ms))
-                .await;
-            let settled = if settled.is_ok() { "settled" } else { "left to the starting timeout" };
-            Err(format!("recording {} failed ({error}); it never ran ({settled})", request.agent_id))
+impl Recorded {
+    /// What the tick reports for this request: the pid, or why its process never ran.
+    fn into_result(self, agent_id: &str) -> Result<i64, String> {
+        match self {
+            Recorded::Yes { pid } => Ok(pid),
+            Recorded::StoppedFirst => Err(format!("{agent_id} was stopped before it was recorded; it never ran")),
+            Recorded::Gone => Err(format!("{agent_id} was settled before it was recorded; it never ran")),
+            Recorded::SpawnFailed(why) => Err(why),
         }
     }
+}
+
+/// Inside the recording transaction: records a fresh process's pid, or settles a failed spawn.
+fn record_or_settle(
+    state: &mut State,
+    settings: &Settings,
+    actor: &str,
+    request: &SpawnRequest,
+    spawn: &SpawnResult,
+    now_ms: i64,
+) -> Recorded {
+    match spawn {
+        Ok(spawned) => record(state, settings, actor, request, *spawned, now_ms),
+        Err(why) => {
+            let cause = DeathCause::SpawnFailed(why.clone());
+            on_agent_ended(state, settings, actor, &request.agent_id, 0, cause, now_ms);
+            Recorded::SpawnFailed(why.to_string())
+        }
+    }
+}
+
+/// After the record committed: opens the gate of each process whose pid it holds and closes the
+/// others' for good. What each request came to, in order.
+async fn release_recorded<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    spawns: &[(SpawnRequest, SpawnResult)],
+    recorded: Vec<Recorded>,
+) -> Vec<Result<i64, String>> {
+    let mut results = Vec::with_capacity(spawns.len());
+    for ((request, spawn), recorded) in spawns.iter().zip(recorded) {
+        if let Ok(spawned) = spawn {
+            ctx.processes.release(spawned, matches!(recorded, Recorded::Yes { .. })).await;
+        }
+        results.push(recorded.into_result(&request.agent_id));
+    }
+    results
+}
+
+/// The record failed, so no process of this tick may run: closes every gate, then settles every
+/// entry the reservation made if the store lets us (if not, the reaper's starting timeout is the
+/// backstop).
+async fn close_unrecorded<C: Clock, P: Processes, S: Store>(
+    ctx: Ctx<'_, C, P, S>,
+    settings: &Settings,
+    spawns: &[(SpawnRequest, SpawnResult)],
+    error: &StoreError,
+) -> Vec<Result<i64, String>> {
+    for spawned in spawns.iter().filter_map(|(_, spawn)| spawn.as_ref().ok()) {
+        ctx.processes.release(spawned, false).await;
+    }
+    let now_ms = ctx.clock.now_ms();
+    let settled = ctx
+        .store
+        .transact(|state| {
+            for (request, spawn) in spawns {
+                let cause = match spawn {
+                    Ok(_) => DeathCause::NeverStarted,
+                    Err(why) => DeathCause::SpawnFailed(why.clone()),
+                };
+                on_agent_ended(state, settings, ctx.actor, &request.agent_id, 0, cause, now_ms);
+            }
+        })
+        .await;
+    let settled = if settled.is_ok() { "settled in a second transaction" } else { "left to the starting timeout" };
+    let failed = |(request, spawn): &(SpawnRequest, SpawnResult)| match spawn {
+        Ok(_) => Err(format!("recording {} failed ({error}); it never ran ({settled})", request.agent_id)),
+        Err(why) => Err(format!("{why}; recording that failed too ({error}); {settled}")),
+    };
+    spawns.iter().map(failed).collect()
 }
 
 fn record(
@@ -168,7 +241,7 @@ fn record(
     agent.process_start_ticks = spawned.start_ticks;
     agent.status = AgentStatus::Working;
     agent.last_heartbeat = Some(format_rfc3339(now_ms));
-    Recorded::Yes
+    Recorded::Yes { pid: spawned.pid }
 }
 
 #[cfg(test)]
@@ -322,7 +395,7 @@ mod tests {
     fn a_fresh_process_is_recorded_as_working_with_its_pid_and_identity() {
         let before = reserved_state(None);
         let mut state = before.clone();
-        assert!(matches!(record_agent_1(&mut state), Recorded::Yes));
+        assert!(matches!(record_agent_1(&mut state), Recorded::Yes { pid: 4242 }));
         let mut expected = before.clone();
         let agent = expected.registry.agent_mut("agent-1").unwrap();
         agent.pid = 4242;
@@ -396,6 +469,75 @@ mod tests {
         let agent = state.registry.agent("agent-1").unwrap();
         assert_eq!((agent.pid, agent.process_start_ticks, &agent.status), (4242, Some(5), &AgentStatus::Working));
         assert_eq!(state.graph.task("t1").unwrap().status, TaskStatus::InProgress);
+    }
+
+    /// Three ready tasks, each spawn starting `pid` (the fake gives every spawn the same one).
+    fn three_spawning(pid: i64) -> Fake {
+        let mut fake = Fake::new(state_of(&[ready("t1"), ready("t2"), ready("t3")], &[]), NOW_MS, Liveness::Alive);
+        fake.spawns = Some(Spawned { pid, start_ticks: Some(5) });
+        fake
+    }
+
+    #[test]
+    fn every_process_of_a_tick_is_recorded_in_one_transaction_and_only_then_let_run() {
+        let fake = three_spawning(4242);
+        let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(3))).unwrap();
+        let results: Vec<_> = dispatched.iter().map(|d| (d.agent_id.as_str(), d.result.clone())).collect();
+        assert_eq!(results, [("agent-1", Ok(4242)), ("agent-2", Ok(4242)), ("agent-3", Ok(4242))]);
+        assert_eq!(fake.transactions.get(), 2, "the reservation, then one record of all three pids");
+        assert_eq!(*fake.releases.borrow(), [(4242, true); 3]);
+        let state = fake.state.borrow();
+        assert!(state.registry.agents().all(|agent| agent.pid == 4242 && agent.status == AgentStatus::Working));
+    }
+
+    #[test]
+    fn a_failed_record_closes_every_gate_of_the_tick_and_settles_every_entry_in_one_more_transaction() {
+        let mut fake = three_spawning(4242);
+        fake.failing_transactions = vec![2];
+        let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(3))).unwrap();
+        let why = "recording agent-2 failed (the fake store failed); it never ran (settled in a second transaction)";
+        assert_eq!(dispatched[1].result, Err(why.to_string()));
+        assert!(dispatched.iter().all(|d| d.result.is_err()), "{dispatched:?}");
+        assert_eq!(*fake.releases.borrow(), [(4242, false); 3], "no process runs unrecorded");
+        assert_eq!(fake.transactions.get(), 3);
+        let state = fake.state.borrow();
+        for n in 1..=3 {
+            let agent = state.registry.agent(&format!("agent-{n}")).unwrap();
+            assert_eq!((agent.pid, &agent.status), (0, &AgentStatus::Dead), "agent-{n}");
+            let task = state.graph.task(&format!("t{n}")).unwrap();
+            assert_eq!((&task.status, task.retry_count), (&TaskStatus::Open, 1), "t{n}");
+        }
+    }
+
+    #[test]
+    fn a_failed_record_whose_settlement_fails_too_leaves_the_entries_to_the_starting_timeout() {
+        let mut fake = three_spawning(4242);
+        fake.failing_transactions = vec![2, 3];
+        let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(3))).unwrap();
+        let why = "recording agent-1 failed (the fake store failed); it never ran (left to the starting timeout)";
+        assert_eq!(dispatched[0].result, Err(why.to_string()));
+        assert_eq!(*fake.releases.borrow(), [(4242, false); 3], "no process runs unrecorded");
+        let state = fake.state.borrow();
+        assert!(state.registry.agents().all(|agent| agent.pid == 0 && agent.status == AgentStatus::Starting));
+    }
+
+    #[test]
+    fn a_failed_spawn_is_settled_in_the_record_of_its_tick_or_after_it() {
+        let fake = Fake::new(state_of(&[ready("t1")], &[]), NOW_MS, Liveness::Alive);
+        crate::block_on(dispatch(fake.ctx(), &settings(3))).unwrap();
+        assert_eq!(fake.transactions.get(), 2, "reserved, then settled in the record");
+        let mut fake = Fake::new(state_of(&[ready("t1")], &[]), NOW_MS, Liveness::Alive);
+        fake.failing_transactions = vec![2];
+        let dispatched = crate::block_on(dispatch(fake.ctx(), &settings(3))).unwrap();
+        let why = "no free pid; recording that failed too (the fake store failed); settled in a second transaction";
+        assert_eq!(dispatched[0].result, Err(why.to_string()));
+        let state = fake.state.borrow();
+        assert_eq!(state.registry.agent("agent-1").unwrap().status, AgentStatus::Dead);
+        let task = state.graph.task("t1").unwrap();
+        assert_eq!(
+            task.log.last().unwrap().message,
+            "agent-1 ended: it could not be spawned: no free pid; re-queued (attempt 1)"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
-//! Ports for the operations' unit tests: a clock that stands still, a store holding one state,
-//! processes whose liveness (and spawn) the test sets, and a record of every signal sent and
-//! every gate released. A hook may change the state during a liveness check or a spawn, as
-//! another command committing at that very moment would.
+//! Ports for the operations' unit tests: a clock that stands still, a store holding one state
+//! (counting its transactions, some of which may be made to fail), processes whose liveness (and
+//! spawn) the test sets, and a record of every signal sent and every gate released. A hook may
+//! change the state during a liveness check or a spawn, as another command committing at that
+//! very moment would.
 
 use crate::identity::check_pid;
 use crate::model::ProcessRef;
@@ -9,7 +10,7 @@ use crate::ports::{
     Clock, Ctx, ExitWait, Liveness, Processes, Signal, SignalOutcome, SpawnError, SpawnRequest, Spawned, State, Store,
     StoreError,
 };
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 
 /// A state made of task lines and registry entries written as the JSON `wg` stores (each task
@@ -57,6 +58,10 @@ pub struct Fake {
     /// Each process released from its gate, and whether it was let run.
     pub releases: RefCell<Vec<(i64, bool)>>,
     on_spawn: RefCell<Option<Hook>>,
+    /// How many transactions ran (failed ones included).
+    pub transactions: Cell<usize>,
+    /// The numbers (from 1) of the transactions that fail without running their change.
+    pub failing_transactions: Vec<usize>,
 }
 
 impl Fake {
@@ -73,6 +78,8 @@ impl Fake {
             spawns: None,
             releases: RefCell::default(),
             on_spawn: RefCell::default(),
+            transactions: Cell::default(),
+            failing_transactions: Vec::new(),
         }
     }
 
@@ -145,6 +152,10 @@ impl Processes for Fake {
 
 impl Store for Fake {
     async fn transact<R>(&self, change: impl FnOnce(&mut State) -> R) -> Result<R, StoreError> {
+        self.transactions.set(self.transactions.get() + 1);
+        if self.failing_transactions.contains(&self.transactions.get()) {
+            return Err(StoreError::Io("the fake store failed".into()));
+        }
         Ok(change(&mut self.state.borrow_mut()))
     }
 }

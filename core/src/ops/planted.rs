@@ -114,7 +114,8 @@ pub(super) async fn count_retry<C: Clock, P: Processes, S: Store>(
     Ok(())
 }
 
-/// Bug 4 (`SplitReap`): the agent is marked dead in one transaction and its task re-queued in
+/// Bug 4 (`SplitReap`): the non-atomic reap. Instead of settling every dead agent of the sweep
+/// in one transaction, each agent is marked dead in one transaction and its task re-queued in
 /// another, which does not check that the task is still this agent's (only that it is not done).
 /// The split alone is now repaired by the orphan sweep (a dead entry beside an in-progress task
 /// is a legitimate, transient state); what stays wrong is the second transaction acting on a

@@ -55,7 +55,20 @@ struct Watched {
     stop_requested: Option<(String, i64)>,
 }
 
+/// An agent the sweep found dead, to be settled with the others in the sweep's last transaction.
+struct Death {
+    agent_id: String,
+    pid: i64,
+    cause: DeathCause,
+}
+
 /// One sweep over the running agents. Bounded by the number of entries.
+///
+/// Every watched agent is diagnosed first (the port calls), then every dead one is settled in one
+/// transaction: a sweep that finds eight agents ended commits once, not eight times. Each
+/// settlement is still conditional on what that transaction finds (`on_agent_ended`), so a retry
+/// or a kill that settled an agent between its diagnosis and the commit wins, and that agent is
+/// left alone.
 pub async fn reap<C: Clock, P: Processes, S: Store>(
     ctx: Ctx<'_, C, P, S>,
     settings: &Settings,
@@ -68,17 +81,32 @@ pub async fn reap<C: Clock, P: Processes, S: Store>(
             (watch_list(state), orphans)
         })
         .await?;
+    let mut deaths = Vec::new();
     for agent in watched {
-        let Some(cause) = diagnose(ctx, settings, &agent).await? else { continue };
-        let now_ms = ctx.clock.now_ms();
-        let (agent_id, pid) = (&agent.agent_id, agent.process.pid);
-        planted!(settings, SplitReap => { planted::split_reap(ctx, agent_id, pid, now_ms).await?; continue });
-        let settled = ctx
-            .store
-            .transact(|state| on_agent_ended(state, settings, ctx.actor, agent_id, pid, cause, now_ms))
-            .await?;
-        reaped.extend(settled);
+        if let Some(cause) = diagnose(ctx, settings, &agent).await? {
+            deaths.push(Death { agent_id: agent.agent_id, pid: agent.process.pid, cause });
+        }
     }
+    if deaths.is_empty() {
+        return Ok(reaped);
+    }
+    let now_ms = ctx.clock.now_ms();
+    planted!(settings, SplitReap => {
+        for death in &deaths {
+            planted::split_reap(ctx, &death.agent_id, death.pid, now_ms).await?;
+        }
+        return Ok(reaped)
+    });
+    let settled = ctx
+        .store
+        .transact(|state| {
+            let settle = |death: Death| {
+                on_agent_ended(state, settings, ctx.actor, &death.agent_id, death.pid, death.cause, now_ms)
+            };
+            deaths.into_iter().filter_map(settle).collect::<Vec<_>>()
+        })
+        .await?;
+    reaped.extend(settled);
     Ok(reaped)
 }
 
@@ -644,6 +672,63 @@ mod tests {
             assert_eq!(state.graph, before.graph, "{task}: the task is not touched");
             assert_eq!(state.registry.agent("agent-1").unwrap().status, entry_status, "{task}");
         }
+    }
+
+    // A sweep that finds several agents ended settles them together.
+
+    /// t1, t2, t3 in progress for agent-1, -2, -3 (pids 7, 8, 9), every process exited with code 0.
+    fn three_finished() -> Fake {
+        let tasks: Vec<_> = (1..=3)
+            .map(|n| json!({"id": format!("t{n}"), "status": "in-progress", "assigned": format!("agent-{n}")}))
+            .collect();
+        let agents: Vec<_> = (1..=3)
+            .map(|n| {
+                json!({"id": format!("agent-{n}"), "pid": 6 + n, "task_id": format!("t{n}"), "started_at": "x",
+                       "status": "working"})
+            })
+            .collect();
+        Fake::new(state_of(&tasks, &agents), NOW_MS, Liveness::Gone(ExitKind::Code(0)))
+    }
+
+    fn statuses(fake: &Fake) -> Vec<(TaskStatus, AgentStatus)> {
+        let state = fake.state.borrow();
+        let entry = |n: usize| state.registry.agent(&format!("agent-{n}")).unwrap().status.clone();
+        (1..=3).map(|n| (state.graph.task(&format!("t{n}")).unwrap().status.clone(), entry(n))).collect()
+    }
+
+    #[test]
+    fn every_agent_a_sweep_finds_ended_is_settled_in_one_transaction_after_the_look() {
+        let fake = three_finished();
+        let reaped = block_on(reap(fake.ctx(), &settings())).unwrap();
+        let settled: Vec<_> = reaped.iter().map(|r| (r.agent_id.as_str(), r.task_now.clone())).collect();
+        let done = Some(TaskStatus::Done);
+        assert_eq!(settled, [("agent-1", done.clone()), ("agent-2", done.clone()), ("agent-3", done)]);
+        assert_eq!(statuses(&fake), vec![(TaskStatus::Done, AgentStatus::Done); 3]);
+        assert_eq!(fake.transactions.get(), 2, "one to read the watch list, one to settle all three");
+    }
+
+    #[test]
+    fn a_batched_settlement_leaves_alone_an_agent_somebody_else_settled_after_its_diagnosis() {
+        // A `wg retry` stops agent-1 and re-queues t1 while the sweep is still looking at the others.
+        let fake = three_finished();
+        fake.at_next_liveness(|state| {
+            state.registry.agent_mut("agent-1").unwrap().status = AgentStatus::Dead;
+            let task = state.graph.task_mut("t1").unwrap();
+            requeue(task, NOW_MS, "wg retry (pid 9)", "Retried: hung".into());
+        });
+        let reaped = block_on(reap(fake.ctx(), &settings())).unwrap();
+        let settled: Vec<_> = reaped.iter().map(|r| r.agent_id.as_str()).collect();
+        assert_eq!(settled, ["agent-2", "agent-3"], "agent-1 was the retry's to settle");
+        let (done, dead) = ((TaskStatus::Done, AgentStatus::Done), (TaskStatus::Open, AgentStatus::Dead));
+        assert_eq!(statuses(&fake), [dead, done.clone(), done]);
+        assert_eq!(fake.state.borrow().graph.task("t1").unwrap().retry_count, 1, "counted once, by the retry");
+    }
+
+    #[test]
+    fn a_sweep_that_finds_every_agent_alive_commits_nothing_after_its_look() {
+        let (fake, reaped, _) = sweep(state("working", 7, None), 1_000);
+        assert_eq!(reaped, []);
+        assert_eq!(fake.transactions.get(), 1, "only the look at the registry");
     }
 
     // The orphan sweep: in-progress tasks whose entry ended without settling them.
