@@ -2,10 +2,12 @@
 
 /// The core's duration syntax, plus a bare number meaning seconds (as `sleep` reads it).
 pub fn parse_duration_ms(text: &str) -> Result<u64, wg_core::time::BadDuration> {
-    match text.trim().parse::<f64>() {
+    let parsed = match text.trim().parse::<f64>() {
         Ok(_) => wg_core::time::parse_duration_ms(&format!("{}s", text.trim())),
         Err(_) => wg_core::time::parse_duration_ms(text),
-    }
+    };
+    // The error names what the user typed, not the seconds we read it as.
+    parsed.map_err(|_| wg_core::time::BadDuration { text: text.to_string() })
 }
 
 #[cfg(test)]
@@ -20,7 +22,7 @@ mod tests {
         assert_eq!(parse_duration_ms("2"), Ok(2_000));
         assert_eq!(parse_duration_ms("1m"), Ok(60_000));
         assert!(parse_duration_ms("-1s").is_err());
-        assert!(parse_duration_ms("-1").is_err());
+        assert_eq!(parse_duration_ms("-1").unwrap_err().text, "-1", "named as typed");
         assert!(parse_duration_ms("soon").is_err());
     }
 }
