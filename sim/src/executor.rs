@@ -3,18 +3,18 @@
 //! on) and a liveness phase (faults off) at whose end L1/L2 and the expectations are checked.
 
 use crate::actors::{self, ActorFuture};
-use crate::checks;
+use crate::checks::{self, Initial};
 use crate::scenario::{FaultKind, Scenario, SchedulerKind};
-use crate::world::{
-    ActorId, ActorKind, ActorSlot, CheckFailed, Inner, Landing, ProcKind, StoreFault, TimerWaits, Wait, World,
-    EPOCH_START_MS, PID_SLOTS,
-};
+use crate::world::clock::EPOCH_START_MS;
+use crate::world::processes::{ProcKind, PID_SLOTS};
+use crate::world::state_hash::state_hash;
+use crate::world::store::{Landing, StoreFault};
+use crate::world::{boot, ActorId, ActorKind, ActorSlot, Inner, TimerWaits, Wait, World};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use wg_core::ports::State;
@@ -192,7 +192,7 @@ fn prepared(scenario: &Scenario) -> Prepared {
         if let Some(prepared) = cell.as_ref().filter(|prepared| *prepared.scenario == *scenario) {
             return prepared.clone();
         }
-        let initial = actors::initial_state(scenario);
+        let initial = boot::initial_state(scenario);
         let initial_graph_lines = initial.graph.render().lines().count();
         let prepared = Prepared { scenario: Rc::new(scenario.clone()), initial: Rc::new(initial), initial_graph_lines };
         *cell = Some(prepared.clone());
@@ -207,53 +207,9 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
     {
         settings.planted_bug = options.planted_bug;
     }
-    #[cfg(feature = "planted-bugs")]
-    let signal_without_identity_check =
-        options.planted_bug == Some(wg_core::settings::PlantedBug::SignalWithoutIdentity);
-    #[cfg(not(feature = "planted-bugs"))]
-    let signal_without_identity_check = false;
     let Prepared { scenario, initial, initial_graph_lines } = prepared(scenario);
-    let inner = Inner {
-        now_ms: EPOCH_START_MS,
-        current: 0,
-        actors: Vec::new(),
-        procs: BTreeMap::new(),
-        exited: BTreeMap::new(),
-        agent_exits_ms: BTreeMap::new(),
-        freed_pids: Vec::new(),
-        next_pid: crate::world::PID_FIRST,
-        last_ticks: 0,
-        timers: BTreeMap::new(),
-        timer_seq: 0,
-        committed: State::clone(&initial),
-        scratch: None,
-        version: 0,
-        graph_lines: initial_graph_lines,
-        commits: 0,
-        lock: None,
-        pending_write: None,
-        poll_fault: None,
-        new_actors: Vec::new(),
-        violations: Vec::new(),
-        notes: Vec::new(),
-        recording: options.record_timeline,
-        spawns_per_task: BTreeMap::new(),
-        steps_fired: BTreeSet::new(),
-        service_generation: 0,
-        service_up: false,
-        retried_agents: Vec::new(),
-        timer_waits: TimerWaits::default(),
-        commit_log: options.coverage.then(Vec::new),
-    };
-    World {
-        inner: RefCell::new(inner),
-        settings,
-        scenario,
-        seed: options.seed,
-        initial_graph_lines,
-        initial,
-        signal_without_identity_check,
-    }
+    let inner = Inner::new(Rc::clone(&initial), initial_graph_lines, options.record_timeline);
+    World { inner: RefCell::new(inner), settings, scenario, seed: options.seed, initial_graph_lines, initial }
 }
 
 /// Where decisions come from: the seeded generator (random walk or PCT), a trace, or a
@@ -317,7 +273,9 @@ pub fn run_chosen(scenario: &Scenario, options: &RunOptions, chooser: &mut dyn C
 
 fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -> RunReport {
     let world = new_world(scenario, options);
-    actors::boot(&world);
+    boot::boot(&world);
+    // With `options.coverage`: every commit, in order (`crate::coverage`).
+    let mut commit_log = options.coverage.then(Vec::new);
     let mut futures: Vec<Option<ActorFuture<'_>>> = Vec::new();
     let mut report = RunReport::default();
     let safety_end_ms = EPOCH_START_MS + scenario.sim.safety_ms as i64;
@@ -336,6 +294,7 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
         world.fire_due_timers();
         start_new_actors(&world, &mut futures);
         drop_dead_actors(&world, &mut futures);
+        check_records(&world, &mut commit_log);
         if let Some(failure) = first_violation(&world, report.trace.len()) {
             report.failure = Some(failure);
             break;
@@ -374,25 +333,28 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
             _ => "",
         };
         apply(&world, &mut futures, &decision);
+        check_records(&world, &mut commit_log);
         after_step(&world, &decision, call, options, &mut report);
         report.trace.push(decision);
         // S1 and S6 look only at the committed state and the process table.
         let version = world.inner.borrow().version;
         if version != checked_version {
             checked_version = version;
-            let violations = checks::after_step(&world.inner.borrow());
+            let inner = world.inner.borrow();
+            let violations = checks::after_step(&inner.processes, &inner.store.committed);
+            drop(inner);
             world.inner.borrow_mut().violations.extend(violations);
         }
     }
     if report.failure.is_none() && !report.invalid && !report.cut_short {
         report.failure = end_checks(&world, report.trace.len(), &report.fault_kinds, end_ms);
     }
-    if let Some(log) = &world.inner.borrow().commit_log {
+    if let Some(log) = &commit_log {
         report.orderings = crate::coverage::orderings(log);
     }
     if options.hash_steps {
         let inner = world.inner.borrow();
-        report.final_files = Some((inner.committed.graph.render(), inner.committed.registry.render()));
+        report.final_files = Some((inner.store.committed.graph.render(), inner.store.committed.registry.render()));
     }
     report
 }
@@ -417,13 +379,31 @@ fn failure_at(world: &World, step: usize, checker: &str, detail: String) -> Fail
 }
 
 fn first_violation(world: &World, step: usize) -> Option<Failure> {
-    let violation: CheckFailed = world.inner.borrow().violations.first()?.clone();
-    Some(failure_at(world, step.saturating_sub(1), &violation.checker, violation.detail))
+    let violation = world.inner.borrow().violations.first()?.clone();
+    Some(failure_at(world, step.saturating_sub(1), violation.invariant, violation.detail))
+}
+
+/// Hands what the world recorded since the last call to the checks, in order; keeps the
+/// commits for coverage.
+fn check_records(world: &World, commit_log: &mut Option<Vec<crate::coverage::Transition>>) {
+    let mut inner = world.inner.borrow_mut();
+    if inner.records.is_empty() {
+        return;
+    }
+    let initial = Initial { state: &world.initial, graph_lines: world.initial_graph_lines };
+    let records = std::mem::take(&mut inner.records);
+    for record in &records {
+        let mut found = checks::on_record(record, initial, &mut inner.actors);
+        inner.violations.append(&mut found);
+        if let (Some(log), crate::world::record::Record::Commit(commit)) = (commit_log.as_mut(), record) {
+            log.push(crate::coverage::transition(&inner.actors[commit.actor], &commit.before, &commit.after));
+        }
+    }
 }
 
 /// Actors whose wait is over, in id order, into `runnable`.
 fn collect_runnable(inner: &Inner, runnable: &mut Vec<ActorId>) {
-    let lock_free = inner.lock.is_none();
+    let lock_free = inner.store.lock.is_none();
     runnable.clear();
     runnable.extend((0..inner.actors.len()).filter(|&id| {
         let slot = &inner.actors[id];
@@ -431,8 +411,10 @@ fn collect_runnable(inner: &Inner, runnable: &mut Vec<ActorId>) {
             && !slot.killed
             && match &slot.wait {
                 Wait::Ready => true,
-                Wait::Until(at_ms) => inner.now_ms >= *at_ms,
-                Wait::Exit { root, deadline_ms } => inner.now_ms >= *deadline_ms || !World::tree_alive(inner, *root),
+                Wait::Until(at_ms) => inner.clock.now_ms >= *at_ms,
+                Wait::Exit { root, deadline_ms } => {
+                    inner.clock.now_ms >= *deadline_ms || !inner.processes.tree_alive(*root)
+                }
                 Wait::Lock => lock_free,
             }
     }));
@@ -456,7 +438,7 @@ pub fn quiescent(world: &World) -> bool {
 }
 
 fn quiescent_inner(world: &World, inner: &Inner) -> bool {
-    if !inner.timers.is_empty() || inner.lock.is_some() || !inner.new_actors.is_empty() {
+    if !inner.clock.timers.is_empty() || inner.store.lock.is_some() || !inner.new_actors.is_empty() {
         return false;
     }
     if world.scenario.service.running && !inner.service_up {
@@ -467,10 +449,10 @@ fn quiescent_inner(world: &World, inner: &Inner) -> bool {
         .iter()
         .filter(|slot| !slot.finished && !slot.killed)
         .all(|slot| slot.kind == ActorKind::Service && slot.call == "sleep" && matches!(slot.wait, Wait::Until(_)));
-    if !idle || inner.procs.values().any(|proc| proc.gate.is_some()) {
+    if !idle || inner.processes.procs.values().any(|proc| proc.gate.is_some()) {
         return false;
     }
-    let state = &inner.committed;
+    let state = &inner.store.committed;
     let mut running = 0;
     for agent in state.registry.agents().filter(|agent| agent.status.is_running()) {
         running += 1;
@@ -479,8 +461,8 @@ fn quiescent_inner(world: &World, inner: &Inner) -> bool {
             && agent.stop_requested.is_none()
             && agent.status != wg_core::model::AgentStatus::Starting
             && world.settings.heartbeat_timeout_ms.is_none()
-            && inner.procs.get(&agent.pid).is_some_and(|proc| proc.gate.is_none())
-            && world.liveness_now(&agent.process()) == wg_core::ports::Liveness::Alive;
+            && inner.processes.procs.get(&agent.pid).is_some_and(|proc| proc.gate.is_none())
+            && inner.processes.liveness(&agent.process()) == wg_core::ports::Liveness::Alive;
         if !alive {
             return false;
         }
@@ -500,7 +482,7 @@ fn quiescent_inner(world: &World, inner: &Inner) -> bool {
 /// Jumps to the earliest wake-up (timer, sleep, exit deadline). False when the run is over.
 fn advance_time(world: &World, end_ms: i64) -> bool {
     let mut inner = world.inner.borrow_mut();
-    let timers = inner.timers.keys().next().map(|(at_ms, _)| *at_ms);
+    let timers = inner.clock.next_due_ms();
     let waits = inner.actors.iter().filter(|slot| !slot.finished && !slot.killed).filter_map(|slot| match &slot.wait {
         Wait::Until(at_ms) => Some(*at_ms),
         Wait::Exit { deadline_ms, .. } => Some(*deadline_ms),
@@ -509,11 +491,11 @@ fn advance_time(world: &World, end_ms: i64) -> bool {
     let next_ms = waits.chain(timers).min();
     match next_ms {
         Some(next_ms) if next_ms <= end_ms => {
-            inner.now_ms = inner.now_ms.max(next_ms);
+            inner.clock.now_ms = inner.clock.now_ms.max(next_ms);
             true
         }
         _ => {
-            inner.now_ms = inner.now_ms.max(end_ms);
+            inner.clock.now_ms = inner.clock.now_ms.max(end_ms);
             false
         }
     }
@@ -545,7 +527,7 @@ fn start_new_actors<'w>(world: &'w World, futures: &mut Vec<Option<ActorFuture<'
             inner.actors.push(slot);
             if let crate::world::ActorSpec::Script { pid, start_ticks, .. } = &spec {
                 // The process may have exited (and its pid been taken) before its script starts.
-                match inner.procs.get_mut(pid).filter(|proc| proc.start_ticks == *start_ticks) {
+                match inner.processes.procs.get_mut(pid).filter(|proc| proc.start_ticks == *start_ticks) {
                     Some(proc) => proc.actors.push(id),
                     None => inner.actors[id].killed = true,
                 }
@@ -559,7 +541,7 @@ fn start_new_actors<'w>(world: &'w World, futures: &mut Vec<Option<ActorFuture<'
 fn drop_dead_actors(world: &World, futures: &mut [Option<ActorFuture<'_>>]) {
     for (id, future) in futures.iter_mut().enumerate() {
         if future.is_some() && world.inner.borrow().actors[id].killed {
-            let mixed = crate::world::mix(world.seed, &[id as u64, world.inner.borrow().commits]);
+            let mixed = crate::world::mix(world.seed, &[id as u64, world.inner.borrow().store.commits]);
             let landing = Landing::from_hash(mixed);
             world.release_actor(&mut world.inner.borrow_mut(), id, landing);
             *future = None;
@@ -662,7 +644,7 @@ fn make_fault(world: &World, rng: &mut ChaCha8Rng, kind: FaultKind, actor: Actor
 pub fn fault_choices(world: &World, kind: FaultKind, actor: ActorId) -> Vec<Decision> {
     let inner = world.inner.borrow();
     let slot = &inner.actors[actor];
-    let live_agents = || inner.procs.values().filter(|p| matches!(p.kind, ProcKind::Agent { .. })).map(|p| p.pid);
+    let live_agents = || inner.processes.procs.values().filter(|p| matches!(p.kind, ProcKind::Agent { .. })).map(|p| p.pid);
     let crashes = || [Landing::Nothing, Landing::Whole].map(|landing| Decision::Crash { actor, landing }).to_vec();
     match kind {
         FaultKind::CrashCli if slot.kind == ActorKind::Cli => crashes(),
@@ -670,9 +652,10 @@ pub fn fault_choices(world: &World, kind: FaultKind, actor: ActorId) -> Vec<Deci
         FaultKind::StoreSlow if slot.call == "transact" => vec![Decision::Run { actor, fault: Some(StoreFault::Slow) }],
         FaultKind::StoreFail if slot.call == "transact" => vec![Decision::Run { actor, fault: Some(StoreFault::Fail) }],
         FaultKind::PidReuse => {
-            let foreign = inner.procs.values().filter(|p| p.kind == ProcKind::Foreign).count() as i64;
+            let table = &inner.processes;
+            let foreign = table.procs.values().filter(|p| p.kind == ProcKind::Foreign).count() as i64;
             let reusable =
-                inner.freed_pids.last().filter(|pid| foreign < PID_SLOTS / 3 && !inner.procs.contains_key(pid));
+                table.freed_pids.last().filter(|pid| foreign < PID_SLOTS / 3 && !table.procs.contains_key(pid));
             reusable.map(|&pid| Decision::ReusePid { pid }).into_iter().collect()
         }
         FaultKind::ClockJump => (1..30).map(|seconds| Decision::ClockJump { by_ms: seconds * 1_000 }).collect(),
@@ -691,8 +674,8 @@ fn valid(world: &World, runnable: &[ActorId], decision: &Decision) -> bool {
     match decision {
         Decision::Run { actor, .. } => runnable.contains(actor),
         Decision::Crash { actor, .. } => runnable.contains(actor) && inner.actors[*actor].kind != ActorKind::Agent,
-        Decision::ReusePid { pid } => !inner.procs.contains_key(pid),
-        Decision::Stall { pid, .. } | Decision::IgnoreTerm { pid } => inner.procs.contains_key(pid),
+        Decision::ReusePid { pid } => !inner.processes.procs.contains_key(pid),
+        Decision::Stall { pid, .. } | Decision::IgnoreTerm { pid } => inner.processes.procs.contains_key(pid),
         Decision::ClockJump { .. } => true,
     }
 }
@@ -713,14 +696,14 @@ fn apply<'w>(world: &'w World, futures: &mut [Option<ActorFuture<'w>>], decision
         Decision::ReusePid { pid } => {
             world.start_process(&mut world.inner.borrow_mut(), Some(*pid), ProcKind::Foreign, None);
         }
-        Decision::ClockJump { by_ms } => world.inner.borrow_mut().now_ms += *by_ms as i64,
+        Decision::ClockJump { by_ms } => world.inner.borrow_mut().clock.now_ms += *by_ms as i64,
         Decision::Stall { pid, for_ms } => {
             let mut inner = world.inner.borrow_mut();
-            let until = inner.now_ms + *for_ms as i64;
-            inner.procs.get_mut(pid).expect("validated").stalled_until_ms = until;
+            let until = inner.clock.now_ms + *for_ms as i64;
+            inner.processes.procs.get_mut(pid).expect("validated").stalled_until_ms = until;
         }
         Decision::IgnoreTerm { pid } => {
-            world.inner.borrow_mut().procs.get_mut(pid).expect("validated").ignore_term = true
+            world.inner.borrow_mut().processes.procs.get_mut(pid).expect("validated").ignore_term = true
         }
     }
 }
@@ -734,17 +717,17 @@ fn poll_actor<'w>(
     {
         let mut inner = world.inner.borrow_mut();
         inner.current = actor;
-        inner.poll_fault = fault;
+        inner.store.poll_fault = fault;
     }
     let future = futures[actor].as_mut().expect("runnable actors have a future");
     let mut context = Context::from_waker(Waker::noop());
     let done = matches!(future.as_mut().poll(&mut context), Poll::Ready(()));
     let mut inner = world.inner.borrow_mut();
-    inner.poll_fault = None;
+    inner.store.poll_fault = None;
     if done {
         inner.actors[actor].finished = true;
         futures[actor] = None;
-        debug_assert!(inner.lock != Some(actor), "a finished actor holds no lock");
+        debug_assert!(inner.store.lock != Some(actor), "a finished actor holds no lock");
     }
 }
 
@@ -775,7 +758,7 @@ fn after_step(world: &World, decision: &Decision, call: &str, options: &RunOptio
     };
     let record = StepRecord {
         step: report.trace.len(),
-        tick_ms: inner.now_ms - EPOCH_START_MS,
+        tick_ms: inner.clock.now_ms - EPOCH_START_MS,
         actor,
         kind,
         call,
@@ -824,22 +807,6 @@ pub fn format_tick(tick_ms: i64) -> String {
     format!("{}.{:03}s", tick_ms / 1000, tick_ms % 1000)
 }
 
-/// A hash of everything a step can change, for the determinism self-check.
-fn state_hash(inner: &Inner) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    inner.now_ms.hash(&mut hasher);
-    inner.commits.hash(&mut hasher);
-    inner.committed.graph.render().hash(&mut hasher);
-    inner.committed.registry.render().hash(&mut hasher);
-    for proc in inner.procs.values() {
-        (proc.pid, proc.start_ticks, proc.ignore_term).hash(&mut hasher);
-    }
-    for slot in &inner.actors {
-        (slot.finished, slot.killed, slot.call, format!("{:?}", slot.wait)).hash(&mut hasher);
-    }
-    hasher.finish()
-}
-
 /// The kind of fault a decision injects, if it injects one.
 fn fault_kind(world: &World, decision: &Decision) -> Option<FaultKind> {
     match decision {
@@ -859,15 +826,25 @@ fn fault_kind(world: &World, decision: &Decision) -> Option<FaultKind> {
 
 fn end_checks(world: &World, step: usize, injected: &BTreeSet<FaultKind>, end_ms: i64) -> Option<Failure> {
     let inner = world.inner.borrow();
-    debug_assert!(inner.now_ms >= end_ms || quiescent_inner(world, &inner), "end checks run at the end");
-    let mut found = checks::at_end(&inner, &world.initial, &world.settings, world.scenario.service.running);
-    found.extend(checks::steps_never_fired(&inner, &world.scenario.steps, injected));
+    debug_assert!(inner.clock.now_ms >= end_ms || quiescent_inner(world, &inner), "end checks run at the end");
+    let committed = &inner.store.committed;
+    let end = checks::EndView {
+        processes: &inner.processes,
+        committed,
+        now_ms: inner.clock.now_ms,
+        retried_agents: &inner.retried_agents,
+        initial: &world.initial,
+        settings: &world.settings,
+        service_runs: world.scenario.service.running,
+    };
+    let mut found = checks::at_end(&end);
+    found.extend(checks::steps_never_fired(&inner.clock, &inner.steps_fired, &world.scenario.steps, injected));
     let always = world.scenario.expect_always.iter().filter(|expectation| expectation.applies(injected));
-    found.extend(checks::expectations(&inner.committed, always));
+    found.extend(checks::expectations(committed, always));
     if injected.is_empty() {
-        found.extend(checks::expectations(&inner.committed, &world.scenario.expect_if_no_faults));
+        found.extend(checks::expectations(committed, &world.scenario.expect_if_no_faults));
     }
     let violation = found.into_iter().next()?;
     drop(inner);
-    Some(failure_at(world, step.saturating_sub(1), &violation.checker, violation.detail))
+    Some(failure_at(world, step.saturating_sub(1), violation.invariant, violation.detail))
 }

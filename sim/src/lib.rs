@@ -3,7 +3,8 @@
 //! scheduler with injected faults, with the invariants checked after every step.
 //!
 //! - [`scenario`]: the scenario file format (shared with the real-process runner).
-//! - [`world`]: the simulated clock, process table and store (the ports).
+//! - [`world`]: the simulated ports (clock, process table, store), each its own module, wired
+//!   together; it records what the checkers must see and never runs them.
 //! - [`actors`]: service loops, commands and agent behaviours as futures.
 //! - [`executor`]: the scheduler, faults, phases and one run.
 //! - [`checks`]: the invariants S1-S8, L1-L2 and expectations.
@@ -27,6 +28,7 @@ pub mod executor;
 pub mod explore;
 pub mod html;
 pub mod junit;
+mod planted;
 pub mod progress;
 pub mod report;
 

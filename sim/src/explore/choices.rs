@@ -10,7 +10,8 @@
 
 use crate::executor::{self, Decision, StepView};
 use crate::scenario::FaultKind;
-use crate::world::{ActorId, ActorKind, Landing};
+use crate::world::store::Landing;
+use crate::world::{ActorId, ActorKind};
 
 /// What choosing an alternative spends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +42,7 @@ fn sampled(decision: &Decision) -> bool {
 fn distinct(step: &StepView<'_>, decision: &Decision, kept: &[(Decision, Cost)]) -> bool {
     let inner = step.world.inner.borrow();
     let Decision::Crash { actor, landing } = decision else { return true };
-    if *landing == Landing::Whole && inner.pending_write.is_none() {
+    if *landing == Landing::Whole && inner.store.pending_write.is_none() {
         return false;
     }
     let is_service = |actor: ActorId| inner.actors[actor].kind == ActorKind::Service;
