@@ -4,15 +4,15 @@
 
 use crate::actors::{self, ActorFuture};
 use crate::checks::{self, Initial};
+use crate::faults;
 use crate::scenario::{FaultKind, Scenario, SchedulerKind};
+use crate::schedule::random::Seeded;
+use crate::schedule::{Next, Phase, Source};
+use crate::timeline::StepRecord;
 use crate::world::clock::EPOCH_START_MS;
-use crate::world::processes::{ProcKind, PID_SLOTS};
 use crate::world::state_hash::state_hash;
 use crate::world::store::{Landing, StoreFault};
 use crate::world::{boot, ActorId, ActorKind, ActorSlot, Inner, TimerWaits, Wait, World};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -20,41 +20,8 @@ use std::task::{Context, Poll, Waker};
 use wg_core::ports::State;
 use wg_core::settings::Settings;
 
-/// One entry of a trace: a scheduling decision or an injected fault.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "k", rename_all = "kebab-case")]
-pub enum Decision {
-    Run {
-        actor: ActorId,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        fault: Option<StoreFault>,
-    },
-    /// The actor (a command, or the whole service) dies at its port call; a write it had in
-    /// flight lands as `landing` says.
-    Crash {
-        actor: ActorId,
-        landing: Landing,
-    },
-    ReusePid {
-        pid: i64,
-    },
-    ClockJump {
-        by_ms: u64,
-    },
-    Stall {
-        pid: i64,
-        for_ms: u64,
-    },
-    IgnoreTerm {
-        pid: i64,
-    },
-}
-
-impl Decision {
-    pub fn is_fault(&self) -> bool {
-        !matches!(self, Decision::Run { fault: None, .. })
-    }
-}
+/// A run's decisions are part of its report (`RunReport::trace`); the explorer chooses them.
+pub use crate::schedule::{Chooser, Decision, StepView};
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -130,9 +97,6 @@ pub struct RunReport {
 
 /// The most faults one run injects: enough to combine a few, few enough that runs progress.
 pub const FAULTS_MAX: u32 = 6;
-/// PCT's estimate of a run's length in steps, over which its priority change points spread.
-const PCT_STEPS_ESTIMATE: u64 = 400;
-
 fn settings_for(scenario: &Scenario) -> Settings {
     let service = &scenario.service;
     Settings {
@@ -212,57 +176,16 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
     World { inner: RefCell::new(inner), settings, scenario, seed: options.seed, initial_graph_lines, initial }
 }
 
-/// Where decisions come from: the seeded generator (random walk or PCT), a trace, or a
-/// [`Chooser`] outside the executor.
-// One per run, never moved around: the size difference costs nothing.
-#[allow(clippy::large_enum_variant)]
-enum Source<'c> {
-    Seeded { rng: ChaCha8Rng, pct: Option<Pct>, faults: Vec<FaultKind>, fault_rate: f64 },
-    Replay { trace: Vec<Decision>, position: usize },
-    Chosen(&'c mut dyn Chooser),
-}
-
-/// A decision source outside the executor: the explorer of `wg-sim check` (`crate::explore`).
-/// Asked before every step; `None` ends the run there, without end checks
-/// ([`RunReport::cut_short`]).
-pub trait Chooser {
-    fn choose(&mut self, step: &StepView<'_>) -> Option<Decision>;
-}
-
-/// What a [`Chooser`] sees before a step.
-pub struct StepView<'a> {
-    pub world: &'a World,
-    /// Actors that can run now, in id order (never empty).
-    pub runnable: &'a [ActorId],
-    /// The safety phase (faults allowed) is on; else the liveness phase runs.
-    pub safety: bool,
-    /// The executor would allow a fault now (safety phase, fewer than [`FAULTS_MAX`] fired).
-    pub faults_on: bool,
-    /// Where the current phase ends (virtual time): part of the state, as it bounds the run.
-    pub end_ms: i64,
-    /// The kinds of faults injected so far (expectations depend on them).
-    pub fault_kinds: &'a BTreeSet<FaultKind>,
-}
-
-/// Probabilistic concurrency testing: the runnable actor with the highest priority runs; at
-/// `depth - 1` random steps the running actor drops below every other.
-struct Pct {
-    priorities: BTreeMap<ActorId, u64>,
-    change_points: Vec<u64>,
-    steps: u64,
-}
-
-/// Where a run is in its phases, for the decision source.
-#[derive(Clone, Copy)]
-struct Phase {
-    faults_on: bool,
-    end_ms: i64,
-    safety_end_ms: i64,
-}
-
 /// Runs one scenario with one seed (or one trace).
 pub fn run(scenario: &Scenario, options: &RunOptions) -> RunReport {
-    run_from(scenario, options, source_for(options))
+    let source = match &options.replay {
+        Some(trace) => Source::Replay { trace: trace.clone(), position: 0 },
+        None => {
+            let seeded = Seeded::new(options.seed, options.scheduler, options.faults.clone(), options.fault_rate);
+            Source::Seeded(seeded)
+        }
+    };
+    run_from(scenario, options, source)
 }
 
 /// Runs one scenario with the decisions of `chooser` (the seed of `options` still decides exit
@@ -322,11 +245,19 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
         }
         let faults_on = world.now_ms() < safety_end_ms && report.faults_fired < FAULTS_MAX;
         let phase = Phase { faults_on, end_ms, safety_end_ms };
-        let Some(decision) = next_decision(&mut source, &world, runnable, phase, &mut report) else {
-            break;
+        let decision = match source.next(&world, runnable, phase, &report.fault_kinds) {
+            Next::Step(decision) => decision,
+            Next::Invalid => {
+                report.invalid = true;
+                break;
+            }
+            Next::CutShort => {
+                report.cut_short = true;
+                break;
+            }
         };
         report.faults_fired += u32::from(decision.is_fault());
-        report.fault_kinds.extend(fault_kind(&world, &decision));
+        report.fault_kinds.extend(faults::fault_kind(&world, &decision));
 
         let call = match &decision {
             Decision::Run { actor, .. } => world.inner.borrow().actors[*actor].call,
@@ -357,21 +288,6 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
         report.final_files = Some((inner.store.committed.graph.render(), inner.store.committed.registry.render()));
     }
     report
-}
-
-fn source_for(options: &RunOptions) -> Source<'static> {
-    if let Some(trace) = &options.replay {
-        return Source::Replay { trace: trace.clone(), position: 0 };
-    }
-    let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
-    let pct = match options.scheduler {
-        SchedulerKind::Random => None,
-        SchedulerKind::Pct { depth } => {
-            let change_points = (1..depth).map(|_| rng.gen_range(0..PCT_STEPS_ESTIMATE)).collect();
-            Some(Pct { priorities: BTreeMap::new(), change_points, steps: 0 })
-        }
-    };
-    Source::Seeded { rng, pct, faults: options.faults.clone(), fault_rate: options.fault_rate }
 }
 
 fn failure_at(world: &World, step: usize, checker: &str, detail: String) -> Failure {
@@ -549,162 +465,10 @@ fn drop_dead_actors(world: &World, futures: &mut [Option<ActorFuture<'_>>]) {
     }
 }
 
-fn next_decision(
-    source: &mut Source<'_>,
-    world: &World,
-    runnable: &[ActorId],
-    phase: Phase,
-    report: &mut RunReport,
-) -> Option<Decision> {
-    let Phase { faults_on, end_ms, safety_end_ms } = phase;
-    match source {
-        Source::Chosen(chooser) => {
-            let safety = world.now_ms() < safety_end_ms;
-            let step = StepView { world, runnable, safety, faults_on, end_ms, fault_kinds: &report.fault_kinds };
-            let decision = chooser.choose(&step);
-            match &decision {
-                Some(decision) if !valid(world, runnable, decision) => {
-                    report.invalid = true;
-                    None
-                }
-                Some(_) => decision,
-                None => {
-                    report.cut_short = true;
-                    None
-                }
-            }
-        }
-        Source::Replay { trace, position } => {
-            // Past the trace's end, a fixed default (the oldest runnable actor, no faults) runs
-            // the world to its end, so a shortened trace still ends where the run ends.
-            let Some(decision) = trace.get(*position).cloned() else {
-                return Some(Decision::Run { actor: runnable[0], fault: None });
-            };
-            *position += 1;
-            if !valid(world, runnable, &decision) {
-                report.invalid = true;
-                return None;
-            }
-            Some(decision)
-        }
-        Source::Seeded { rng, pct, faults, fault_rate } => {
-            let actor = match pct {
-                None => runnable[rng.gen_range(0..runnable.len())],
-                Some(pct) => pct.choose(rng, runnable),
-            };
-            if faults_on && !faults.is_empty() && rng.gen_bool(*fault_rate) {
-                let kind = faults[rng.gen_range(0..faults.len())];
-                if let Some(fault) = make_fault(world, rng, kind, actor) {
-                    return Some(fault);
-                }
-            }
-            Some(Decision::Run { actor, fault: None })
-        }
-    }
-}
-
-impl Pct {
-    fn choose(&mut self, rng: &mut ChaCha8Rng, runnable: &[ActorId]) -> ActorId {
-        let depth = self.change_points.len() as u64 + 1;
-        for &actor in runnable {
-            self.priorities.entry(actor).or_insert_with(|| depth + rng.gen_range(0..1_000_000));
-        }
-        let chosen =
-            *runnable.iter().max_by_key(|actor| (self.priorities[actor], **actor)).expect("runnable is not empty");
-        if let Some(index) = self.change_points.iter().position(|&at| at == self.steps) {
-            // Lower than every initial priority, and lower than earlier drops.
-            self.priorities.insert(chosen, depth - 1 - index as u64);
-        }
-        self.steps += 1;
-        chosen
-    }
-}
-
-fn make_fault(world: &World, rng: &mut ChaCha8Rng, kind: FaultKind, actor: ActorId) -> Option<Decision> {
-    let mut choices = fault_choices(world, kind, actor);
-    // These kinds have always drawn from the generator, even from one choice; the others never
-    // did. Keeping that keeps every seed's schedule what it was.
-    let draws = matches!(
-        kind,
-        FaultKind::CrashCli
-            | FaultKind::CrashService
-            | FaultKind::ClockJump
-            | FaultKind::HeartbeatStall
-            | FaultKind::SigtermIgnored
-    );
-    match choices.len() {
-        0 => None,
-        count if draws => Some(choices.swap_remove(rng.gen_range(0..count))),
-        _ => Some(choices.swap_remove(0)),
-    }
-}
-
-/// Every fault of `kind` that can be injected now, `actor` being the actor scheduled, in a fixed
-/// order: the seeded source draws one of them, the explorer (`wg-sim check`) tries each.
-pub fn fault_choices(world: &World, kind: FaultKind, actor: ActorId) -> Vec<Decision> {
-    let inner = world.inner.borrow();
-    let slot = &inner.actors[actor];
-    let live_agents = || inner.processes.procs.values().filter(|p| matches!(p.kind, ProcKind::Agent { .. })).map(|p| p.pid);
-    let crashes = || [Landing::Nothing, Landing::Whole].map(|landing| Decision::Crash { actor, landing }).to_vec();
-    match kind {
-        FaultKind::CrashCli if slot.kind == ActorKind::Cli => crashes(),
-        FaultKind::CrashService if slot.kind == ActorKind::Service => crashes(),
-        FaultKind::StoreSlow if slot.call == "transact" => vec![Decision::Run { actor, fault: Some(StoreFault::Slow) }],
-        FaultKind::StoreFail if slot.call == "transact" => vec![Decision::Run { actor, fault: Some(StoreFault::Fail) }],
-        FaultKind::PidReuse => {
-            let table = &inner.processes;
-            let foreign = table.procs.values().filter(|p| p.kind == ProcKind::Foreign).count() as i64;
-            let reusable =
-                table.freed_pids.last().filter(|pid| foreign < PID_SLOTS / 3 && !table.procs.contains_key(pid));
-            reusable.map(|&pid| Decision::ReusePid { pid }).into_iter().collect()
-        }
-        FaultKind::ClockJump => (1..30).map(|seconds| Decision::ClockJump { by_ms: seconds * 1_000 }).collect(),
-        FaultKind::HeartbeatStall => {
-            let for_ms = world.settings.heartbeat_timeout_ms.unwrap_or(10_000) * 2;
-            live_agents().map(|pid| Decision::Stall { pid, for_ms }).collect()
-        }
-        FaultKind::SigtermIgnored => live_agents().map(|pid| Decision::IgnoreTerm { pid }).collect(),
-        _ => Vec::new(),
-    }
-}
-
-/// Whether a replayed decision can be applied now.
-fn valid(world: &World, runnable: &[ActorId], decision: &Decision) -> bool {
-    let inner = world.inner.borrow();
-    match decision {
-        Decision::Run { actor, .. } => runnable.contains(actor),
-        Decision::Crash { actor, .. } => runnable.contains(actor) && inner.actors[*actor].kind != ActorKind::Agent,
-        Decision::ReusePid { pid } => !inner.processes.procs.contains_key(pid),
-        Decision::Stall { pid, .. } | Decision::IgnoreTerm { pid } => inner.processes.procs.contains_key(pid),
-        Decision::ClockJump { .. } => true,
-    }
-}
-
 fn apply<'w>(world: &'w World, futures: &mut [Option<ActorFuture<'w>>], decision: &Decision) {
     match decision {
         Decision::Run { actor, fault } => poll_actor(world, futures, *actor, *fault),
-        Decision::Crash { actor, landing } => {
-            let mut inner = world.inner.borrow_mut();
-            if inner.actors[*actor].kind == ActorKind::Service {
-                world.crash_service(&mut inner, *landing);
-            } else {
-                inner.actors[*actor].killed = true;
-                inner.timer_waits.stop_request_expiry = true;
-                world.release_actor(&mut inner, *actor, *landing);
-            }
-        }
-        Decision::ReusePid { pid } => {
-            world.start_process(&mut world.inner.borrow_mut(), Some(*pid), ProcKind::Foreign, None);
-        }
-        Decision::ClockJump { by_ms } => world.inner.borrow_mut().clock.now_ms += *by_ms as i64,
-        Decision::Stall { pid, for_ms } => {
-            let mut inner = world.inner.borrow_mut();
-            let until = inner.clock.now_ms + *for_ms as i64;
-            inner.processes.procs.get_mut(pid).expect("validated").stalled_until_ms = until;
-        }
-        Decision::IgnoreTerm { pid } => {
-            world.inner.borrow_mut().processes.procs.get_mut(pid).expect("validated").ignore_term = true
-        }
+        fault => faults::inject(world, fault),
     }
 }
 
@@ -740,88 +504,9 @@ fn after_step(world: &World, decision: &Decision, call: &str, options: &RunOptio
         return;
     }
     let notes = std::mem::take(&mut inner.notes);
-    let (actor, kind, call, fault) = match decision {
-        Decision::Run { actor, fault } => {
-            let slot = &inner.actors[*actor];
-            (Some(slot.name.clone()), Some(slot.kind), call.to_string(), fault.map(|f| format!("store fault: {f:?}")))
-        }
-        Decision::Crash { actor, landing } => {
-            let slot = &inner.actors[*actor];
-            (
-                Some(slot.name.clone()),
-                Some(slot.kind),
-                "CRASH".into(),
-                Some(format!("crash (write in flight: {landing:?})")),
-            )
-        }
-        other => (None, None, format!("{other:?}"), Some(format!("{other:?}"))),
-    };
-    let record = StepRecord {
-        step: report.trace.len(),
-        tick_ms: inner.clock.now_ms - EPOCH_START_MS,
-        actor,
-        kind,
-        call,
-        fault,
-        notes,
-    };
+    let record = StepRecord::new(&inner, report.trace.len(), decision, call, notes);
     report.timeline.push(record.line());
     report.steps.push(record);
-}
-
-/// One step of a run recorded with a timeline: who ran, at which port call, with which fault,
-/// and what it changed (`notes`: commits, events, results).
-#[derive(Clone, Debug)]
-pub struct StepRecord {
-    pub step: usize,
-    pub tick_ms: i64,
-    /// The actor that ran or crashed; `None` for a fault on the world (pid reuse, clock jump,
-    /// stall, TERM ignored).
-    pub actor: Option<String>,
-    pub kind: Option<ActorKind>,
-    /// The port call it ran (`CRASH`, or the fault, when it did not run one).
-    pub call: String,
-    pub fault: Option<String>,
-    pub notes: Vec<String>,
-}
-
-impl StepRecord {
-    /// The timeline line: `#<step> <tick>  <actor> <call> [fault]  <notes>`.
-    pub fn line(&self) -> String {
-        let (step, tick, notes) = (self.step, format_tick(self.tick_ms), self.notes.join("; "));
-        match (&self.actor, self.call.as_str(), &self.fault) {
-            (Some(name), "CRASH", Some(fault)) => {
-                let landing = fault.trim_start_matches("crash ");
-                format!("#{step:<4} {tick:>8}  {name:<36} CRASH {landing}  {notes}")
-            }
-            (Some(name), call, fault) => {
-                let fault = fault.as_ref().map(|f| format!(" [{f}]")).unwrap_or_default();
-                format!("#{step:<4} {tick:>8}  {name:<36} {call}{fault}  {notes}")
-            }
-            (None, call, _) => format!("#{step:<4} {tick:>8}  {:<36} {call}  {notes}", "FAULT"),
-        }
-    }
-}
-
-pub fn format_tick(tick_ms: i64) -> String {
-    format!("{}.{:03}s", tick_ms / 1000, tick_ms % 1000)
-}
-
-/// The kind of fault a decision injects, if it injects one.
-fn fault_kind(world: &World, decision: &Decision) -> Option<FaultKind> {
-    match decision {
-        Decision::Run { fault: None, .. } => None,
-        Decision::Run { fault: Some(StoreFault::Slow), .. } => Some(FaultKind::StoreSlow),
-        Decision::Run { fault: Some(StoreFault::Fail), .. } => Some(FaultKind::StoreFail),
-        Decision::Crash { actor, .. } => Some(match world.inner.borrow().actors[*actor].kind {
-            ActorKind::Service => FaultKind::CrashService,
-            _ => FaultKind::CrashCli,
-        }),
-        Decision::ReusePid { .. } => Some(FaultKind::PidReuse),
-        Decision::ClockJump { .. } => Some(FaultKind::ClockJump),
-        Decision::Stall { .. } => Some(FaultKind::HeartbeatStall),
-        Decision::IgnoreTerm { .. } => Some(FaultKind::SigtermIgnored),
-    }
 }
 
 fn end_checks(world: &World, step: usize, injected: &BTreeSet<FaultKind>, end_ms: i64) -> Option<Failure> {

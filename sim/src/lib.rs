@@ -26,6 +26,7 @@ pub mod checks;
 pub mod coverage;
 pub mod executor;
 pub mod explore;
+pub mod faults;
 pub mod html;
 pub mod junit;
 mod planted;
@@ -34,7 +35,9 @@ pub mod report;
 
 pub mod runner;
 pub mod scenario;
+pub mod schedule;
 pub mod session;
 pub mod shard;
+pub mod timeline;
 pub mod trace;
 pub mod world;

@@ -8,7 +8,8 @@
 //! they break; the step of the violation is no key because the same bug is seen one step earlier
 //! or later under another schedule (a shrunk trace fails at 77 or 78 for one bug).
 
-use crate::executor::{format_tick, Decision};
+use crate::executor::Decision;
+use crate::timeline::format_tick;
 use crate::runner::Found;
 use crate::scenario::Scenario;
 use serde::{Deserialize, Serialize};

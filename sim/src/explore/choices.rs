@@ -4,11 +4,12 @@
 //! The default (index 0) is non-preemptive: the actor that ran last goes on if it can, else the
 //! lowest runnable id. A switch away from an actor that could have gone on is a preemption
 //! (bounded by `--preemptions`); a switch when it cannot (it waits, finished or died) is free, as
-//! in CHESS. A fault (bounded by `--faults`) is any decision [`executor::fault_choices`] offers,
+//! in CHESS. A fault (bounded by `--faults`) is any decision [`fault_choices`] offers,
 //! less those that cannot differ from another one offered (see [`distinct`]). A crash is an
 //! event, not a switch: it costs a fault, never a preemption.
 
-use crate::executor::{self, Decision, StepView};
+use crate::faults::fault_choices;
+use crate::schedule::{Decision, StepView};
 use crate::scenario::FaultKind;
 use crate::world::store::Landing;
 use crate::world::{ActorId, ActorKind};
@@ -66,7 +67,7 @@ pub fn alternatives(step: &StepView<'_>, last: Option<ActorId>, faults: &[FaultK
     }
     for actor in order {
         for &kind in faults.iter().filter(|&&kind| acts_on_actor(kind)) {
-            for decision in executor::fault_choices(step.world, kind, actor) {
+            for decision in fault_choices(step.world, kind, actor) {
                 if distinct(step, &decision, &found) {
                     let preempts = !matches!(decision, Decision::Crash { .. }) && preempts(actor);
                     found.push((decision, Cost { preempts, is_fault: true }));
@@ -75,7 +76,7 @@ pub fn alternatives(step: &StepView<'_>, last: Option<ActorId>, faults: &[FaultK
         }
     }
     for &kind in faults.iter().filter(|&&kind| !acts_on_actor(kind)) {
-        for decision in executor::fault_choices(step.world, kind, first).into_iter().filter(sampled) {
+        for decision in fault_choices(step.world, kind, first).into_iter().filter(sampled) {
             found.push((decision, Cost { preempts: false, is_fault: true }));
         }
     }

@@ -18,7 +18,8 @@ pub mod choices;
 pub mod report;
 pub mod state;
 
-use crate::executor::{self, Chooser, Decision, RunOptions, RunReport, StepView};
+use crate::executor::{self, RunOptions, RunReport};
+use crate::schedule::{Chooser, Decision, StepView};
 use crate::runner::{self, Found};
 use crate::scenario::{FaultKind, Scenario};
 use crate::world::ActorId;
