@@ -152,8 +152,13 @@ async fn script(world: &World, name: String, pid: i64, agent_id: String, task_id
         }
         Behaviour::HeartbeatEvery { every_ms } => loop {
             world.sleep_ms_plain(every_ms).await;
-            let stalled =
-                world.inner.borrow().processes.procs.get(&pid).is_some_and(|proc| proc.stalled_until_ms > world.now_ms());
+            let stalled = world
+                .inner
+                .borrow()
+                .processes
+                .procs
+                .get(&pid)
+                .is_some_and(|proc| proc.stalled_until_ms > world.now_ms());
             if !stalled {
                 let _ = heartbeat(ctx, &agent_id).await;
             }

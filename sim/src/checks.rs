@@ -197,10 +197,8 @@ pub fn expectations<'a>(state: &State, list: impl IntoIterator<Item = &'a Expect
                 (ExpectOp::Contains(wanted), Ok(value)) => value.contains(wanted.as_str()),
             };
             let shown = actual.unwrap_or_else(|why| why);
-            (!holds).then(|| Violation {
-                invariant: "expect",
-                detail: format!("{} (actual: {shown})", expectation.text),
-            })
+            (!holds)
+                .then(|| Violation { invariant: "expect", detail: format!("{} (actual: {shown})", expectation.text) })
         })
         .collect()
 }

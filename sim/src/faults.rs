@@ -34,7 +34,8 @@ pub fn make_fault(world: &World, rng: &mut impl Rng, kind: FaultKind, actor: Act
 pub fn fault_choices(world: &World, kind: FaultKind, actor: ActorId) -> Vec<Decision> {
     let inner = world.inner.borrow();
     let slot = &inner.actors[actor];
-    let live_agents = || inner.processes.procs.values().filter(|p| matches!(p.kind, ProcKind::Agent { .. })).map(|p| p.pid);
+    let live_agents =
+        || inner.processes.procs.values().filter(|p| matches!(p.kind, ProcKind::Agent { .. })).map(|p| p.pid);
     let crashes = || [Landing::Nothing, Landing::Whole].map(|landing| Decision::Crash { actor, landing }).to_vec();
     match kind {
         FaultKind::CrashCli if slot.kind == ActorKind::Cli => crashes(),

@@ -15,8 +15,8 @@
 //! test can parse it with an XML parser.
 
 use crate::executor::RunReport;
-use crate::timeline::{format_tick, StepRecord};
 use crate::junit::escape;
+use crate::timeline::{format_tick, StepRecord};
 use crate::world::ActorKind;
 use std::fmt::Write as _;
 

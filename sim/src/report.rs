@@ -9,9 +9,9 @@
 //! or later under another schedule (a shrunk trace fails at 77 or 78 for one bug).
 
 use crate::executor::Decision;
-use crate::timeline::format_tick;
 use crate::runner::Found;
 use crate::scenario::Scenario;
+use crate::timeline::format_tick;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

@@ -9,8 +9,8 @@
 //! event, not a switch: it costs a fault, never a preemption.
 
 use crate::faults::fault_choices;
-use crate::schedule::{Decision, StepView};
 use crate::scenario::FaultKind;
+use crate::schedule::{Decision, StepView};
 use crate::world::store::Landing;
 use crate::world::{ActorId, ActorKind};
 

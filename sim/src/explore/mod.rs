@@ -19,9 +19,9 @@ pub mod report;
 pub mod state;
 
 use crate::executor::{self, RunOptions, RunReport};
-use crate::schedule::{Chooser, Decision, StepView};
 use crate::runner::{self, Found};
 use crate::scenario::{FaultKind, Scenario};
+use crate::schedule::{Chooser, Decision, StepView};
 use crate::world::ActorId;
 use choices::Cost;
 use state::{StoreHash, Views, Visited};

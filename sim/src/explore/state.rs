@@ -110,7 +110,8 @@ pub fn world_hash(inner: &Inner, store: &mut StoreHash) -> u64 {
     hash_debug(&mut hasher, &processes.exited);
     hash_debug(&mut hasher, &processes.agent_exits_ms);
     hash_debug(&mut hasher, &processes.freed_pids);
-    let counters = (processes.next_pid, processes.last_ticks, clock.timer_seq, store_state.graph_lines, store_state.commits);
+    let counters =
+        (processes.next_pid, processes.last_ticks, clock.timer_seq, store_state.graph_lines, store_state.commits);
     counters.hash(&mut hasher);
     hash_debug(&mut hasher, &clock.timers);
     hash_debug(&mut hasher, &store_state.pending_write);

@@ -1,7 +1,7 @@
 //! The simulated `Clock` port: virtual time, which moves only when the executor says (no actor
 //! can run) or a fault jumps it, and the timers due at given times.
 
-use super::{World, Wait};
+use super::{Wait, World};
 use std::collections::BTreeMap;
 use wg_core::ports::Clock;
 use wg_core::time::EpochMs;

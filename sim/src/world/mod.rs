@@ -233,7 +233,11 @@ impl World {
         match timer {
             Timer::ProcessExit { pid, start_ticks, code } => {
                 if inner.processes.procs.get(&pid).is_some_and(|proc| proc.start_ticks == start_ticks) {
-                    self.exit_process(inner, pid, code.map_or(wg_core::ports::ExitKind::Died, wg_core::ports::ExitKind::Code));
+                    self.exit_process(
+                        inner,
+                        pid,
+                        code.map_or(wg_core::ports::ExitKind::Died, wg_core::ports::ExitKind::Code),
+                    );
                 }
             }
             Timer::ServiceRestart => self.start_service(inner),

@@ -179,7 +179,8 @@ fn write_and_read_back(state: State) -> Result<(State, Option<usize>), Violation
     let mut graph_lines = None;
     let graph = if graph.is_changed() {
         let text = graph.render();
-        let fresh = parse_graph(&text).map_err(|e| Violation { invariant: "S8", detail: format!("graph.jsonl: {e}") })?;
+        let fresh =
+            parse_graph(&text).map_err(|e| Violation { invariant: "S8", detail: format!("graph.jsonl: {e}") })?;
         graph_lines = Some(text.lines().count());
         fresh
     } else {
