@@ -5,14 +5,15 @@
 use crate::actors::{self, ActorFuture};
 use crate::checks::{self, Initial};
 use crate::faults;
+use crate::quiescence::{quiescent, quiescent_inner};
 use crate::scenario::{FaultKind, Scenario, SchedulerKind};
 use crate::schedule::random::Seeded;
-use crate::schedule::{Next, Phase, Source};
+use crate::schedule::{Chooser, Next, Phase, Source};
 use crate::timeline::StepRecord;
 use crate::world::clock::EPOCH_START_MS;
 use crate::world::state_hash::state_hash;
 use crate::world::store::{Landing, StoreFault};
-use crate::world::{boot, ActorId, ActorKind, ActorSlot, Inner, TimerWaits, Wait, World};
+use crate::world::{boot, ActorId, ActorSlot, Inner, TimerWaits, Wait, World};
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
@@ -21,7 +22,7 @@ use wg_core::ports::State;
 use wg_core::settings::Settings;
 
 /// A run's decisions are part of its report (`RunReport::trace`); the explorer chooses them.
-pub use crate::schedule::{Chooser, Decision, StepView};
+pub use crate::decision::Decision;
 
 #[derive(Clone, Debug)]
 pub struct RunOptions {
@@ -36,7 +37,7 @@ pub struct RunOptions {
     pub hash_steps: bool,
     pub steps_max: u64,
     /// Runs the liveness phase to its bound even once the world is quiescent (see
-    /// [`quiescent`]); only for checking that ending early changes no outcome.
+    /// [`crate::quiescence`]); only for checking that ending early changes no outcome.
     pub run_to_end: bool,
     /// Records the orderings of conflicting commits ([`RunReport::orderings`]).
     pub coverage: bool,
@@ -334,65 +335,6 @@ fn collect_runnable(inner: &Inner, runnable: &mut Vec<ActorId>) {
                 Wait::Lock => lock_free,
             }
     }));
-}
-
-/// Whether the world is settled for good: from here on the service's sweeps would find nothing
-/// to do at any later time, so the liveness phase may end now (its end checks would see this
-/// very state at its bound). Conservative: anything that could still change, or change with
-/// time, keeps the run going to its bound.
-/// - no timer (process exits, steps, service restart) and no actor but the service's two loops,
-///   both asleep between sweeps, holding no lock;
-/// - no process held at its gate;
-/// - every running entry is `working`-like with its own live, released process (the reaper's
-///   liveness check says alive), no stop request pending, and no heartbeat timeout applies (it
-///   would fire with time);
-/// - every in-progress task's entry is running (else the orphan sweep has work);
-/// - no open task the dispatcher could start now or later (a backoff expiring) while there is
-///   room under `max_agents`.
-pub fn quiescent(world: &World) -> bool {
-    quiescent_inner(world, &world.inner.borrow())
-}
-
-fn quiescent_inner(world: &World, inner: &Inner) -> bool {
-    if !inner.clock.timers.is_empty() || inner.store.lock.is_some() || !inner.new_actors.is_empty() {
-        return false;
-    }
-    if world.scenario.service.running && !inner.service_up {
-        return false;
-    }
-    let idle = inner
-        .actors
-        .iter()
-        .filter(|slot| !slot.finished && !slot.killed)
-        .all(|slot| slot.kind == ActorKind::Service && slot.call == "sleep" && matches!(slot.wait, Wait::Until(_)));
-    if !idle || inner.processes.procs.values().any(|proc| proc.gate.is_some()) {
-        return false;
-    }
-    let state = &inner.store.committed;
-    let mut running = 0;
-    for agent in state.registry.agents().filter(|agent| agent.status.is_running()) {
-        running += 1;
-        // A stop request is acted on when its stop ends or when it expires: time still matters.
-        let alive = agent.pid > 1
-            && agent.stop_requested.is_none()
-            && agent.status != wg_core::model::AgentStatus::Starting
-            && world.settings.heartbeat_timeout_ms.is_none()
-            && inner.processes.procs.get(&agent.pid).is_some_and(|proc| proc.gate.is_none())
-            && inner.processes.liveness(&agent.process()) == wg_core::ports::Liveness::Alive;
-        if !alive {
-            return false;
-        }
-    }
-    let room = running < world.settings.max_agents;
-    state.graph.tasks().all(|task| match task.status {
-        wg_core::model::TaskStatus::InProgress => task
-            .assigned
-            .as_deref()
-            .and_then(|id| state.registry.agent(id))
-            .is_some_and(|agent| agent.status.is_running() && agent.task_id == task.id),
-        wg_core::model::TaskStatus::Open => !(room && checks::could_be_ready(state, task)),
-        _ => true,
-    })
 }
 
 /// Jumps to the earliest wake-up (timer, sleep, exit deadline). False when the run is over.

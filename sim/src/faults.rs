@@ -2,8 +2,8 @@
 //! and to the explorer), which kind a decision injects ([`fault_kind`]), and what injecting one
 //! does to the world ([`inject`]).
 
+use crate::decision::Decision;
 use crate::scenario::FaultKind;
-use crate::schedule::Decision;
 use crate::world::processes::{ProcKind, PID_SLOTS};
 use crate::world::store::{Landing, StoreFault};
 use crate::world::{ActorId, ActorKind, World};

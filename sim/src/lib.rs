@@ -24,6 +24,7 @@ pub mod actors;
 pub mod campaign;
 pub mod checks;
 pub mod coverage;
+pub mod decision;
 pub mod executor;
 pub mod explore;
 pub mod faults;
@@ -31,6 +32,7 @@ pub mod html;
 pub mod junit;
 mod planted;
 pub mod progress;
+mod quiescence;
 pub mod report;
 
 pub mod runner;

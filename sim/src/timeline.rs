@@ -1,7 +1,7 @@
 //! A run's timeline (with `record_timeline`): one [`StepRecord`] per step, and its text line
 //! (`wg-sim replay`, failure reports, the HTML swimlanes).
 
-use crate::schedule::Decision;
+use crate::decision::Decision;
 use crate::world::clock::EPOCH_START_MS;
 use crate::world::{ActorKind, Inner};
 

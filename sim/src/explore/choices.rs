@@ -8,9 +8,10 @@
 //! less those that cannot differ from another one offered (see [`distinct`]). A crash is an
 //! event, not a switch: it costs a fault, never a preemption.
 
+use crate::decision::Decision;
 use crate::faults::fault_choices;
 use crate::scenario::FaultKind;
-use crate::schedule::{Decision, StepView};
+use crate::schedule::StepView;
 use crate::world::store::Landing;
 use crate::world::{ActorId, ActorKind};
 

@@ -21,7 +21,8 @@
 //! Hashes are 64 bits (as TLC's fingerprints): a collision could hide a schedule, with a chance
 //! of about n²/2⁶⁴ for n states.
 
-use crate::schedule::{Decision, StepView};
+use crate::decision::Decision;
+use crate::schedule::StepView;
 use crate::world::{ActorId, Inner};
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -2,7 +2,7 @@
 //! walk) or by PCT, and now and then a fault instead (`crate::faults`). A seed gives the same
 //! decisions every time.
 
-use super::Decision;
+use crate::decision::Decision;
 use crate::faults;
 use crate::scenario::{FaultKind, SchedulerKind};
 use crate::world::{ActorId, World};
