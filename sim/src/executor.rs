@@ -10,16 +10,13 @@ use crate::scenario::{FaultKind, Scenario, SchedulerKind};
 use crate::schedule::random::Seeded;
 use crate::schedule::{Chooser, Next, Phase, Source};
 use crate::timeline::StepRecord;
+use crate::world::boot::{self, settings_for};
 use crate::world::clock::EPOCH_START_MS;
 use crate::world::state_hash::state_hash;
 use crate::world::store::{Landing, StoreFault};
-use crate::world::{boot, ActorId, ActorSlot, Inner, TimerWaits, Wait, World};
-use std::cell::RefCell;
+use crate::world::{ActorId, ActorSlot, Inner, TimerWaits, Wait, World};
 use std::collections::{BTreeMap, BTreeSet};
-use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
-use wg_core::ports::State;
-use wg_core::settings::Settings;
 
 /// A run's decisions are part of its report (`RunReport::trace`); the explorer chooses them.
 pub use crate::decision::Decision;
@@ -98,17 +95,6 @@ pub struct RunReport {
 
 /// The most faults one run injects: enough to combine a few, few enough that runs progress.
 pub const FAULTS_MAX: u32 = 6;
-fn settings_for(scenario: &Scenario) -> Settings {
-    let service = &scenario.service;
-    Settings {
-        grace_ms: service.grace_ms,
-        kill_wait_ms: service.kill_wait_ms,
-        heartbeat_timeout_ms: service.heartbeat_timeout_ms,
-        max_agents: service.max_agents,
-        poll_interval_ms: service.poll_interval_ms,
-        ..Settings::default()
-    }
-}
 
 /// How long the liveness phase lasts unless the scenario says: time for a sweep to notice a death
 /// (poll), stop a hung agent (heartbeat timeout, grace, kill wait), a service restart, and
@@ -136,35 +122,6 @@ pub fn liveness_ms(scenario: &Scenario, waits: TimerWaits) -> u64 {
     )
 }
 
-/// What every run of one scenario starts from: the scenario, its initial files and the line
-/// count of the initial graph file (S8).
-#[derive(Clone)]
-struct Prepared {
-    scenario: Rc<Scenario>,
-    initial: Rc<State>,
-    initial_graph_lines: usize,
-}
-
-thread_local! {
-    /// The last scenario run on this thread, and its initial files: consecutive runs of one
-    /// scenario (seeds) share them instead of cloning and building them each time.
-    static PREPARED: RefCell<Option<Prepared>> = const { RefCell::new(None) };
-}
-
-fn prepared(scenario: &Scenario) -> Prepared {
-    PREPARED.with(|cell| {
-        let mut cell = cell.borrow_mut();
-        if let Some(prepared) = cell.as_ref().filter(|prepared| *prepared.scenario == *scenario) {
-            return prepared.clone();
-        }
-        let initial = boot::initial_state(scenario);
-        let initial_graph_lines = initial.graph.render().lines().count();
-        let prepared = Prepared { scenario: Rc::new(scenario.clone()), initial: Rc::new(initial), initial_graph_lines };
-        *cell = Some(prepared.clone());
-        prepared
-    })
-}
-
 fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
     #[allow(unused_mut)]
     let mut settings = settings_for(scenario);
@@ -172,9 +129,7 @@ fn new_world(scenario: &Scenario, options: &RunOptions) -> World {
     {
         settings.planted_bug = options.planted_bug;
     }
-    let Prepared { scenario, initial, initial_graph_lines } = prepared(scenario);
-    let inner = Inner::new(Rc::clone(&initial), initial_graph_lines, options.record_timeline);
-    World { inner: RefCell::new(inner), settings, scenario, seed: options.seed, initial_graph_lines, initial }
+    boot::new_world(scenario, settings, options.seed, options.record_timeline)
 }
 
 /// Runs one scenario with one seed (or one trace).

@@ -27,7 +27,7 @@ pub mod coverage;
 pub mod decision;
 pub mod executor;
 pub mod explore;
-pub mod faults;
+mod faults;
 pub mod html;
 pub mod junit;
 mod planted;

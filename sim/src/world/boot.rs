@@ -5,13 +5,63 @@
 use super::clock::{Timer, EPOCH_START_MS};
 use super::processes::ProcKind;
 use super::store::{parse_graph, parse_registry};
-use super::World;
+use super::{Inner, World};
 use crate::scenario::{AgentProcess, Behaviour, Scenario, Trigger};
 use std::cell::RefCell;
 use std::rc::Rc;
 use wg_core::ports::{ExitKind, State};
 use wg_core::registry::Registry;
+use wg_core::settings::Settings;
 use wg_core::time::{format_rfc3339, EpochMs};
+
+/// A world ready to boot: the scenario's initial files committed, nothing running yet.
+pub fn new_world(scenario: &Scenario, settings: Settings, seed: u64, recording: bool) -> World {
+    let Prepared { scenario, initial, initial_graph_lines } = prepared(scenario);
+    let inner = Inner::new(Rc::clone(&initial), initial_graph_lines, recording);
+    World { inner: RefCell::new(inner), settings, scenario, seed, initial_graph_lines, initial }
+}
+
+/// The service's settings a scenario gives.
+pub fn settings_for(scenario: &Scenario) -> Settings {
+    let service = &scenario.service;
+    Settings {
+        grace_ms: service.grace_ms,
+        kill_wait_ms: service.kill_wait_ms,
+        heartbeat_timeout_ms: service.heartbeat_timeout_ms,
+        max_agents: service.max_agents,
+        poll_interval_ms: service.poll_interval_ms,
+        ..Settings::default()
+    }
+}
+
+/// What every run of one scenario starts from: the scenario, its initial files and the line
+/// count of the initial graph file (S8).
+#[derive(Clone)]
+struct Prepared {
+    scenario: Rc<Scenario>,
+    initial: Rc<State>,
+    initial_graph_lines: usize,
+}
+
+thread_local! {
+    /// The last scenario run on this thread, and its initial files: consecutive runs of one
+    /// scenario (seeds) share them instead of cloning and building them each time.
+    static PREPARED: RefCell<Option<Prepared>> = const { RefCell::new(None) };
+}
+
+fn prepared(scenario: &Scenario) -> Prepared {
+    PREPARED.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if let Some(prepared) = cell.as_ref().filter(|prepared| *prepared.scenario == *scenario) {
+            return prepared.clone();
+        }
+        let initial = initial_state(scenario);
+        let initial_graph_lines = initial.graph.render().lines().count();
+        let prepared = Prepared { scenario: Rc::new(scenario.clone()), initial: Rc::new(initial), initial_graph_lines };
+        *cell = Some(prepared.clone());
+        prepared
+    })
+}
 
 /// The initial files and processes of a scenario.
 pub fn initial_state(scenario: &Scenario) -> State {

@@ -148,7 +148,7 @@ impl Inner {
 pub struct World {
     pub inner: RefCell<Inner>,
     pub settings: Settings,
-    /// Shared by the runs of one thread (see `executor::new_world`).
+    /// Shared by the runs of one thread (see `boot::new_world`).
     pub scenario: Rc<Scenario>,
     pub seed: u64,
     /// Unknown fields of the initial files, which must survive every write (S8). Shared by the
