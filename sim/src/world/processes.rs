@@ -2,11 +2,11 @@
 //! reused), agent process trees, spawn gates, and signal delivery under the identity rule of
 //! `wg_core::identity`.
 
+use super::clock::Timer;
 use super::record::{Record, SignalRecord};
 use super::{mix, ActorId, ActorSpec, Inner, Wait, World};
 use crate::planted::planted;
 use crate::scenario::Behaviour;
-use crate::world::clock::Timer;
 use std::collections::BTreeMap;
 use wg_core::identity::{check_identity, check_pid, Observed};
 use wg_core::model::ProcessRef;
