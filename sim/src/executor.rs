@@ -34,7 +34,7 @@ pub struct RunOptions {
     pub hash_steps: bool,
     pub steps_max: u64,
     /// Runs the liveness phase to its bound even once the world is quiescent (see
-    /// [`crate::quiescence`]); only for checking that ending early changes no outcome.
+    /// `crate::quiescence`); only for checking that ending early changes no outcome.
     pub run_to_end: bool,
     /// Records the orderings of conflicting commits ([`RunReport::orderings`]).
     pub coverage: bool,

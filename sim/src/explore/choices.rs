@@ -4,7 +4,7 @@
 //! The default (index 0) is non-preemptive: the actor that ran last goes on if it can, else the
 //! lowest runnable id. A switch away from an actor that could have gone on is a preemption
 //! (bounded by `--preemptions`); a switch when it cannot (it waits, finished or died) is free, as
-//! in CHESS. A fault (bounded by `--faults`) is any decision [`fault_choices`] offers,
+//! in CHESS. A fault (bounded by `--faults`) is any decision `faults::fault_choices` offers,
 //! less those that cannot differ from another one offered (see [`distinct`]). A crash is an
 //! event, not a switch: it costs a fault, never a preemption.
 
