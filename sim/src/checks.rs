@@ -5,10 +5,10 @@
 //!
 //! Per record, in the order the world made them ([`on_record`]): a commit (the state before
 //! and after, and who wrote): S3 (each task's transition, and one raise per command), S4, S5
-//! (for commands), S8; a signal delivery: S2; a retry that returned: S7. After every step (the
-//! committed state outside any transaction, plus the process table): S1, S6. At the end of the
-//! liveness phase: L1, L2, S3 over the whole run (every raise has its log entry), every step
-//! fired, and the scenario's expectations.
+//! (for commands), S8; a write that did not read back: S8; a signal delivery: S2; a retry that
+//! returned: S7. After every step (the committed state outside any transaction, plus the process
+//! table): S1, S6. At the end of the liveness phase: L1, L2, S3 over the whole run (every raise
+//! has its log entry), every step fired, and the scenario's expectations.
 
 use crate::scenario::{ExpectOp, Expectation, FaultKind, Step, Trigger};
 use crate::world::clock::{ClockState, Timer};
@@ -36,7 +36,8 @@ pub fn on_record(record: &Record, initial: Initial<'_>, actors: &mut [ActorSlot]
         Record::Commit(commit) => on_commit(commit, initial, &mut actors[commit.actor].raised),
         Record::Signal(delivery) => on_signal(delivery).into_iter().collect(),
         Record::Retry(returned) => on_retry(returned).into_iter().collect(),
-        Record::Unreadable(broken) => vec![broken.clone()],
+        // S8: what we write, the next reader reads back.
+        Record::Unreadable(what) => vec![Violation { invariant: "S8", detail: what.clone() }],
     }
 }
 

@@ -106,7 +106,8 @@ pub struct Inner {
     pub new_actors: Vec<ActorSpec>,
     /// What the checkers must see, in order; the executor takes them after each step.
     pub records: Vec<Record>,
-    /// What the checkers found (the run ends at the first).
+    /// What the checkers found in this world, put here by the executor (the run ends at the
+    /// first).
     pub violations: Vec<Violation>,
     /// Notes for the timeline of the current step (only when recording).
     pub notes: Vec<String>,

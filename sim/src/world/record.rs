@@ -6,7 +6,6 @@
 use super::processes::{ProcKind, Root};
 use super::{ActorId, ActorKind};
 use std::rc::Rc;
-use wg_core::invariants::Violation;
 use wg_core::model::ProcessRef;
 use wg_core::ops::RetryOutcome;
 use wg_core::ports::{Signal, State};
@@ -15,8 +14,9 @@ pub enum Record {
     Commit(CommitRecord),
     Signal(SignalRecord),
     Retry(RetryRecord),
-    /// A file written by a commit did not read back (S8); nothing was committed.
-    Unreadable(Violation),
+    /// A file written by a commit did not read back (which file, and how); nothing was
+    /// committed.
+    Unreadable(String),
 }
 
 /// One commit: who wrote, the committed state before and after.

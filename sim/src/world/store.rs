@@ -9,7 +9,6 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use wg_core::graph::Graph;
-use wg_core::invariants::Violation;
 use wg_core::ports::{State, Store, StoreError};
 use wg_core::registry::Registry;
 
@@ -173,24 +172,19 @@ fn saved_registry(registry: Registry) -> Result<Registry, String> {
 /// The files as the next reader sees them after `state` (already changed) is written: a file
 /// the transaction did not change is the committed one, already read back when it was written,
 /// so only a changed file is written and read again. Also returns the graph file's new line
-/// count, when it was written. A file that does not read back breaks S8.
-fn write_and_read_back(state: State) -> Result<(State, Option<usize>), Violation> {
+/// count, when it was written. Fails with what did not read back (which breaks S8).
+fn write_and_read_back(state: State) -> Result<(State, Option<usize>), String> {
     let State { graph, registry } = state;
     let mut graph_lines = None;
     let graph = if graph.is_changed() {
         let text = graph.render();
-        let fresh =
-            parse_graph(&text).map_err(|e| Violation { invariant: "S8", detail: format!("graph.jsonl: {e}") })?;
+        let fresh = parse_graph(&text).map_err(|e| format!("graph.jsonl: {e}"))?;
         graph_lines = Some(text.lines().count());
         fresh
     } else {
         graph
     };
-    let registry = if registry.is_changed() {
-        saved_registry(registry).map_err(|detail| Violation { invariant: "S8", detail })?
-    } else {
-        registry
-    };
+    let registry = if registry.is_changed() { saved_registry(registry)? } else { registry };
     Ok((State { graph, registry }, graph_lines))
 }
 
@@ -243,8 +237,8 @@ impl World {
     pub fn commit(&self, inner: &mut Inner, actor: ActorId, state: State) {
         let (fresh, graph_lines) = match write_and_read_back(state) {
             Ok(written) => written,
-            Err(unreadable) => {
-                inner.records.push(Record::Unreadable(unreadable));
+            Err(what) => {
+                inner.records.push(Record::Unreadable(what));
                 return;
             }
         };
