@@ -14,8 +14,9 @@
 //! The document is well-formed XML (void elements closed, no named entities but XML's), so a
 //! test can parse it with an XML parser.
 
-use crate::executor::{format_tick, RunReport, StepRecord};
+use crate::executor::RunReport;
 use crate::junit::escape;
+use crate::timeline::{format_tick, StepRecord};
 use crate::world::ActorKind;
 use std::fmt::Write as _;
 

@@ -8,13 +8,12 @@
 //! [`REDRAWS_PER_S`] times a second.
 
 use crate::campaign;
-use crate::session::{rate_per_s, ScenarioResult};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::{IsTerminal, Write};
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub const REDRAWS_PER_S: u8 = 10;
 
@@ -92,15 +91,15 @@ impl Progress {
         bars.session.set_message(Self::totals(bars, seeds, failures));
     }
 
-    pub fn scenario_finished(&self, result: &ScenarioResult) {
+    /// A scenario ended, having run `seeds_run` seeds and found `failures`.
+    pub fn scenario_finished(&self, seeds_run: u64, failures: u64) {
         let Some(bars) = &self.bars else { return };
         if let Some(bar) = bars.scenario.lock().expect("no panic holds it").take() {
             bar.finish_and_clear();
             bars.multi.remove(&bar);
         }
-        let seeds = bars.seeds_before.fetch_add(result.seeds_run, Ordering::Relaxed) + result.seeds_run;
-        let failures = bars.failures_before.fetch_add(result.records.len() as u64, Ordering::Relaxed)
-            + result.records.len() as u64;
+        let seeds = bars.seeds_before.fetch_add(seeds_run, Ordering::Relaxed) + seeds_run;
+        let failures = bars.failures_before.fetch_add(failures, Ordering::Relaxed) + failures;
         bars.session.inc(1);
         bars.session.set_message(Self::totals(bars, seeds, failures));
     }
@@ -130,4 +129,9 @@ impl Progress {
         let rate = rate_per_s(seeds, bars.started.elapsed());
         format!("{seeds} seeds, {rate:.0} seeds/s, failures {failures}")
     }
+}
+
+/// Seeds per second, for the bars and the summaries.
+pub fn rate_per_s(seeds: u64, elapsed: Duration) -> f64 {
+    seeds as f64 / elapsed.as_secs_f64().max(1e-9)
 }

@@ -8,9 +8,10 @@
 //! they break; the step of the violation is no key because the same bug is seen one step earlier
 //! or later under another schedule (a shrunk trace fails at 77 or 78 for one bug).
 
-use crate::executor::{format_tick, Decision};
+use crate::decision::Decision;
 use crate::runner::Found;
 use crate::scenario::Scenario;
+use crate::timeline::format_tick;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

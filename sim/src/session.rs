@@ -5,7 +5,7 @@
 
 use crate::campaign::{self, Budget, Outcome};
 use crate::executor::RunOptions;
-use crate::progress::Progress;
+use crate::progress::{rate_per_s, Progress};
 use crate::report::FailureRecord;
 use crate::scenario::Scenario;
 use crate::trace;
@@ -101,10 +101,6 @@ impl Summary {
     }
 }
 
-pub fn rate_per_s(seeds: u64, elapsed: Duration) -> f64 {
-    seeds as f64 / elapsed.as_secs_f64().max(1e-9)
-}
-
 /// Runs `scenarios` in order, calling `on_done` as each ends (to print it at once); returns every
 /// scenario's result and the totals. An error is a trace that could not be written.
 pub fn run(
@@ -150,7 +146,7 @@ pub fn run(
             stopped_by_time: outcome.out_of_time_at.is_some(),
             coverage: outcome.coverage,
         };
-        progress.scenario_finished(&result);
+        progress.scenario_finished(result.seeds_run, result.records.len() as u64);
         on_done(&result);
         results.push(result);
     }

@@ -509,7 +509,7 @@ fn replay(
                     "FAIL checker={} step={} tick={}: {}",
                     failure.checker,
                     failure.step,
-                    executor::format_tick(failure.tick_ms),
+                    wg_sim::timeline::format_tick(failure.tick_ms),
                     failure.detail
                 ),
             );

@@ -148,4 +148,4 @@ pub(super) async fn split_reap<C: Clock, P: Processes, S: Store>(
 }
 
 // Bug 5 (`SignalWithoutIdentity`) is honoured by the process port: the simulator's signals the
-// pid without asking whose it is now (`wg-sim`'s `world.rs`).
+// pid without asking whose it is now (`wg-sim`'s `world/processes.rs`, its own `planted!` hook).

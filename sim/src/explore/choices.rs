@@ -4,13 +4,16 @@
 //! The default (index 0) is non-preemptive: the actor that ran last goes on if it can, else the
 //! lowest runnable id. A switch away from an actor that could have gone on is a preemption
 //! (bounded by `--preemptions`); a switch when it cannot (it waits, finished or died) is free, as
-//! in CHESS. A fault (bounded by `--faults`) is any decision [`executor::fault_choices`] offers,
+//! in CHESS. A fault (bounded by `--faults`) is any decision `faults::fault_choices` offers,
 //! less those that cannot differ from another one offered (see [`distinct`]). A crash is an
 //! event, not a switch: it costs a fault, never a preemption.
 
-use crate::executor::{self, Decision, StepView};
+use crate::decision::Decision;
+use crate::faults::fault_choices;
 use crate::scenario::FaultKind;
-use crate::world::{ActorId, ActorKind, Landing};
+use crate::schedule::StepView;
+use crate::world::store::Landing;
+use crate::world::{ActorId, ActorKind};
 
 /// What choosing an alternative spends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +44,7 @@ fn sampled(decision: &Decision) -> bool {
 fn distinct(step: &StepView<'_>, decision: &Decision, kept: &[(Decision, Cost)]) -> bool {
     let inner = step.world.inner.borrow();
     let Decision::Crash { actor, landing } = decision else { return true };
-    if *landing == Landing::Whole && inner.pending_write.is_none() {
+    if *landing == Landing::Whole && inner.store.pending_write.is_none() {
         return false;
     }
     let is_service = |actor: ActorId| inner.actors[actor].kind == ActorKind::Service;
@@ -65,7 +68,7 @@ pub fn alternatives(step: &StepView<'_>, last: Option<ActorId>, faults: &[FaultK
     }
     for actor in order {
         for &kind in faults.iter().filter(|&&kind| acts_on_actor(kind)) {
-            for decision in executor::fault_choices(step.world, kind, actor) {
+            for decision in fault_choices(step.world, kind, actor) {
                 if distinct(step, &decision, &found) {
                     let preempts = !matches!(decision, Decision::Crash { .. }) && preempts(actor);
                     found.push((decision, Cost { preempts, is_fault: true }));
@@ -74,7 +77,7 @@ pub fn alternatives(step: &StepView<'_>, last: Option<ActorId>, faults: &[FaultK
         }
     }
     for &kind in faults.iter().filter(|&&kind| !acts_on_actor(kind)) {
-        for decision in executor::fault_choices(step.world, kind, first).into_iter().filter(sampled) {
+        for decision in fault_choices(step.world, kind, first).into_iter().filter(sampled) {
             found.push((decision, Cost { preempts: false, is_fault: true }));
         }
     }

@@ -18,9 +18,11 @@ pub mod choices;
 pub mod report;
 pub mod state;
 
-use crate::executor::{self, Chooser, Decision, RunOptions, RunReport, StepView};
+use crate::decision::Decision;
+use crate::executor::{self, RunOptions, RunReport};
 use crate::runner::{self, Found};
 use crate::scenario::{FaultKind, Scenario};
+use crate::schedule::{Chooser, StepView};
 use crate::world::ActorId;
 use choices::Cost;
 use state::{StoreHash, Views, Visited};

@@ -21,7 +21,8 @@
 //! Hashes are 64 bits (as TLC's fingerprints): a collision could hide a schedule, with a chance
 //! of about n²/2⁶⁴ for n states.
 
-use crate::executor::{Decision, StepView};
+use crate::decision::Decision;
+use crate::schedule::StepView;
 use crate::world::{ActorId, Inner};
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -76,7 +77,7 @@ fn hash_debug(hasher: &mut FxHasher, value: &impl std::fmt::Debug) {
 }
 
 /// The committed store's hash, kept while no commit happens: within one run the store changes
-/// only by a commit, which counts itself (`Inner::commits`). Hashing the whole store at every
+/// only by a commit, which counts itself (`StoreState::commits`). Hashing the whole store at every
 /// step would cost more than the step.
 #[derive(Default)]
 pub struct StoreHash {
@@ -86,12 +87,12 @@ pub struct StoreHash {
 impl StoreHash {
     fn of(&mut self, inner: &Inner) -> u64 {
         match self.at_commits {
-            Some((commits, hash)) if commits == inner.commits => hash,
+            Some((commits, hash)) if commits == inner.store.commits => hash,
             _ => {
                 let mut hasher = FxHasher::default();
-                hash_debug(&mut hasher, &inner.committed);
+                hash_debug(&mut hasher, &inner.store.committed);
                 let hash = hasher.finish();
-                self.at_commits = Some((inner.commits, hash));
+                self.at_commits = Some((inner.store.commits, hash));
                 hash
             }
         }
@@ -103,19 +104,22 @@ impl StoreHash {
 /// be used within one run only.
 pub fn world_hash(inner: &Inner, store: &mut StoreHash) -> u64 {
     let mut hasher = FxHasher::default();
-    inner.now_ms.hash(&mut hasher);
+    let (clock, processes, store_state) = (&inner.clock, &inner.processes, &inner.store);
+    clock.now_ms.hash(&mut hasher);
     store.of(inner).hash(&mut hasher);
-    hash_debug(&mut hasher, &inner.procs);
-    hash_debug(&mut hasher, &inner.exited);
-    hash_debug(&mut hasher, &inner.agent_exits_ms);
-    hash_debug(&mut hasher, &inner.freed_pids);
-    (inner.next_pid, inner.last_ticks, inner.timer_seq, inner.graph_lines, inner.commits).hash(&mut hasher);
-    hash_debug(&mut hasher, &inner.timers);
-    hash_debug(&mut hasher, &inner.pending_write);
-    hash_debug(&mut hasher, &inner.lock);
+    hash_debug(&mut hasher, &processes.procs);
+    hash_debug(&mut hasher, &processes.exited);
+    hash_debug(&mut hasher, &processes.agent_exits_ms);
+    hash_debug(&mut hasher, &processes.freed_pids);
+    let counters =
+        (processes.next_pid, processes.last_ticks, clock.timer_seq, store_state.graph_lines, store_state.commits);
+    counters.hash(&mut hasher);
+    hash_debug(&mut hasher, &clock.timers);
+    hash_debug(&mut hasher, &store_state.pending_write);
+    hash_debug(&mut hasher, &store_state.lock);
     hash_debug(&mut hasher, &inner.new_actors);
     hash_debug(&mut hasher, &inner.violations);
-    hash_debug(&mut hasher, &inner.spawns_per_task);
+    hash_debug(&mut hasher, &processes.spawns_per_task);
     hash_debug(&mut hasher, &inner.steps_fired);
     (inner.service_generation, inner.service_up).hash(&mut hasher);
     hash_debug(&mut hasher, &inner.retried_agents);
