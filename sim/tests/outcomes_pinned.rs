@@ -177,10 +177,13 @@ fn every_pinned_seed_cut_short_fails_as_before() {
 
 /// With the planted bugs, runs fail: their failures (checker, detail, step) are pinned too.
 #[cfg(feature = "planted-bugs")]
-const PLANTED_CASES: [(Case, wg_core::settings::PlantedBug); 3] = [
+const PLANTED_CASES: [(Case, wg_core::settings::PlantedBug); 4] = [
     (("retry_vs_reaper", 0, 60, Faults::Scenario, 0xb293250bf3bd50ba), wg_core::settings::PlantedBug::ReaperUnchecked),
     (("two_retries", 0, 60, Faults::Scenario, 0xae9f8252d79867b5), wg_core::settings::PlantedBug::DoubleCountRetries),
-    // Not bug 5 (SignalWithoutIdentity): its lines are being changed on another branch.
+    (
+        ("pid_reuse_not_signalled", 0, 60, Faults::Scenario, 0xa77caa0c2f0b505c),
+        wg_core::settings::PlantedBug::SignalWithoutIdentity,
+    ),
     (
         ("retry_while_done", 0, 60, Faults::Scenario, 0x177429fc5f45e672),
         wg_core::settings::PlantedBug::UnconditionalRetry,
