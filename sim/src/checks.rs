@@ -10,7 +10,7 @@
 //! table): S1, S6. At the end of the liveness phase: L1, L2, S3 over the whole run (every raise
 //! has its log entry), every step fired, and the scenario's expectations.
 
-use crate::scenario::{ExpectOp, Expectation, FaultKind, Step, Trigger};
+use crate::scenario::{ExpectOp, Expectation, FaultKind, Step, Trigger, AGENT_FIELDS, TASK_FIELDS};
 use crate::world::clock::{ClockState, Timer};
 use crate::world::processes::{Proc, ProcKind, ProcessTable};
 use crate::world::record::{CommitRecord, Record, RetryRecord, SignalRecord};
@@ -203,11 +203,6 @@ pub fn expectations<'a>(state: &State, list: impl IntoIterator<Item = &'a Expect
         })
         .collect()
 }
-
-/// The fields an expectation may name on a task, and on an agent: `field_value` reads each, and
-/// the scenario parser refuses any other (`scenario/names.rs`).
-pub const TASK_FIELDS: [&str; 6] = ["status", "retry_count", "assigned", "agent", "failure_reason", "log"];
-pub const AGENT_FIELDS: [&str; 2] = ["status", "task"];
 
 fn field_value(state: &State, subject: &str, field: &str) -> Result<String, String> {
     if let Some(task) = state.graph.task(subject) {

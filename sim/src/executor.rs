@@ -93,8 +93,7 @@ pub struct RunReport {
     pub orderings: BTreeSet<String>,
 }
 
-/// The most faults one run injects: enough to combine a few, few enough that runs progress.
-pub const FAULTS_MAX: u32 = 6;
+pub use crate::scenario::FAULTS_MAX;
 
 /// How long the liveness phase lasts unless the scenario says: time for a sweep to notice a death
 /// (poll), stop a hung agent (heartbeat timeout, grace, kill wait), a service restart, and

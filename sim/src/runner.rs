@@ -97,11 +97,6 @@ pub fn shrink(scenario: &Scenario, options: &RunOptions, failing: &RunReport) ->
     best
 }
 
-/// The failure block (docs/design.md, Scenarios): header, shrink, timeline, replay command.
-pub fn render_failure(scenario: &Scenario, found: &Found, trace_path: &Path) -> String {
-    crate::report::FailureRecord::new(scenario, found, trace_path).block()
-}
-
 /// Writes a trace file (see [`crate::trace`]).
 pub fn write_trace(path: &Path, scenario: &Scenario, seed: u64, trace: &[Decision]) -> std::io::Result<()> {
     crate::trace::write(path, scenario, seed, trace)

@@ -331,6 +331,15 @@ pub struct SimSpec {
     pub steps_max: u64,
 }
 
+/// The fields an expectation may name on a task, and on an agent: the checks read each
+/// (`checks::field_value`), and the parser refuses any other (`scenario/names.rs`).
+pub const TASK_FIELDS: [&str; 6] = ["status", "retry_count", "assigned", "agent", "failure_reason", "log"];
+pub const AGENT_FIELDS: [&str; 2] = ["status", "task"];
+
+/// The most faults one run injects: enough to combine a few, few enough that runs progress. The
+/// executor keeps to it, and the parser counts on it for the agents a scenario can start.
+pub const FAULTS_MAX: u32 = 6;
+
 /// One expectation, e.g. `t1.status in [open, in-progress]`, or
 /// `t1.status = done unless crash-cli, store-fail` (it need not hold in a run where one of those
 /// faults was injected at random).

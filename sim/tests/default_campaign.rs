@@ -26,7 +26,7 @@ fn every_scenario_passes_at_its_default_seeds() {
         let seeds = scenario.sim.seeds.min(cap);
         if let Some(found) = runner::first_failure(&scenario, 0..seeds, |_| {}) {
             let path = runner::default_trace_path(None, &scenario, found.seed);
-            panic!("{}", runner::render_failure(&scenario, &found, &path));
+            panic!("{}", wg_sim::report::FailureRecord::new(&scenario, &found, &path).block());
         }
     }
 }

@@ -33,7 +33,7 @@ fn every_scenario_passes_with_random_and_pct_schedules() {
                 runner::first_failure(&scenario, 0..SEEDS_PER_SCENARIO, |options| options.scheduler = scheduler);
             if let Some(found) = found {
                 let path = runner::default_trace_path(None, &scenario, found.seed);
-                panic!("{}", runner::render_failure(&scenario, &found, &path));
+                panic!("{}", wg_sim::report::FailureRecord::new(&scenario, &found, &path).block());
             }
         }
     }
@@ -101,7 +101,7 @@ fn a_failure_is_found_shrunk_and_replayed_from_its_trace() {
     let options = RunOptions::for_scenario(&scenario, found.seed);
     let replayed = runner::replay(&scenario, &options, trace, true);
     assert_eq!(replayed.failure.map(|failure| failure.checker), Some("expect".to_string()));
-    let report = runner::render_failure(&scenario, &found, &file);
+    let report = wg_sim::report::FailureRecord::new(&scenario, &found, &file).block();
     assert!(report.starts_with("FAIL scenario=two_retries_wrong seed=0 checker=expect step="), "{report}");
     assert!(report.contains("  replay: wg-sim replay "), "{report}");
     let _ = std::fs::remove_file(file);

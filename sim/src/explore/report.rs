@@ -19,7 +19,7 @@ pub fn bounds_text(bounds: &Bounds) -> String {
 pub fn render(scenario: &Scenario, bounds: &Bounds, outcome: &Exploration, trace_path: &Path) -> String {
     let mut text = String::new();
     if let Some(found) = &outcome.failure {
-        text.push_str(&runner::render_failure(scenario, found, trace_path));
+        text.push_str(&crate::report::FailureRecord::new(scenario, found, trace_path).block());
     }
     let _ = writeln!(
         text,

@@ -52,7 +52,7 @@ impl Names {
             .filter(|command| matches!(command, Command::Retry { .. } | Command::Kill { .. } | Command::Recover { .. }))
             .count() as u64;
         let fault_steps = steps.iter().filter(|step| matches!(step.action, Action::Fault(_))).count() as u64;
-        let faults_max = u64::from(crate::executor::FAULTS_MAX) + fault_steps;
+        let faults_max = u64::from(crate::scenario::FAULTS_MAX) + fault_steps;
         let startable = tasks.len() as u64;
         let per_task = starts_per_task_max(&CrashLoopPolicy::default(), reopening, faults_max);
         Names { tasks, declared_agents, first_started, started_max: startable * per_task }
@@ -74,7 +74,7 @@ impl Names {
 
     /// An expectation's subject (a task or an agent) and the field it names on it.
     pub fn check_subject(&self, name: &str, field: &str) -> Result<(), String> {
-        use crate::checks::{AGENT_FIELDS, TASK_FIELDS};
+        use crate::scenario::{AGENT_FIELDS, TASK_FIELDS};
         let (is_task, is_agent) = (self.tasks.contains(name), self.agent_can_exist(name));
         let task_field = TASK_FIELDS.contains(&field);
         let agent_field = AGENT_FIELDS.contains(&field);
