@@ -46,8 +46,9 @@ pub fn on_record(record: &Record, initial: Initial<'_>, actors: &mut [ActorSlot]
 fn on_commit(commit: &CommitRecord, initial: Initial<'_>, raised: &mut BTreeMap<String, u32>) -> Vec<Violation> {
     let (before, after, kind) = (&*commit.before, &*commit.after, commit.kind);
     let mut found: Vec<Violation> = Vec::new();
-    for task in after.graph.tasks() {
-        let Some(old) = before.graph.task(&task.id) else { continue };
+    // A task the commit left as it was has nothing to check.
+    for (old, task) in commit.changed_tasks() {
+        let Some(old) = old else { continue };
         found.extend(invariants::check_attempt_transition(old, task));
         if task.retry_count > old.retry_count && kind == ActorKind::Cli {
             let count = raised.entry(task.id.clone()).or_insert(0);

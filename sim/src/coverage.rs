@@ -6,11 +6,11 @@
 //! distinct orderings and when each was first seen, so a user can tell when more seeds stop
 //! finding new ones (docs/simulation.md, Exhaustive checking).
 
+use crate::world::record::CommitRecord;
 use crate::world::{ActorKind, ActorSlot};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use wg_core::model::{AgentStatus, TaskStatus};
-use wg_core::ports::State;
 
 /// One commit: who made it (its role, not its id) and what it changed, per task or agent.
 #[derive(Clone, Debug)]
@@ -64,29 +64,29 @@ fn role(slot: &ActorSlot) -> String {
     }
 }
 
-/// What a commit by `slot` changed from `before` to `after`.
-pub fn transition(slot: &ActorSlot, before: &State, after: &State) -> Transition {
-    let mut changes = Vec::new();
-    for task in after.graph.tasks() {
-        let old = before.graph.task(&task.id);
-        if old != Some(task) {
-            let from = old.map(|old| Status::Task(old.status.clone()));
-            changes.push(Change { object: task.id.clone(), from, to: Status::Task(task.status.clone()) });
-        }
-    }
-    for agent in after.registry.agents() {
-        let old = before.registry.agent(&agent.id);
-        if old != Some(agent) {
-            let from = old.map(|old| Status::Agent(old.status.clone()));
-            changes.push(Change { object: agent.id.clone(), from, to: Status::Agent(agent.status.clone()) });
-        }
-    }
-    Transition { actor: role(slot), changes }
+/// What `commit`, by `slot`, changed.
+pub fn transition(slot: &ActorSlot, commit: &CommitRecord) -> Transition {
+    let tasks = commit.changed_tasks().map(|(old, task)| Change {
+        object: task.id.clone(),
+        from: old.map(|old| Status::Task(old.status.clone())),
+        to: Status::Task(task.status.clone()),
+    });
+    let agents = commit.changed_agents().map(|(old, agent)| Change {
+        object: agent.id.clone(),
+        from: old.map(|old| Status::Agent(old.status.clone())),
+        to: Status::Agent(agent.status.clone()),
+    });
+    Transition { actor: role(slot), changes: tasks.chain(agents).collect() }
 }
 
 /// The orderings of conflicting pairs in one run's commits, in commit order.
+///
+/// Every seed of a campaign computes these, so each is written by hand into one reused buffer
+/// (what `format!` of the nested `Display`s wrote, at a fraction of the cost) and copied only
+/// when it is new to the run.
 pub fn orderings(log: &[Transition]) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
+    let mut text = String::new();
     for (index, first) in log.iter().enumerate() {
         for second in &log[index + 1..] {
             if first.actor == second.actor {
@@ -94,13 +94,50 @@ pub fn orderings(log: &[Transition]) -> BTreeSet<String> {
             }
             for change in &first.changes {
                 for later in second.changes.iter().filter(|later| later.object == change.object) {
-                    found
-                        .insert(format!("{}: {} {change} before {} {later}", change.object, first.actor, second.actor));
+                    text.clear();
+                    write_ordering(&mut text, (&first.actor, change), (&second.actor, later));
+                    if !found.contains(text.as_str()) {
+                        found.insert(text.clone());
+                    }
                 }
             }
         }
     }
     found
+}
+
+/// `<object>: <actor> <change> before <actor> <change>`, e.g. `t1: reaper InProgress->Open
+/// before wg retry t1 InProgress->Open`.
+fn write_ordering(text: &mut String, (actor, change): (&str, &Change), (later_actor, later): (&str, &Change)) {
+    text.push_str(&change.object);
+    text.push_str(": ");
+    text.push_str(actor);
+    text.push(' ');
+    write_change(text, change);
+    text.push_str(" before ");
+    text.push_str(later_actor);
+    text.push(' ');
+    write_change(text, later);
+}
+
+/// What `Change`'s `Display` writes.
+fn write_change(text: &mut String, change: &Change) {
+    match &change.from {
+        Some(from) => write_status(text, from),
+        None => text.push_str("new"),
+    }
+    text.push_str("->");
+    write_status(text, &change.to);
+}
+
+/// What `Status`'s `Display` writes.
+fn write_status(text: &mut String, status: &Status) {
+    use std::fmt::Write;
+    // Writing to a `String` cannot fail.
+    let _ = match status {
+        Status::Task(status) => write!(text, "{status:?}"),
+        Status::Agent(status) => write!(text, "{status:?}"),
+    };
 }
 
 /// The orderings a campaign saw, each with the lowest seed that showed it.
@@ -158,6 +195,7 @@ impl std::fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::{orderings, Change, Coverage, Status, Transition};
+    use std::collections::BTreeSet;
     use wg_core::model::{AgentStatus, TaskStatus};
 
     /// A commit by `actor` changing `objects` from one status to another (`t…`: tasks, else
@@ -208,6 +246,24 @@ mod tests {
             to: Status::Task(TaskStatus::Open),
         };
         assert_eq!(odd.to_string(), "Unknown(\"parked-by-tool\")->Open");
+    }
+
+    #[test]
+    fn an_ordering_reads_as_its_parts_written_out() {
+        let first = commit("reaper", &[("t1", "in-progress", "open"), ("agent-1", "working", "dead")]);
+        let mut second = commit("wg retry t1 --reason \"x\"", &[("t1", "parked-by-tool", "open")]);
+        second.changes.push(Change { object: "agent-1".into(), from: None, to: Status::Agent(AgentStatus::Starting) });
+        let mut expected = BTreeSet::new();
+        for change in &first.changes {
+            for later in second.changes.iter().filter(|later| later.object == change.object) {
+                expected.insert(format!("{}: {} {change} before {} {later}", change.object, first.actor, second.actor));
+            }
+        }
+        assert_eq!(expected.len(), 2);
+        assert_eq!(orderings(&[first, second]), expected);
+        assert!(expected.contains(
+            "t1: reaper InProgress->Open before wg retry t1 --reason \"x\" Unknown(\"parked-by-tool\")->Open"
+        ));
     }
 
     #[test]

@@ -268,7 +268,7 @@ fn check_records(world: &World, commit_log: &mut Option<Vec<crate::coverage::Tra
         let mut found = checks::on_record(record, initial, &mut inner.actors);
         inner.violations.append(&mut found);
         if let (Some(log), crate::world::record::Record::Commit(commit)) = (commit_log.as_mut(), record) {
-            log.push(crate::coverage::transition(&inner.actors[commit.actor], &commit.before, &commit.after));
+            log.push(crate::coverage::transition(&inner.actors[commit.actor], commit));
         }
     }
 }
