@@ -150,13 +150,17 @@ pub fn run_chosen(scenario: &Scenario, options: &RunOptions, chooser: &mut dyn C
     run_from(scenario, options, Source::Chosen(chooser))
 }
 
+/// Room for the decisions of a typical run (tens of steps; a quarter as many commits, an
+/// eighth as many actors), so the run's vectors do not grow step by step from empty.
+const RUN_CAPACITY: usize = 128;
+
 fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -> RunReport {
     let world = new_world(scenario, options);
     boot::boot(&world);
     // With `options.coverage`: every commit, in order (`crate::coverage`).
-    let mut commit_log = options.coverage.then(Vec::new);
-    let mut futures: Vec<Option<ActorFuture<'_>>> = Vec::new();
-    let mut report = RunReport::default();
+    let mut commit_log = options.coverage.then(|| Vec::with_capacity(RUN_CAPACITY / 4));
+    let mut futures: Vec<Option<ActorFuture<'_>>> = Vec::with_capacity(RUN_CAPACITY / 8);
+    let mut report = RunReport { trace: Vec::with_capacity(RUN_CAPACITY), ..RunReport::default() };
     let safety_end_ms = EPOCH_START_MS + scenario.sim.safety_ms as i64;
     // The liveness phase starts when the safety phase is over (a clock jump may overshoot it)
     // and lasts its bound from there.
