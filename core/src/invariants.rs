@@ -119,20 +119,16 @@ pub fn check_attempts_logged(initial: &State, now: &State) -> Vec<Violation> {
 
 /// S4: a task that was done stays done, with the same agent, whoever wrote in between.
 pub fn check_done_stays_done(before: &State, after: &State) -> Vec<Violation> {
-    after
-        .graph
-        .tasks()
-        .filter_map(|task| {
-            let was = before.graph.task(&task.id).filter(|was| was.status == TaskStatus::Done)?;
-            let kept = task.status == TaskStatus::Done && task.assigned == was.assigned;
-            (!kept).then(|| {
-                violation(
-                    "S4",
-                    format!("{} was done and became {} (assigned {:?})", task.id, task.status, task.assigned),
-                )
-            })
-        })
-        .collect()
+    after.graph.tasks().filter_map(|task| check_task_done_stays_done(before.graph.task(&task.id)?, task)).collect()
+}
+
+/// S4 for one task, as it `was` and as it is `now`: for an observer that knows which tasks
+/// changed (the simulator sees each commit), as a task left unchanged keeps S4.
+pub fn check_task_done_stays_done(was: &Task, now: &Task) -> Option<Violation> {
+    let kept = was.status != TaskStatus::Done || (now.status == TaskStatus::Done && now.assigned == was.assigned);
+    (!kept).then(|| {
+        violation("S4", format!("{} was done and became {} (assigned {:?})", now.id, now.status, now.assigned))
+    })
 }
 
 /// S5: the `.evaluate-*` / `.flip-*` companions are unchanged between two states (the caller
@@ -459,6 +455,10 @@ mod tests {
         let reopened = state(r#"{"kind":"task","id":"t1","status":"open"}"#, NO_AGENTS);
         assert_eq!(check_done_stays_done(&done, &done), Vec::new());
         assert_eq!(check_done_stays_done(&done, &reopened)[0].invariant, "S4");
+        // Per task: only a task that was done is held to it.
+        let (was_done, now_open) = (done.graph.task("t1").unwrap(), reopened.graph.task("t1").unwrap());
+        assert_eq!(check_task_done_stays_done(was_done, now_open), check_done_stays_done(&done, &reopened).pop());
+        assert_eq!(check_task_done_stays_done(now_open, was_done), None);
         let companion = state(r#"{"kind":"task","id":".evaluate-t1","status":"open"}"#, NO_AGENTS);
         let abandoned = state(r#"{"kind":"task","id":".evaluate-t1","status":"abandoned"}"#, NO_AGENTS);
         assert_eq!(check_companions_unchanged(&companion, &companion), Vec::new());

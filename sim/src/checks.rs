@@ -46,7 +46,8 @@ pub fn on_record(record: &Record, initial: Initial<'_>, actors: &mut [ActorSlot]
 fn on_commit(commit: &CommitRecord, initial: Initial<'_>, raised: &mut BTreeMap<String, u32>) -> Vec<Violation> {
     let (before, after, kind) = (&*commit.before, &*commit.after, commit.kind);
     let mut found: Vec<Violation> = Vec::new();
-    // A task the commit left as it was has nothing to check.
+    // A task the commit left as it was has nothing to check for S3 and S4.
+    let mut done_changed = Vec::new();
     for (old, task) in commit.changed_tasks() {
         let Some(old) = old else { continue };
         found.extend(invariants::check_attempt_transition(old, task));
@@ -55,8 +56,10 @@ fn on_commit(commit: &CommitRecord, initial: Initial<'_>, raised: &mut BTreeMap<
             *count += 1;
             found.extend(invariants::check_raises_by_one_command(&task.id, *count));
         }
+        done_changed.extend(invariants::check_task_done_stays_done(old, task));
     }
-    found.extend(invariants::check_done_stays_done(before, after));
+    // After every S3 finding, as when S4 was checked over the whole graph.
+    found.append(&mut done_changed);
     if kind == ActorKind::Cli {
         found.extend(invariants::check_companions_unchanged(before, after));
     }
