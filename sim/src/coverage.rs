@@ -22,14 +22,14 @@ pub struct Transition {
 /// One task or agent a commit changed: its id, its status before (`None`: new) and after. Kept
 /// as values and put into words only for the orderings of conflicting pairs (most commits are
 /// in none), which was a visible part of every commit's cost.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Change {
     object: String,
     from: Option<Status>,
     to: Status,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Status {
     Task(TaskStatus),
     Agent(AgentStatus),
@@ -81,29 +81,30 @@ pub fn transition(slot: &ActorSlot, commit: &CommitRecord) -> Transition {
 
 /// The orderings of conflicting pairs in one run's commits, in commit order.
 ///
-/// Every seed of a campaign computes these, so the changes are first grouped by object (only
-/// changes of one object can conflict; a long run has many commits, each touching few objects),
-/// and each ordering is written by hand into one reused buffer (what `format!` of the nested
-/// `Display`s wrote, at a fraction of the cost) and copied only when it is new to the run.
+/// Every seed of a campaign computes these, and a long run repeats the same few changes of an
+/// object many times (each heartbeat, each sweep): so the changes are grouped by object (only
+/// changes of one object can conflict), each distinct change (who, and from what to what) is
+/// kept once with its first and last place, and a pair of them is an ordering when the first
+/// place of one comes before the last place of the other. Only those distinct orderings are put
+/// into words, by hand (what `format!` of the nested `Display`s wrote, at a fraction of the cost).
 pub fn orderings(log: &[Transition]) -> BTreeSet<String> {
-    // Per object, who changed it how, in commit order.
-    let mut by_object: BTreeMap<&str, Vec<(&str, &Change)>> = BTreeMap::new();
-    for commit in log {
+    // Per object, each distinct (actor, change) with its first and last place in commit order.
+    let mut by_object: BTreeMap<&str, BTreeMap<(&str, &Change), (usize, usize)>> = BTreeMap::new();
+    for (place, commit) in log.iter().enumerate() {
         for change in &commit.changes {
-            by_object.entry(&change.object).or_default().push((&commit.actor, change));
+            let places = by_object.entry(&change.object).or_default();
+            places.entry((&commit.actor, change)).and_modify(|(_, last)| *last = place).or_insert((place, place));
         }
     }
     let mut found = BTreeSet::new();
-    let mut text = String::new();
-    for changes in by_object.values() {
-        for (index, &(actor, change)) in changes.iter().enumerate() {
+    for places in by_object.values() {
+        for (&earlier, &(first, _)) in places {
             // Different actors only: this also leaves out two changes of one commit.
-            for &(later_actor, later) in changes[index + 1..].iter().filter(|(later_actor, _)| *later_actor != actor) {
-                text.clear();
-                write_ordering(&mut text, (actor, change), (later_actor, later));
-                if !found.contains(text.as_str()) {
-                    found.insert(text.clone());
-                }
+            let later = places.iter().filter(|((actor, _), &(_, last))| *actor != earlier.0 && first < last);
+            for (&later, _) in later {
+                let mut text = String::with_capacity(96);
+                write_ordering(&mut text, earlier, later);
+                found.insert(text);
             }
         }
     }
