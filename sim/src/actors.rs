@@ -33,10 +33,8 @@ pub fn name_of(spec: &ActorSpec, id: usize) -> String {
     let mut name = String::with_capacity(32);
     // Writing to a `String` cannot fail.
     let _ = match spec {
-        ActorSpec::Dispatcher { generation } => {
-            write!(name, "service#{generation}").map(|()| name.push_str(" dispatcher"))
-        }
-        ActorSpec::Reaper { generation } => write!(name, "service#{generation}").map(|()| name.push_str(" reaper")),
+        ActorSpec::Dispatcher { generation } => write!(name, "service#{generation} dispatcher"),
+        ActorSpec::Reaper { generation } => write!(name, "service#{generation} reaper"),
         ActorSpec::Cli { text, .. } => {
             name.push_str(text);
             write!(name, " [a{id}]")

@@ -88,8 +88,7 @@ pub fn transition(slot: &ActorSlot, commit: &CommitRecord) -> Transition {
 /// place of one comes before the last place of the other. Only those distinct orderings are put
 /// into words, by hand (what `format!` of the nested `Display`s wrote, at a fraction of the cost).
 pub fn orderings(log: &[Transition]) -> BTreeSet<String> {
-    // Per object, each distinct (actor, change) with its first and last place in commit order.
-    let mut by_object: BTreeMap<&str, BTreeMap<(&str, &Change), (usize, usize)>> = BTreeMap::new();
+    let mut by_object: BTreeMap<&str, Places<'_>> = BTreeMap::new();
     for (place, commit) in log.iter().enumerate() {
         for change in &commit.changes {
             let places = by_object.entry(&change.object).or_default();
@@ -110,6 +109,9 @@ pub fn orderings(log: &[Transition]) -> BTreeSet<String> {
     }
     found
 }
+
+/// Of one object: each distinct (actor, change), with its first and last place in commit order.
+type Places<'a> = BTreeMap<(&'a str, &'a Change), (usize, usize)>;
 
 /// `<object>: <actor> <change> before <actor> <change>`, e.g. `t1: reaper InProgress->Open
 /// before wg retry t1 InProgress->Open`.
