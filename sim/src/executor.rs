@@ -167,6 +167,8 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
     let mut liveness_start_ms: Option<i64> = None;
     let mut end_ms = safety_end_ms;
     let mut checked_version = u64::MAX;
+    // Commits counted when S6 last looked at the committed state.
+    let mut checked_commits = u64::MAX;
     // Refilled every step, allocated once per run.
     let mut runnable_buffer = Vec::new();
     loop {
@@ -232,7 +234,10 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
         if version != checked_version {
             checked_version = version;
             let inner = world.inner.borrow();
-            let violations = checks::after_step(&inner.processes, &inner.store.committed);
+            let committed_changed = inner.store.commits != checked_commits;
+            checked_commits = inner.store.commits;
+            let committed = committed_changed.then_some(&*inner.store.committed);
+            let violations = checks::after_step(&inner.processes, committed);
             drop(inner);
             world.inner.borrow_mut().violations.extend(violations);
         }
