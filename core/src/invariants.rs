@@ -11,7 +11,6 @@ use crate::model::{Agent, Task, TaskStatus};
 use crate::ops::{attempt_marked, is_ready};
 use crate::ports::State;
 use crate::time::parse_rfc3339;
-use std::collections::BTreeMap;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
@@ -35,15 +34,19 @@ pub struct AgentProcess<'a> {
 
 /// S1: at most one live agent process per task.
 pub fn check_one_agent_per_task<'a>(running: impl IntoIterator<Item = AgentProcess<'a>>) -> Vec<Violation> {
-    let mut per_task: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for agent in running {
-        per_task.entry(agent.task_id).or_default().push(format!("{} (pid {})", agent.agent_id, agent.pid));
-    }
-    per_task
-        .into_iter()
-        .filter(|(_, agents)| agents.len() > 1)
-        .map(|(task_id, agents)| {
-            violation("S1", format!("{task_id} has {} live agent processes: {}", agents.len(), agents.join(", ")))
+    // Checked after every step of every simulated run: the processes are grouped as they are
+    // (borrowed), and words are put only to a violation.
+    let mut by_task: Vec<AgentProcess<'a>> = running.into_iter().collect();
+    // Stable: a task's agents stay in the order they came.
+    by_task.sort_by_key(|agent| agent.task_id);
+    by_task
+        .chunk_by(|one, other| one.task_id == other.task_id)
+        .filter(|agents| agents.len() > 1)
+        .map(|agents| {
+            let listed: Vec<String> =
+                agents.iter().map(|agent| format!("{} (pid {})", agent.agent_id, agent.pid)).collect();
+            let task_id = agents[0].task_id;
+            violation("S1", format!("{task_id} has {} live agent processes: {}", agents.len(), listed.join(", ")))
         })
         .collect()
 }
@@ -116,16 +119,16 @@ pub fn check_attempts_logged(initial: &State, now: &State) -> Vec<Violation> {
 
 /// S4: a task that was done stays done, with the same agent, whoever wrote in between.
 pub fn check_done_stays_done(before: &State, after: &State) -> Vec<Violation> {
-    after
-        .graph
-        .tasks()
-        .filter_map(|task| {
-            let was = before.graph.task(&task.id).filter(|was| was.status == TaskStatus::Done)?;
-            let kept = task.status == TaskStatus::Done && task.assigned == was.assigned;
-            let detail = format!("{} was done and became {} (assigned {:?})", task.id, task.status, task.assigned);
-            (!kept).then(|| violation("S4", detail))
-        })
-        .collect()
+    after.graph.tasks().filter_map(|task| check_task_done_stays_done(before.graph.task(&task.id)?, task)).collect()
+}
+
+/// S4 for one task, as it `was` and as it is `now`: for an observer that knows which tasks
+/// changed (the simulator sees each commit), as a task left unchanged keeps S4.
+pub fn check_task_done_stays_done(was: &Task, now: &Task) -> Option<Violation> {
+    let kept = was.status != TaskStatus::Done || (now.status == TaskStatus::Done && now.assigned == was.assigned);
+    (!kept).then(|| {
+        violation("S4", format!("{} was done and became {} (assigned {:?})", now.id, now.status, now.assigned))
+    })
 }
 
 /// S5: the `.evaluate-*` / `.flip-*` companions are unchanged between two states (the caller
@@ -390,6 +393,17 @@ mod tests {
         let found = check_one_agent_per_task([one, two, other]);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].detail, "t1 has 2 live agent processes: agent-1 (pid 100), agent-2 (pid 101)");
+        let also_t2 = AgentProcess { agent_id: "agent-4", task_id: "t2", pid: 103 };
+        let found = check_one_agent_per_task([also_t2, two, other, one]);
+        let details: Vec<&str> = found.iter().map(|found| found.detail.as_str()).collect();
+        assert_eq!(
+            details,
+            [
+                "t1 has 2 live agent processes: agent-2 (pid 101), agent-1 (pid 100)",
+                "t2 has 2 live agent processes: agent-4 (pid 103), agent-3 (pid 102)",
+            ],
+            "by task id, each task's agents in the order seen"
+        );
     }
 
     fn task(line: &str) -> Task {
@@ -441,6 +455,10 @@ mod tests {
         let reopened = state(r#"{"kind":"task","id":"t1","status":"open"}"#, NO_AGENTS);
         assert_eq!(check_done_stays_done(&done, &done), Vec::new());
         assert_eq!(check_done_stays_done(&done, &reopened)[0].invariant, "S4");
+        // Per task: only a task that was done is held to it.
+        let (was_done, now_open) = (done.graph.task("t1").unwrap(), reopened.graph.task("t1").unwrap());
+        assert_eq!(check_task_done_stays_done(was_done, now_open), check_done_stays_done(&done, &reopened).pop());
+        assert_eq!(check_task_done_stays_done(now_open, was_done), None);
         let companion = state(r#"{"kind":"task","id":".evaluate-t1","status":"open"}"#, NO_AGENTS);
         let abandoned = state(r#"{"kind":"task","id":".evaluate-t1","status":"abandoned"}"#, NO_AGENTS);
         assert_eq!(check_companions_unchanged(&companion, &companion), Vec::new());

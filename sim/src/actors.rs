@@ -25,13 +25,28 @@ pub fn kind_of(spec: &ActorSpec) -> ActorKind {
 }
 
 /// The actor's name: the `user` of its log entries and its label in timelines.
+///
+/// Every run names its actors, so the parts are joined by hand: `format!` was most of an
+/// actor's set-up.
 pub fn name_of(spec: &ActorSpec, id: usize) -> String {
-    match spec {
-        ActorSpec::Dispatcher { generation } => format!("service#{generation} dispatcher"),
-        ActorSpec::Reaper { generation } => format!("service#{generation} reaper"),
-        ActorSpec::Cli { text, .. } => format!("{text} [a{id}]"),
-        ActorSpec::Script { agent_id, behaviour, .. } => format!("{agent_id} {}", behaviour_name(behaviour)),
-    }
+    use std::fmt::Write;
+    let mut name = String::with_capacity(32);
+    // Writing to a `String` cannot fail.
+    let _ = match spec {
+        ActorSpec::Dispatcher { generation } => write!(name, "service#{generation} dispatcher"),
+        ActorSpec::Reaper { generation } => write!(name, "service#{generation} reaper"),
+        ActorSpec::Cli { text, .. } => {
+            name.push_str(text);
+            write!(name, " [a{id}]")
+        }
+        ActorSpec::Script { agent_id, behaviour, .. } => {
+            name.push_str(agent_id);
+            name.push(' ');
+            name.push_str(behaviour_name(behaviour));
+            Ok(())
+        }
+    };
+    name
 }
 
 fn behaviour_name(behaviour: &Behaviour) -> &'static str {

@@ -6,11 +6,11 @@
 //! distinct orderings and when each was first seen, so a user can tell when more seeds stop
 //! finding new ones (docs/simulation.md, Exhaustive checking).
 
+use crate::world::record::CommitRecord;
 use crate::world::{ActorKind, ActorSlot};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use wg_core::model::{AgentStatus, TaskStatus};
-use wg_core::ports::State;
 
 /// One commit: who made it (its role, not its id) and what it changed, per task or agent.
 #[derive(Clone, Debug)]
@@ -22,14 +22,14 @@ pub struct Transition {
 /// One task or agent a commit changed: its id, its status before (`None`: new) and after. Kept
 /// as values and put into words only for the orderings of conflicting pairs (most commits are
 /// in none), which was a visible part of every commit's cost.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Change {
     object: String,
     from: Option<Status>,
     to: Status,
 }
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Status {
     Task(TaskStatus),
     Agent(AgentStatus),
@@ -64,43 +64,87 @@ fn role(slot: &ActorSlot) -> String {
     }
 }
 
-/// What a commit by `slot` changed from `before` to `after`.
-pub fn transition(slot: &ActorSlot, before: &State, after: &State) -> Transition {
-    let mut changes = Vec::new();
-    for task in after.graph.tasks() {
-        let old = before.graph.task(&task.id);
-        if old != Some(task) {
-            let from = old.map(|old| Status::Task(old.status.clone()));
-            changes.push(Change { object: task.id.clone(), from, to: Status::Task(task.status.clone()) });
-        }
-    }
-    for agent in after.registry.agents() {
-        let old = before.registry.agent(&agent.id);
-        if old != Some(agent) {
-            let from = old.map(|old| Status::Agent(old.status.clone()));
-            changes.push(Change { object: agent.id.clone(), from, to: Status::Agent(agent.status.clone()) });
-        }
-    }
-    Transition { actor: role(slot), changes }
+/// What `commit`, by `slot`, changed.
+pub fn transition(slot: &ActorSlot, commit: &CommitRecord) -> Transition {
+    let tasks = commit.changed_tasks().map(|(old, task)| Change {
+        object: task.id.clone(),
+        from: old.map(|old| Status::Task(old.status.clone())),
+        to: Status::Task(task.status.clone()),
+    });
+    let agents = commit.changed_agents().map(|(old, agent)| Change {
+        object: agent.id.clone(),
+        from: old.map(|old| Status::Agent(old.status.clone())),
+        to: Status::Agent(agent.status.clone()),
+    });
+    Transition { actor: role(slot), changes: tasks.chain(agents).collect() }
 }
 
 /// The orderings of conflicting pairs in one run's commits, in commit order.
+///
+/// Every seed of a campaign computes these, and a long run repeats the same few changes of an
+/// object many times (each heartbeat, each sweep): so the changes are grouped by object (only
+/// changes of one object can conflict), each distinct change (who, and from what to what) is
+/// kept once with its first and last place, and a pair of them is an ordering when the first
+/// place of one comes before the last place of the other. Only those distinct orderings are put
+/// into words, by hand (what `format!` of the nested `Display`s wrote, at a fraction of the cost).
 pub fn orderings(log: &[Transition]) -> BTreeSet<String> {
+    let mut by_object: BTreeMap<&str, Places<'_>> = BTreeMap::new();
+    for (place, commit) in log.iter().enumerate() {
+        for change in &commit.changes {
+            let places = by_object.entry(&change.object).or_default();
+            places.entry((&commit.actor, change)).and_modify(|(_, last)| *last = place).or_insert((place, place));
+        }
+    }
     let mut found = BTreeSet::new();
-    for (index, first) in log.iter().enumerate() {
-        for second in &log[index + 1..] {
-            if first.actor == second.actor {
-                continue;
-            }
-            for change in &first.changes {
-                for later in second.changes.iter().filter(|later| later.object == change.object) {
-                    found
-                        .insert(format!("{}: {} {change} before {} {later}", change.object, first.actor, second.actor));
-                }
+    for places in by_object.values() {
+        for (&earlier, &(first, _)) in places {
+            // Different actors only: this also leaves out two changes of one commit.
+            let later = places.iter().filter(|((actor, _), &(_, last))| *actor != earlier.0 && first < last);
+            for (&later, _) in later {
+                let mut text = String::with_capacity(96);
+                write_ordering(&mut text, earlier, later);
+                found.insert(text);
             }
         }
     }
     found
+}
+
+/// Of one object: each distinct (actor, change), with its first and last place in commit order.
+type Places<'a> = BTreeMap<(&'a str, &'a Change), (usize, usize)>;
+
+/// `<object>: <actor> <change> before <actor> <change>`, e.g. `t1: reaper InProgress->Open
+/// before wg retry t1 InProgress->Open`.
+fn write_ordering(text: &mut String, (actor, change): (&str, &Change), (later_actor, later): (&str, &Change)) {
+    text.push_str(&change.object);
+    text.push_str(": ");
+    text.push_str(actor);
+    text.push(' ');
+    write_change(text, change);
+    text.push_str(" before ");
+    text.push_str(later_actor);
+    text.push(' ');
+    write_change(text, later);
+}
+
+/// What `Change`'s `Display` writes.
+fn write_change(text: &mut String, change: &Change) {
+    match &change.from {
+        Some(from) => write_status(text, from),
+        None => text.push_str("new"),
+    }
+    text.push_str("->");
+    write_status(text, &change.to);
+}
+
+/// What `Status`'s `Display` writes.
+fn write_status(text: &mut String, status: &Status) {
+    use std::fmt::Write;
+    // Writing to a `String` cannot fail.
+    let _ = match status {
+        Status::Task(status) => write!(text, "{status:?}"),
+        Status::Agent(status) => write!(text, "{status:?}"),
+    };
 }
 
 /// The orderings a campaign saw, each with the lowest seed that showed it.
@@ -158,6 +202,7 @@ impl std::fmt::Display for Summary {
 #[cfg(test)]
 mod tests {
     use super::{orderings, Change, Coverage, Status, Transition};
+    use std::collections::BTreeSet;
     use wg_core::model::{AgentStatus, TaskStatus};
 
     /// A commit by `actor` changing `objects` from one status to another (`t…`: tasks, else
@@ -208,6 +253,46 @@ mod tests {
             to: Status::Task(TaskStatus::Open),
         };
         assert_eq!(odd.to_string(), "Unknown(\"parked-by-tool\")->Open");
+    }
+
+    /// The orderings as first defined: every later commit by another actor, every pair of
+    /// changes of one object, each put into words with `format!`.
+    fn orderings_by_definition(log: &[Transition]) -> BTreeSet<String> {
+        let mut found = BTreeSet::new();
+        for (index, first) in log.iter().enumerate() {
+            for second in log[index + 1..].iter().filter(|second| second.actor != first.actor) {
+                for change in &first.changes {
+                    for later in second.changes.iter().filter(|later| later.object == change.object) {
+                        found.insert(format!(
+                            "{}: {} {change} before {} {later}",
+                            change.object, first.actor, second.actor
+                        ));
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn orderings_are_those_of_the_definition() {
+        let mut log = vec![
+            commit("reaper", &[("t1", "in-progress", "open"), ("agent-1", "working", "dead")]),
+            commit("wg retry t1 --reason \"x\"", &[("t1", "parked-by-tool", "open")]),
+            commit("dispatcher", &[("t1", "open", "in-progress"), ("t2", "open", "in-progress")]),
+            commit("reaper", &[("t1", "in-progress", "open"), ("agent-1", "dead", "dead")]),
+            commit("dispatcher", &[("t2", "in-progress", "open")]),
+            commit("wg done t2", &[("t2", "in-progress", "done")]),
+        ];
+        log[2].changes.push(Change { object: "agent-2".into(), from: None, to: Status::Agent(AgentStatus::Starting) });
+        log[5].changes.push(Change { object: "agent-2".into(), from: None, to: Status::Agent(AgentStatus::Working) });
+        let expected = orderings_by_definition(&log);
+        assert_eq!(expected.len(), 8, "{expected:#?}");
+        assert_eq!(orderings(&log), expected);
+        assert!(expected.contains(
+            "t1: reaper InProgress->Open before wg retry t1 --reason \"x\" Unknown(\"parked-by-tool\")->Open"
+        ));
+        assert!(expected.contains("agent-2: dispatcher new->Starting before wg done t2 new->Working"));
     }
 
     #[test]

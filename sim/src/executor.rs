@@ -149,19 +149,25 @@ pub fn run_chosen(scenario: &Scenario, options: &RunOptions, chooser: &mut dyn C
     run_from(scenario, options, Source::Chosen(chooser))
 }
 
+/// Room for the decisions of a typical run (tens of steps; a quarter as many commits, an
+/// eighth as many actors), so the run's vectors do not grow step by step from empty.
+const RUN_CAPACITY: usize = 128;
+
 fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -> RunReport {
     let world = new_world(scenario, options);
     boot::boot(&world);
     // With `options.coverage`: every commit, in order (`crate::coverage`).
-    let mut commit_log = options.coverage.then(Vec::new);
-    let mut futures: Vec<Option<ActorFuture<'_>>> = Vec::new();
-    let mut report = RunReport::default();
+    let mut commit_log = options.coverage.then(|| Vec::with_capacity(RUN_CAPACITY / 4));
+    let mut futures: Vec<Option<ActorFuture<'_>>> = Vec::with_capacity(RUN_CAPACITY / 8);
+    let mut report = RunReport { trace: Vec::with_capacity(RUN_CAPACITY), ..RunReport::default() };
     let safety_end_ms = EPOCH_START_MS + scenario.sim.safety_ms as i64;
     // The liveness phase starts when the safety phase is over (a clock jump may overshoot it)
     // and lasts its bound from there.
     let mut liveness_start_ms: Option<i64> = None;
     let mut end_ms = safety_end_ms;
     let mut checked_version = u64::MAX;
+    // Commits counted when S6 last looked at the committed state.
+    let mut checked_commits = u64::MAX;
     // Refilled every step, allocated once per run.
     let mut runnable_buffer = Vec::new();
     loop {
@@ -227,7 +233,10 @@ fn run_from(scenario: &Scenario, options: &RunOptions, mut source: Source<'_>) -
         if version != checked_version {
             checked_version = version;
             let inner = world.inner.borrow();
-            let violations = checks::after_step(&inner.processes, &inner.store.committed);
+            let committed_changed = inner.store.commits != checked_commits;
+            checked_commits = inner.store.commits;
+            let committed = committed_changed.then_some(&*inner.store.committed);
+            let violations = checks::after_step(&inner.processes, committed);
             drop(inner);
             world.inner.borrow_mut().violations.extend(violations);
         }
@@ -267,7 +276,7 @@ fn check_records(world: &World, commit_log: &mut Option<Vec<crate::coverage::Tra
         let mut found = checks::on_record(record, initial, &mut inner.actors);
         inner.violations.append(&mut found);
         if let (Some(log), crate::world::record::Record::Commit(commit)) = (commit_log.as_mut(), record) {
-            log.push(crate::coverage::transition(&inner.actors[commit.actor], &commit.before, &commit.after));
+            log.push(crate::coverage::transition(&inner.actors[commit.actor], commit));
         }
     }
 }

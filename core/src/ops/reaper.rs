@@ -50,6 +50,8 @@ struct Watched {
     agent_id: String,
     process: ProcessRef,
     status: AgentStatus,
+    /// The last heartbeat, or the start: read only when the heartbeat timeout applies (a
+    /// timeout is set and no stop was requested), the one use of it; `None` otherwise.
     last_sign_of_life_ms: Option<i64>,
     /// Who asked this agent to stop, and when.
     stop_requested: Option<(String, i64)>,
@@ -78,7 +80,7 @@ pub async fn reap<C: Clock, P: Processes, S: Store>(
         .store
         .transact(|state| {
             let orphans = settle_orphans(state, settings, ctx.actor, now_ms);
-            (watch_list(state), orphans)
+            (watch_list(state, settings), orphans)
         })
         .await?;
     let mut deaths = Vec::new();
@@ -138,19 +140,26 @@ fn settle_orphans(state: &mut State, settings: &Settings, actor: &str, now_ms: i
     reaped
 }
 
-fn watch_list(state: &State) -> Vec<Watched> {
+/// The running agents, as the sweep diagnoses them. The sweep of a service reads this for every
+/// running agent every poll interval, so it parses only what the diagnosis uses: each timestamp
+/// is parsed once, and the heartbeat not at all when no heartbeat timeout applies.
+fn watch_list(state: &State, settings: &Settings) -> Vec<Watched> {
     let watched = state.registry.agents().filter(|agent| agent.status.is_running());
     watched
-        .map(|agent| Watched {
-            agent_id: agent.id.clone(),
-            process: agent.process(),
-            status: agent.status.clone(),
-            last_sign_of_life_ms: agent
-                .last_heartbeat
-                .as_deref()
-                .and_then(parse_rfc3339)
-                .or_else(|| parse_rfc3339(&agent.started_at)),
-            stop_requested: agent.stop_requested.as_ref().map(|request| (request.by.clone(), request.at_ms)),
+        .map(|agent| {
+            let process = agent.process();
+            let heartbeat_applies = settings.heartbeat_timeout_ms.is_some() && agent.stop_requested.is_none();
+            let last_sign_of_life_ms = match heartbeat_applies {
+                true => agent.last_heartbeat.as_deref().and_then(parse_rfc3339).or(process.started_at_ms),
+                false => None,
+            };
+            Watched {
+                agent_id: agent.id.clone(),
+                process,
+                status: agent.status.clone(),
+                last_sign_of_life_ms,
+                stop_requested: agent.stop_requested.as_ref().map(|request| (request.by.clone(), request.at_ms)),
+            }
         })
         .collect()
 }

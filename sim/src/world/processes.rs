@@ -65,7 +65,13 @@ impl Proc {
 /// The process table and what is remembered of processes that ended.
 #[derive(Debug)]
 pub struct ProcessTable {
+    /// Live processes by pid. Started and ended only through [`ProcessTable::insert`] and
+    /// [`ProcessTable::remove`], which keep `live_per_root` in step.
     pub procs: BTreeMap<i64, Proc>,
+    /// How many live processes each agent tree has: every actor waiting on an exit asks whether
+    /// its tree is alive at every step, and a scan of the table per ask was a visible part of a
+    /// run's cost.
+    live_per_root: BTreeMap<Root, u32>,
     /// The last exit seen at each pid: (start ticks, how).
     pub exited: BTreeMap<i64, (u64, ExitKind)>,
     /// When each agent's process ended (L1 gives the reaper a sweep from then).
@@ -82,6 +88,7 @@ impl ProcessTable {
     pub fn new() -> ProcessTable {
         ProcessTable {
             procs: BTreeMap::new(),
+            live_per_root: BTreeMap::new(),
             exited: BTreeMap::new(),
             agent_exits_ms: BTreeMap::new(),
             freed_pids: Vec::new(),
@@ -122,8 +129,33 @@ impl ProcessTable {
         self.identity_of(process).or_else(|| process.start_ticks.map(|ticks| (process.pid, ticks)))
     }
 
+    /// Whether any process of the agent tree `root` is alive.
     pub fn tree_alive(&self, root: Root) -> bool {
-        self.procs.values().any(|proc| proc.root == Some(root))
+        self.live_per_root.contains_key(&root)
+    }
+
+    /// A process starts at its pid (free: the caller checked).
+    fn insert(&mut self, proc: Proc) {
+        if let Some(root) = proc.root {
+            *self.live_per_root.entry(root).or_insert(0) += 1;
+        }
+        self.freed_pids.retain(|freed| *freed != proc.pid);
+        let taken = self.procs.insert(proc.pid, proc);
+        debug_assert!(taken.is_none(), "a pid holds one live process");
+    }
+
+    /// The process at `pid` ends, if there is one.
+    fn remove(&mut self, pid: i64) -> Option<Proc> {
+        let proc = self.procs.remove(&pid)?;
+        if let Some(root) = proc.root {
+            let live = self.live_per_root.get_mut(&root).expect("a live process is counted in its tree");
+            *live -= 1;
+            if *live == 0 {
+                self.live_per_root.remove(&root);
+            }
+        }
+        self.freed_pids.push(pid);
+        Some(proc)
     }
 
     /// What the port answers about `process` (`Processes::liveness`).
@@ -180,8 +212,7 @@ impl World {
             actors: Vec::new(),
             gate: None,
         };
-        table.freed_pids.retain(|freed| *freed != pid);
-        table.procs.insert(pid, proc.clone());
+        table.insert(proc.clone());
         inner.version += 1;
         Some(proc)
     }
@@ -291,10 +322,9 @@ impl World {
     /// A process ends: its script actors stop, its pid is free for reuse.
     pub fn exit_process(&self, inner: &mut Inner, pid: i64, kind: ExitKind) {
         let table = &mut inner.processes;
-        let Some(proc) = table.procs.remove(&pid) else { return };
+        let Some(proc) = table.remove(pid) else { return };
         inner.version += 1;
         table.exited.insert(pid, (proc.start_ticks, kind));
-        table.freed_pids.push(pid);
         for actor in &proc.actors {
             if !inner.actors[*actor].finished {
                 inner.actors[*actor].killed = true;
@@ -448,5 +478,44 @@ impl Processes for World {
         } else {
             ExitWait::Exited
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Proc, ProcKind, ProcessTable, Root};
+
+    fn proc(pid: i64, kind: ProcKind, root: Option<Root>) -> Proc {
+        Proc {
+            pid,
+            start_ticks: pid as u64,
+            start_ms: 0,
+            kind,
+            root,
+            ignore_term: false,
+            stalled_until_ms: 0,
+            actors: Vec::new(),
+            gate: None,
+        }
+    }
+
+    #[test]
+    fn a_tree_is_alive_until_its_last_process_ends() {
+        let mut table = ProcessTable::new();
+        let (tree, other) = ((100, 100), (103, 103));
+        let agent = ProcKind::Agent { agent_id: "agent-1".into(), task_id: "t1".into() };
+        table.insert(proc(100, agent, Some(tree)));
+        table.insert(proc(101, ProcKind::Child, Some(tree)));
+        table.insert(proc(102, ProcKind::Foreign, None));
+        assert!(table.tree_alive(tree));
+        assert!(!table.tree_alive(other), "no process of that tree ever started");
+        table.remove(100);
+        assert!(table.tree_alive(tree), "its child still runs");
+        assert!(table.remove(100).is_none(), "an ended process ends once");
+        table.remove(102);
+        assert!(table.tree_alive(tree));
+        table.remove(101);
+        assert!(!table.tree_alive(tree));
+        assert_eq!(table.freed_pids, [100, 102, 101]);
     }
 }

@@ -235,6 +235,7 @@ impl World {
     /// Commits `state` (already changed) by `actor`: the write and its re-read, recorded for
     /// the checks ([`CommitRecord`]).
     pub fn commit(&self, inner: &mut Inner, actor: ActorId, state: State) {
+        let touched_tasks = state.graph.changed_tasks().map(|(_, now)| now.id.clone()).collect();
         let (fresh, graph_lines) = match write_and_read_back(state) {
             Ok(written) => written,
             Err(what) => {
@@ -254,7 +255,7 @@ impl World {
         let after = Rc::clone(&store.committed);
         let kind = inner.actors[actor].kind;
         let graph_lines = store.graph_lines;
-        inner.records.push(Record::Commit(CommitRecord { actor, kind, before, after, graph_lines }));
+        inner.records.push(Record::Commit(CommitRecord { actor, kind, before, after, touched_tasks, graph_lines }));
         store.scratch = None;
         inner.version += 1;
         store.commits += 1;
