@@ -396,7 +396,7 @@ fn poll_actor<'w>(
     if done {
         inner.actors[actor].finished = true;
         futures[actor] = None;
-        debug_assert!(inner.store.lock != Some(actor), "a finished actor holds no lock");
+        assert!(inner.store.lock != Some(actor), "a finished actor holds no lock");
     }
 }
 
@@ -416,7 +416,7 @@ fn after_step(world: &World, decision: &Decision, call: &str, options: &RunOptio
 
 fn end_checks(world: &World, step: usize, injected: &BTreeSet<FaultKind>, end_ms: i64) -> Option<Failure> {
     let inner = world.inner.borrow();
-    debug_assert!(inner.clock.now_ms >= end_ms || quiescent_inner(world, &inner), "end checks run at the end");
+    assert!(inner.clock.now_ms >= end_ms || quiescent_inner(world, &inner), "end checks run at the end");
     let committed = &inner.store.committed;
     let end = checks::EndView {
         processes: &inner.processes,

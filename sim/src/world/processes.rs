@@ -141,7 +141,7 @@ impl ProcessTable {
         }
         self.freed_pids.retain(|freed| *freed != proc.pid);
         let taken = self.procs.insert(proc.pid, proc);
-        debug_assert!(taken.is_none(), "a pid holds one live process");
+        assert!(taken.is_none(), "a pid holds one live process");
     }
 
     /// The process at `pid` ends, if there is one.

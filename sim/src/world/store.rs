@@ -243,7 +243,7 @@ impl World {
                 return;
             }
         };
-        debug_assert!(!fresh.is_changed(), "a fresh read is unchanged");
+        assert!(!fresh.is_changed(), "a fresh read is unchanged");
         let store = &mut inner.store;
         if let Some(lines) = graph_lines {
             store.graph_lines = lines;
@@ -283,7 +283,7 @@ impl Store for World {
         let (mut state, fault, me) = {
             let mut inner = self.inner.borrow_mut();
             let store = &mut inner.store;
-            debug_assert!(store.lock.is_none(), "polled only when the lock is free");
+            assert!(store.lock.is_none(), "polled only when the lock is free");
             let state = store.scratch.take().unwrap_or_else(|| State::clone(&store.committed));
             (state, store.poll_fault.take(), inner.current)
         };
