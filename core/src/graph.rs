@@ -298,7 +298,8 @@ impl Graph {
                     ReadSlot { line, head, parsed: OnceLock::from(Arc::clone(task)) }
                 }
                 (None, Some(read_slot)) => {
-                    let old_after = &read.after_slots[read_slot.head.after.start as usize..read_slot.head.after.end as usize];
+                    let old_after =
+                        &read.after_slots[read_slot.head.after.start as usize..read_slot.head.after.end as usize];
                     // An `after` id missing when read may be a task added since.
                     let after = if !self.added.is_empty() && old_after.contains(&NO_TASK) {
                         resolve(&read_task(read, slot).after, &mut after_slots)
