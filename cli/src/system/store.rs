@@ -12,7 +12,7 @@ mod cache;
 pub mod journal;
 
 use cache::{Look, Slot};
-use journal::{Content, FileWrite, KnownFile};
+use journal::{Content, FileWrite, FingerprintMemo, Known, KnownFile};
 use nix::fcntl::{Flock, FlockArg};
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
@@ -93,12 +93,36 @@ impl cache::Content for RegistryRead {
     }
 }
 
+/// A file's state, and the memo of its bytes' fingerprint: the content one commit writes is the
+/// content the next one replaces, and hashing it once is enough.
+struct Fingerprinted<T> {
+    state: T,
+    fingerprint: FingerprintMemo,
+}
+
+impl<T: cache::Content> Fingerprinted<T> {
+    fn new(state: T) -> Self {
+        Fingerprinted { state, fingerprint: FingerprintMemo::new() }
+    }
+
+    /// What a commit replacing this file replaces (`None`: no file).
+    fn known(&self) -> Option<Known<'_>> {
+        self.state.content().map(|bytes| Known { bytes, fingerprint: &self.fingerprint })
+    }
+}
+
+impl<T: cache::Content> cache::Content for Fingerprinted<T> {
+    fn content(&self) -> Option<&[u8]> {
+        self.state.content()
+    }
+}
+
 /// The service store's last state, a file at a time: a commit that replaced only the registry
 /// (recording a pid) leaves the graph as it was.
 #[derive(Default)]
 struct StateCache {
-    graph: Slot<Graph>,
-    registry: Slot<RegistryRead>,
+    graph: Slot<Fingerprinted<Graph>>,
+    registry: Slot<Fingerprinted<RegistryRead>>,
 }
 
 /// How long a command waits for a lock before saying who holds it.
@@ -141,32 +165,49 @@ impl FileStore {
         journal::remove_stale_temporaries(&self.paths);
         let mut cache = self.cache.as_ref().map(|cache| cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         let Some(cache) = cache.as_deref_mut() else {
-            let (graph, registry) = (read_graph(&self.paths)?, read_registry(&self.paths)?);
-            let mut state = State { graph, registry: registry.registry };
+            let graph = Fingerprinted::new(read_graph(&self.paths)?);
+            let registry = Fingerprinted::new(read_registry(&self.paths)?);
+            let mut state = State { graph: graph.state.clone(), registry: registry.state.registry.clone() };
             let result = change(&mut state);
             state.assert_changes_agree();
             // A command exits next: the graph streams into its temp file, never built in memory.
             let render_graph = |out: &mut dyn std::io::Write| state.graph.render_to(out);
-            let graph = state.graph.is_changed().then_some(Content::Streamed(&render_graph));
             let new_registry = state.registry.is_changed().then(|| state.registry.render().into_bytes());
-            commit(&self.paths, &state.graph, graph, new_registry.as_deref(), registry.bytes.as_deref())?;
+            // Nothing is kept past this commit: each new content's memo is thrown away with it.
+            let (registry_memo, graph_memo) = (FingerprintMemo::new(), FingerprintMemo::new());
+            let registry_write = new_registry.as_deref().map(|bytes| registry_write(&registry, bytes, &registry_memo));
+            let graph_write = state.graph.is_changed().then(|| FileWrite {
+                file: KnownFile::Graph,
+                replaces: graph.known(),
+                content: Content::Streamed(&render_graph),
+                content_fingerprint: &graph_memo,
+            });
+            commit(&self.paths, registry_write, graph_write)?;
             self.poke_if(state.is_changed());
             return Ok(result);
         };
         let (graph_look, graph, registry_look, registry) = self.current_or_read(cache)?;
-        let RegistryRead { registry, bytes: registry_bytes } = registry;
-        let mut state = State { graph, registry };
+        let mut state = State { graph: graph.state.clone(), registry: registry.state.registry.clone() };
         let result = change(&mut state);
         state.assert_changes_agree();
-        let State { graph, registry } = state;
-        let changed = (graph.is_changed(), registry.is_changed());
+        let changed = (state.graph.is_changed(), state.registry.is_changed());
         // What the files hold after the commit, kept for the next transaction: the graph and
         // registry as written, not read back.
-        let saved_graph = changed.0.then(|| graph.saved());
-        let new_registry = changed.1.then(|| registry.render().into_bytes());
-        let graph_content =
-            saved_graph.as_ref().map(|saved| Content::Bytes(Cow::Borrowed(saved.text_as_read().as_bytes())));
-        commit(&self.paths, &graph, graph_content, new_registry.as_deref(), registry_bytes.as_deref())?;
+        let saved_graph = changed.0.then(|| Fingerprinted::new(state.graph.saved()));
+        let saved_registry = changed.1.then(|| {
+            let bytes = Some(state.registry.render().into_bytes());
+            Fingerprinted::new(RegistryRead { registry: state.registry.into_saved(), bytes })
+        });
+        let registry_write = saved_registry.as_ref().map(|saved| {
+            registry_write(&registry, saved.state.bytes.as_deref().expect("rendered"), &saved.fingerprint)
+        });
+        let graph_write = saved_graph.as_ref().map(|saved| FileWrite {
+            file: KnownFile::Graph,
+            replaces: graph.known(),
+            content: Content::Bytes(Cow::Borrowed(saved.state.text_as_read().as_bytes())),
+            content_fingerprint: &saved.fingerprint,
+        });
+        commit(&self.paths, registry_write, graph_write)?;
         // A file we cannot look at now is not kept: the commit happened, and the next
         // transaction reads the file (and says what is wrong with it, if it still cannot).
         match (saved_graph, Look::at(&self.paths.graph())) {
@@ -174,12 +215,10 @@ impl FileStore {
             (Some(_), Err(_)) => {}
             (None, _) => cache.graph.keep(&graph_look, graph),
         }
-        match (new_registry, Look::at(&self.paths.registry())) {
-            (Some(bytes), Ok(look_after)) => {
-                cache.registry.keep(&look_after, RegistryRead { registry: registry.into_saved(), bytes: Some(bytes) });
-            }
+        match (saved_registry, Look::at(&self.paths.registry())) {
+            (Some(saved), Ok(look_after)) => cache.registry.keep(&look_after, saved),
             (Some(_), Err(_)) => {}
-            (None, _) => cache.registry.keep(&registry_look, RegistryRead { registry, bytes: registry_bytes }),
+            (None, _) => cache.registry.keep(&registry_look, registry),
         }
         self.poke_if(changed.0 || changed.1);
         Ok(result)
@@ -194,7 +233,11 @@ impl FileStore {
 
     /// Both files' states, each as the cache kept it if its file still holds it, else read and
     /// parsed; each with the look at its file taken before.
-    fn current_or_read(&self, cache: &mut StateCache) -> Result<(Look, Graph, Look, RegistryRead), StoreError> {
+    #[allow(clippy::type_complexity)]
+    fn current_or_read(
+        &self,
+        cache: &mut StateCache,
+    ) -> Result<(Look, Fingerprinted<Graph>, Look, Fingerprinted<RegistryRead>), StoreError> {
         let (graph_path, registry_path) = (self.paths.graph(), self.paths.registry());
         let cannot_look = |path: &Path| {
             let path = path.to_path_buf();
@@ -205,13 +248,13 @@ impl FileStore {
         let registry_look = Look::at(&registry_path).map_err(cannot_look(&registry_path))?;
         let graph = match cache.graph.take_current(&graph_look, &graph_path).map_err(cannot_look(&graph_path))? {
             Some(graph) => graph,
-            None => read_graph(&self.paths)?,
+            None => Fingerprinted::new(read_graph(&self.paths)?),
         };
         let kept_registry =
             cache.registry.take_current(&registry_look, &registry_path).map_err(cannot_look(&registry_path))?;
         let registry = match kept_registry {
             Some(registry) => registry,
-            None => read_registry(&self.paths)?,
+            None => Fingerprinted::new(read_registry(&self.paths)?),
         };
         Ok((graph_look, graph, registry_look, registry))
     }
@@ -249,29 +292,22 @@ fn read_registry(paths: &WgPaths) -> Result<RegistryRead, StoreError> {
     }
 }
 
-/// Writes the changed files as one commit: the registry's `new_registry` bytes, replacing the
-/// `registry_read` the transaction read, and the graph's `new_graph`, replacing the text `graph`
-/// was read from. Each replaced content is fingerprinted from what was read (see the journal).
-fn commit(
-    paths: &WgPaths,
-    graph: &Graph,
-    new_graph: Option<Content<'_>>,
-    new_registry: Option<&[u8]>,
-    registry_read: Option<&[u8]>,
-) -> Result<(), StoreError> {
-    // The record makes the two renames one commit whatever their order. The order only decides
-    // what a reader that takes no lock may glimpse between them: registry first shows a new agent
-    // a moment before its task turns in-progress, never a task given to an agent not listed yet.
-    let mut writes = Vec::with_capacity(2);
-    if let Some(bytes) = new_registry {
-        let content = Content::Bytes(Cow::Borrowed(bytes));
-        writes.push(FileWrite { file: KnownFile::Registry, replaces: registry_read, content });
-    }
-    if let Some(content) = new_graph {
-        let replaces = Some(graph.text_as_read().as_bytes());
-        writes.push(FileWrite { file: KnownFile::Graph, replaces, content });
-    }
-    match journal::commit_plan(paths, writes) {
+/// The registry's new `bytes`, replacing what was `read` of it.
+fn registry_write<'a>(
+    read: &'a Fingerprinted<RegistryRead>,
+    bytes: &'a [u8],
+    fingerprint: &'a FingerprintMemo,
+) -> FileWrite<'a> {
+    let content = Content::Bytes(Cow::Borrowed(bytes));
+    FileWrite { file: KnownFile::Registry, replaces: read.known(), content, content_fingerprint: fingerprint }
+}
+
+/// Writes the changed files as one commit. The record makes the two renames one commit whatever
+/// their order. The order only decides what a reader that takes no lock may glimpse between them:
+/// registry first shows a new agent a moment before its task turns in-progress, never a task
+/// given to an agent not listed yet.
+fn commit(paths: &WgPaths, registry: Option<FileWrite<'_>>, graph: Option<FileWrite<'_>>) -> Result<(), StoreError> {
+    match journal::commit_plan(paths, registry.into_iter().chain(graph).collect()) {
         Some(plan) => plan.run(),
         None => Ok(()),
     }
@@ -407,6 +443,19 @@ mod tests {
         assert!(!seen.is_changed());
         block_on(store.transact(|state| state.clone())).expect("a transaction runs");
         assert_eq!(reused(&store), (2, 2));
+    }
+
+    #[test]
+    fn the_fingerprints_kept_for_the_next_commit_are_those_of_what_the_files_hold() {
+        let (_root, paths, store) = service_store();
+        commit_a_change(&store);
+        let cache = store.cache.as_ref().expect("a caching store").lock().expect("not poisoned");
+        let graph = cache.graph.peek().expect("the graph is kept");
+        let registry = cache.registry.peek().expect("the registry is kept");
+        let on_disk = |path: PathBuf| Some(journal::Fingerprint::of(&fs::read(path).expect("read a file")));
+        // A two-file commit's record needed both new contents' fingerprints.
+        assert_eq!(graph.fingerprint.get().copied(), on_disk(paths.graph()));
+        assert_eq!(registry.fingerprint.get().copied(), on_disk(paths.registry()));
     }
 
     #[test]

@@ -134,6 +134,12 @@ impl<T: Content> Slot<T> {
     pub fn reused(&self) -> usize {
         self.reused
     }
+
+    /// The kept state, left in place.
+    #[cfg(test)]
+    pub fn peek(&self) -> Option<&T> {
+        self.kept.as_ref().map(|kept| &kept.state)
+    }
 }
 
 /// Whether the file at `path` holds exactly `content` (`None`: there is no file).

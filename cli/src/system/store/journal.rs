@@ -30,6 +30,7 @@ use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use wg_core::ports::{FileError, StoreError};
 
 /// The record's format; a record of another version is refused rather than guessed at.
@@ -129,8 +130,27 @@ pub struct FileWrite<'a> {
     pub file: KnownFile,
     /// What the transaction read of the file, the content its change was computed from (`None`:
     /// there was no file). The record fingerprints it as the content before the commit.
-    pub replaces: Option<&'a [u8]>,
+    pub replaces: Option<Known<'a>>,
     pub content: Content<'a>,
+    /// Where the new content's fingerprint is kept once a record needed it: a store that keeps
+    /// what it wrote has it at hand when its next commit replaces that content.
+    pub content_fingerprint: &'a FingerprintMemo,
+}
+
+/// A content's fingerprint, computed at most once.
+pub type FingerprintMemo = OnceLock<Fingerprint>;
+
+/// Bytes a transaction read, and the memo of their fingerprint.
+#[derive(Clone, Copy)]
+pub struct Known<'a> {
+    pub bytes: &'a [u8],
+    pub fingerprint: &'a FingerprintMemo,
+}
+
+impl Known<'_> {
+    fn fingerprint(&self) -> Fingerprint {
+        *self.fingerprint.get_or_init(|| Fingerprint::of(self.bytes))
+    }
 }
 
 /// A file's new content: bytes, or a writer of them, so that a large file (the graph) goes to
@@ -421,8 +441,8 @@ fn render_record(writes: &[FileWrite<'_>], pairs: &[(PathBuf, PathBuf)]) -> Vec<
         .map(|(write, (temp, _))| RecordEntry {
             target: write.file.relative().to_string(),
             temp: file_name(temp).to_string(),
-            before: write.replaces.map(Fingerprint::of),
-            after: write.content.fingerprint(),
+            before: write.replaces.map(|known| known.fingerprint()),
+            after: *write.content_fingerprint.get_or_init(|| write.content.fingerprint()),
         })
         .collect();
     let mut bytes =
@@ -667,13 +687,15 @@ mod tests {
             vec![
                 FileWrite {
                     file: KnownFile::Registry,
-                    replaces: self.old_registry.map(str::as_bytes),
+                    replaces: self.old_registry.map(|text| Known { bytes: text.as_bytes(), fingerprint: a_memo() }),
                     content: Content::Bytes(Cow::Borrowed(NEW_REGISTRY.as_bytes())),
+                    content_fingerprint: a_memo(),
                 },
                 FileWrite {
                     file: KnownFile::Graph,
-                    replaces: Some(OLD_GRAPH.as_bytes()),
+                    replaces: Some(Known { bytes: OLD_GRAPH.as_bytes(), fingerprint: a_memo() }),
                     content: Content::Bytes(Cow::Borrowed(NEW_GRAPH.as_bytes())),
+                    content_fingerprint: a_memo(),
                 },
             ]
         }
@@ -696,6 +718,32 @@ mod tests {
                 .filter(|name| name.contains(".tmp.") || name == "wg-recover-commit.json")
                 .collect()
         }
+    }
+
+    /// An empty memo that lives as long as the test binary: plans here borrow for `'static`.
+    fn a_memo() -> &'static FingerprintMemo {
+        Box::leak(Box::default())
+    }
+
+    #[test]
+    fn a_record_takes_fingerprints_kept_from_before_and_keeps_those_it_computes() {
+        let fixture = Fixture::new();
+        let (replaced, written) = (a_memo(), a_memo());
+        // What an earlier commit computed for these bytes: used as is, not computed again.
+        let planted = Fingerprint { length_bytes: 1, fnv1a_64: 7 };
+        replaced.set(planted).expect("empty");
+        let mut writes = fixture.writes();
+        writes[1].replaces = Some(Known { bytes: OLD_GRAPH.as_bytes(), fingerprint: replaced });
+        writes[1].content_fingerprint = written;
+        let pairs: Vec<(PathBuf, PathBuf)> = writes
+            .iter()
+            .map(|write| (temp_path(&write.file.path(&fixture.paths)), write.file.path(&fixture.paths)))
+            .collect();
+        let record: CommitRecord = serde_json::from_slice(&render_record(&writes, &pairs)).expect("a record");
+        assert_eq!(record.files[1].before, Some(planted));
+        assert_eq!(written.get(), Some(&Fingerprint::of(NEW_GRAPH.as_bytes())), "kept for the next commit");
+        assert_eq!(record.files[1].after, Fingerprint::of(NEW_GRAPH.as_bytes()));
+        assert_eq!(record.files[0].before, Some(Fingerprint::of(OLD_REGISTRY.as_bytes())));
     }
 
     /// Runs the first `count` steps, as a writer killed right after them would have.
