@@ -80,16 +80,34 @@ pub struct FileStore {
     cache: Option<Mutex<StateCache>>,
 }
 
-/// The registry with the bytes it was read from (`None`: there was no file), which a commit
-/// fingerprints and the cache compares.
+/// The registry with what its file held when read or written, which a commit fingerprints and
+/// the cache compares.
 struct RegistryRead {
     registry: Registry,
-    bytes: Option<Vec<u8>>,
+    file: Held,
 }
 
 impl cache::Content for RegistryRead {
     fn content(&self) -> Option<&[u8]> {
-        self.bytes.as_deref()
+        self.file.bytes.as_deref()
+    }
+}
+
+/// A file's bytes (`None`: no file) with the memo of their fingerprint, kept together so that a
+/// memo always belongs to its bytes.
+struct Held {
+    bytes: Option<Vec<u8>>,
+    fingerprint: FingerprintMemo,
+}
+
+impl Held {
+    fn new(bytes: Option<Vec<u8>>) -> Held {
+        Held { bytes, fingerprint: FingerprintMemo::new() }
+    }
+
+    /// What a commit replacing this file replaces.
+    fn known(&self) -> Option<Known<'_>> {
+        self.bytes.as_deref().map(|bytes| Known { bytes, fingerprint: &self.fingerprint })
     }
 }
 
@@ -122,7 +140,7 @@ impl<T: cache::Content> cache::Content for Fingerprinted<T> {
 #[derive(Default)]
 struct StateCache {
     graph: Slot<Fingerprinted<Graph>>,
-    registry: Slot<Fingerprinted<RegistryRead>>,
+    registry: Slot<RegistryRead>,
 }
 
 /// How long a command waits for a lock before saying who holds it.
@@ -163,31 +181,51 @@ impl FileStore {
         // new content until they are renamed.
         journal::recover(&self.paths)?;
         journal::remove_stale_temporaries(&self.paths);
-        let mut cache = self.cache.as_ref().map(|cache| cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        let Some(cache) = cache.as_deref_mut() else {
-            let graph = Fingerprinted::new(read_graph(&self.paths)?);
-            let registry = Fingerprinted::new(read_registry(&self.paths)?);
-            let mut state = State { graph: graph.state.clone(), registry: registry.state.registry.clone() };
-            let result = change(&mut state);
-            state.assert_changes_agree();
-            // A command exits next: the graph streams into its temp file, never built in memory.
-            let render_graph = |out: &mut dyn std::io::Write| state.graph.render_to(out);
-            let new_registry = state.registry.is_changed().then(|| state.registry.render().into_bytes());
-            // Nothing is kept past this commit: each new content's memo is thrown away with it.
-            let (registry_memo, graph_memo) = (FingerprintMemo::new(), FingerprintMemo::new());
-            let registry_write = new_registry.as_deref().map(|bytes| registry_write(&registry, bytes, &registry_memo));
-            let graph_write = state.graph.is_changed().then(|| FileWrite {
-                file: KnownFile::Graph,
-                replaces: graph.known(),
-                content: Content::Streamed(&render_graph),
-                content_fingerprint: &graph_memo,
-            });
-            commit(&self.paths, registry_write, graph_write)?;
-            self.poke_if(state.is_changed());
-            return Ok(result);
-        };
+        match &self.cache {
+            Some(cache) => {
+                let mut cache = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                self.transact_keeping(&mut cache, change)
+            }
+            None => self.transact_once(change),
+        }
+    }
+
+    /// A transaction that reads both files and keeps nothing: a command's.
+    fn transact_once<R>(&self, change: impl FnOnce(&mut State) -> R) -> Result<R, StoreError> {
+        let graph = Fingerprinted::new(read_graph(&self.paths)?);
+        let RegistryRead { registry, file: registry_read } = read_registry(&self.paths)?;
+        let mut state = State { graph: graph.state.clone(), registry };
+        let result = change(&mut state);
+        state.assert_changes_agree();
+        // A command exits next: the graph streams into its temp file, never built in memory.
+        let render_graph = |out: &mut dyn std::io::Write| state.graph.render_to(out);
+        let new_registry = state.registry.is_changed().then(|| Held::new(Some(state.registry.render().into_bytes())));
+        let registry_write = new_registry.as_ref().map(|new| registry_write(&registry_read, new));
+        // Nothing is kept past this commit: the new graph's memo is thrown away with it.
+        let graph_memo = FingerprintMemo::new();
+        let graph_write = state.graph.is_changed().then(|| FileWrite {
+            file: KnownFile::Graph,
+            replaces: graph.known(),
+            content: Content::Streamed(&render_graph),
+            content_fingerprint: &graph_memo,
+        });
+        commit(&self.paths, registry_write, graph_write)?;
+        self.poke_if(state.is_changed());
+        Ok(result)
+    }
+
+    /// A transaction that starts from what `cache` kept, if the files still hold it, and keeps
+    /// what it read or wrote: the service's.
+    fn transact_keeping<R>(
+        &self,
+        cache: &mut StateCache,
+        change: impl FnOnce(&mut State) -> R,
+    ) -> Result<R, StoreError> {
         let (graph_look, graph, registry_look, registry) = self.current_or_read(cache)?;
-        let mut state = State { graph: graph.state.clone(), registry: registry.state.registry.clone() };
+        // The registry moves into the transaction: a copy kept here would share its map, and the
+        // first change would copy the whole map (every agent that ever ran) rather than one entry.
+        let RegistryRead { registry, file: registry_read } = registry;
+        let mut state = State { graph: graph.state.clone(), registry };
         let result = change(&mut state);
         state.assert_changes_agree();
         let changed = (state.graph.is_changed(), state.registry.is_changed());
@@ -195,12 +233,10 @@ impl FileStore {
         // registry as written, not read back.
         let saved_graph = changed.0.then(|| Fingerprinted::new(state.graph.saved()));
         let saved_registry = changed.1.then(|| {
-            let bytes = Some(state.registry.render().into_bytes());
-            Fingerprinted::new(RegistryRead { registry: state.registry.into_saved(), bytes })
+            let file = Held::new(Some(state.registry.render().into_bytes()));
+            RegistryRead { registry: state.registry.clone().into_saved(), file }
         });
-        let registry_write = saved_registry.as_ref().map(|saved| {
-            registry_write(&registry, saved.state.bytes.as_deref().expect("rendered"), &saved.fingerprint)
-        });
+        let registry_write = saved_registry.as_ref().map(|saved| registry_write(&registry_read, &saved.file));
         let graph_write = saved_graph.as_ref().map(|saved| FileWrite {
             file: KnownFile::Graph,
             replaces: graph.known(),
@@ -210,15 +246,21 @@ impl FileStore {
         commit(&self.paths, registry_write, graph_write)?;
         // A file we cannot look at now is not kept: the commit happened, and the next
         // transaction reads the file (and says what is wrong with it, if it still cannot).
-        match (saved_graph, Look::at(&self.paths.graph())) {
-            (Some(saved), Ok(look_after)) => cache.graph.keep(&look_after, saved),
-            (Some(_), Err(_)) => {}
-            (None, _) => cache.graph.keep(&graph_look, graph),
+        match saved_graph {
+            Some(saved) => {
+                if let Ok(look_after) = Look::at(&self.paths.graph()) {
+                    cache.graph.keep(&look_after, saved);
+                }
+            }
+            None => cache.graph.keep(&graph_look, graph),
         }
-        match (saved_registry, Look::at(&self.paths.registry())) {
-            (Some(saved), Ok(look_after)) => cache.registry.keep(&look_after, saved),
-            (Some(_), Err(_)) => {}
-            (None, _) => cache.registry.keep(&registry_look, registry),
+        match saved_registry {
+            Some(saved) => {
+                if let Ok(look_after) = Look::at(&self.paths.registry()) {
+                    cache.registry.keep(&look_after, saved);
+                }
+            }
+            None => cache.registry.keep(&registry_look, RegistryRead { registry: state.registry, file: registry_read }),
         }
         self.poke_if(changed.0 || changed.1);
         Ok(result)
@@ -237,7 +279,7 @@ impl FileStore {
     fn current_or_read(
         &self,
         cache: &mut StateCache,
-    ) -> Result<(Look, Fingerprinted<Graph>, Look, Fingerprinted<RegistryRead>), StoreError> {
+    ) -> Result<(Look, Fingerprinted<Graph>, Look, RegistryRead), StoreError> {
         let (graph_path, registry_path) = (self.paths.graph(), self.paths.registry());
         let cannot_look = |path: &Path| {
             let path = path.to_path_buf();
@@ -254,7 +296,7 @@ impl FileStore {
             cache.registry.take_current(&registry_look, &registry_path).map_err(cannot_look(&registry_path))?;
         let registry = match kept_registry {
             Some(registry) => registry,
-            None => Fingerprinted::new(read_registry(&self.paths)?),
+            None => read_registry(&self.paths)?,
         };
         Ok((graph_look, graph, registry_look, registry))
     }
@@ -282,24 +324,20 @@ fn read_graph(paths: &WgPaths) -> Result<Graph, StoreError> {
 fn read_registry(paths: &WgPaths) -> Result<RegistryRead, StoreError> {
     match fs::read(paths.registry()) {
         Ok(bytes) => match Registry::parse(&bytes) {
-            Ok(registry) => Ok(RegistryRead { registry, bytes: Some(bytes) }),
+            Ok(registry) => Ok(RegistryRead { registry, file: Held::new(Some(bytes)) }),
             Err(error) => Err(error.in_file(paths.registry().display().to_string())),
         },
         Err(error) if error.kind() == ErrorKind::NotFound => {
-            Ok(RegistryRead { registry: Registry::empty(), bytes: None })
+            Ok(RegistryRead { registry: Registry::empty(), file: Held::new(None) })
         }
         Err(error) => Err(io_error("read", &paths.registry(), error)),
     }
 }
 
-/// The registry's new `bytes`, replacing what was `read` of it.
-fn registry_write<'a>(
-    read: &'a Fingerprinted<RegistryRead>,
-    bytes: &'a [u8],
-    fingerprint: &'a FingerprintMemo,
-) -> FileWrite<'a> {
-    let content = Content::Bytes(Cow::Borrowed(bytes));
-    FileWrite { file: KnownFile::Registry, replaces: read.known(), content, content_fingerprint: fingerprint }
+/// The registry's `new` bytes, replacing what was `read` of it.
+fn registry_write<'a>(read: &'a Held, new: &'a Held) -> FileWrite<'a> {
+    let content = Content::Bytes(Cow::Borrowed(new.bytes.as_deref().expect("a new registry has bytes")));
+    FileWrite { file: KnownFile::Registry, replaces: read.known(), content, content_fingerprint: &new.fingerprint }
 }
 
 /// Writes the changed files as one commit. The record makes the two renames one commit whatever
@@ -455,7 +493,7 @@ mod tests {
         let on_disk = |path: PathBuf| Some(journal::Fingerprint::of(&fs::read(path).expect("read a file")));
         // A two-file commit's record needed both new contents' fingerprints.
         assert_eq!(graph.fingerprint.get().copied(), on_disk(paths.graph()));
-        assert_eq!(registry.fingerprint.get().copied(), on_disk(paths.registry()));
+        assert_eq!(registry.file.fingerprint.get().copied(), on_disk(paths.registry()));
     }
 
     #[test]
