@@ -261,29 +261,34 @@ impl Graph {
     /// changed, its text that rendered text. For a store that keeps what it committed instead of
     /// reading it back. No line is checked again: an untouched line was checked when read, and a
     /// changed one is serialized from a `Task`, which is valid by its type; the changed tasks are
-    /// kept as parsed, and so is every task of the old read already parsed.
-    pub fn saved(&self) -> Graph {
-        let read = &*self.read;
-        let mut text = Vec::with_capacity(read.text.len() + 512 * self.changed.len());
-        let mut lines = Vec::with_capacity(read.lines.len() + self.added.len());
+    /// kept as parsed, and so is every task of the old read already parsed. A graph that alone
+    /// holds its read (no clone shares it) hands its index over instead of copying it.
+    pub fn into_saved(self) -> Graph {
+        let mut text = Vec::with_capacity(self.read.text.len() + 512 * self.changed.len());
+        let mut lines = Vec::with_capacity(self.read.lines.len() + self.added.len());
         self.render_laid_out(&mut text, Some(&mut lines)).expect("writing to memory does not fail");
         let text = String::from_utf8(text).expect("the text and serialized tasks are UTF-8");
-        let mut index = read.index.clone();
-        index.extend(self.added.iter().map(|(id, &slot)| (id.clone(), slot)));
-        let mut by_status = read.by_status.clone();
-        let mut slots = Vec::with_capacity(self.slot_count() as usize);
+        let Graph { mut read, changed, added } = self;
+        let (mut index, mut by_status) = match Arc::get_mut(&mut read) {
+            Some(owned) => (std::mem::take(&mut owned.index), std::mem::take(&mut owned.by_status)),
+            None => (read.index.clone(), read.by_status.clone()),
+        };
+        let read = &*read;
+        let slot_count = (read.slots.len() + added.len()) as u32;
+        index.extend(added.iter().map(|(id, &slot)| (id.clone(), slot)));
+        let mut slots = Vec::with_capacity(slot_count as usize);
         let mut after_slots = Vec::with_capacity(read.after_slots.len());
         let resolve = |ids: &[String], after_slots: &mut Vec<u32>| {
             let start = after_slots.len() as u32;
             after_slots.extend(ids.iter().map(|id| index.get(id.as_str()).copied().unwrap_or(NO_TASK)));
             start..after_slots.len() as u32
         };
-        for slot in 0..self.slot_count() {
+        for slot in 0..slot_count {
             let line = match read.slots.get(slot as usize) {
                 Some(read_slot) => read_slot.line,
                 None => (read.lines.len() + (slot as usize - read.slots.len())) as u32,
             };
-            let saved_slot = match (self.changed.get(&slot), read.slots.get(slot as usize)) {
+            let saved_slot = match (changed.get(&slot), read.slots.get(slot as usize)) {
                 (Some(task), was_read) => {
                     if let Some(was_read) = was_read {
                         move_slot(&mut by_status, slot, &was_read.head.status, &task.status);
@@ -301,7 +306,7 @@ impl Graph {
                     let old_after =
                         &read.after_slots[read_slot.head.after.start as usize..read_slot.head.after.end as usize];
                     // An `after` id missing when read may be a task added since.
-                    let after = if !self.added.is_empty() && old_after.contains(&NO_TASK) {
+                    let after = if !added.is_empty() && old_after.contains(&NO_TASK) {
                         resolve(&read_task(read, slot).after, &mut after_slots)
                     } else {
                         let start = after_slots.len() as u32;
@@ -910,14 +915,18 @@ mod tests {
             graph.add_task(Task::new("z", "Z")).unwrap();
             let changed: *const Task = graph.task("z").unwrap();
 
-            let saved = graph.saved();
             let reread = Graph::parse(graph.render().as_bytes()).unwrap();
-            assert!(!saved.is_changed());
-            assert_eq!(read_as_text(&saved), read_as_text(&reread), "from {original:?}");
-            assert_eq!(saved.render(), graph.render());
-            assert!(std::ptr::eq(saved.task("z").unwrap(), changed), "a changed task is kept, not parsed again");
-            for now_ms in [50, 200] {
-                assert_eq!(ready_ids(&saved, now_ms), ready_ids(&reread, now_ms), "from {original:?}");
+            // Saved from a read a clone shares (copying its index), and from one it owns.
+            let shared = graph.clone().into_saved();
+            let owned = graph.into_saved();
+            for saved in [&shared, &owned] {
+                assert!(!saved.is_changed());
+                assert_eq!(read_as_text(saved), read_as_text(&reread), "from {original:?}");
+                assert_eq!(saved.render(), reread.render());
+                assert!(std::ptr::eq(saved.task("z").unwrap(), changed), "a changed task is kept, not parsed again");
+                for now_ms in [50, 200] {
+                    assert_eq!(ready_ids(saved, now_ms), ready_ids(&reread, now_ms), "from {original:?}");
+                }
             }
         }
     }

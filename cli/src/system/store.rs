@@ -12,7 +12,7 @@ mod cache;
 pub mod journal;
 
 use cache::{Look, Slot};
-use journal::{Content, FileWrite, FingerprintMemo, Known, KnownFile};
+use journal::{Content, FileWrite, FingerprintMemo, KnownFile, Replaced};
 use nix::fcntl::{Flock, FlockArg};
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
@@ -106,8 +106,11 @@ impl Held {
     }
 
     /// What a commit replacing this file replaces.
-    fn known(&self) -> Option<Known<'_>> {
-        self.bytes.as_deref().map(|bytes| Known { bytes, fingerprint: &self.fingerprint })
+    fn replaced(&self) -> Replaced<'_> {
+        match self.bytes.as_deref() {
+            Some(bytes) => Replaced::Bytes { bytes, fingerprint: &self.fingerprint },
+            None => Replaced::Nothing,
+        }
     }
 }
 
@@ -123,9 +126,12 @@ impl<T: cache::Content> Fingerprinted<T> {
         Fingerprinted { state, fingerprint: FingerprintMemo::new() }
     }
 
-    /// What a commit replacing this file replaces (`None`: no file).
-    fn known(&self) -> Option<Known<'_>> {
-        self.state.content().map(|bytes| Known { bytes, fingerprint: &self.fingerprint })
+    /// What a commit replacing this file replaces.
+    fn replaced(&self) -> Replaced<'_> {
+        match self.state.content() {
+            Some(bytes) => Replaced::Bytes { bytes, fingerprint: &self.fingerprint },
+            None => Replaced::Nothing,
+        }
     }
 }
 
@@ -205,7 +211,7 @@ impl FileStore {
         let graph_memo = FingerprintMemo::new();
         let graph_write = state.graph.is_changed().then(|| FileWrite {
             file: KnownFile::Graph,
-            replaces: graph.known(),
+            replaces: graph.replaced(),
             content: Content::Streamed(&render_graph),
             content_fingerprint: &graph_memo,
         });
@@ -231,28 +237,36 @@ impl FileStore {
         let changed = (state.graph.is_changed(), state.registry.is_changed());
         // What the files hold after the commit, kept for the next transaction: the graph and
         // registry as written, not read back.
-        let saved_graph = changed.0.then(|| Fingerprinted::new(state.graph.saved()));
+        let State { graph: new_graph, registry: new_registry } = state;
+        // The graph the file holds after the commit, and what the commit replaces.
+        let (graph, graph_replaced) = if changed.0 {
+            // Fingerprinted now (unless an earlier commit did) so that the read can go: the save
+            // then takes over its index instead of copying it, and memory stays near the file's
+            // size.
+            let replaced = graph.replaced().fingerprinted();
+            drop(graph);
+            (Fingerprinted::new(new_graph.into_saved()), replaced)
+        } else {
+            (graph, Replaced::Nothing)
+        };
         let saved_registry = changed.1.then(|| {
-            let file = Held::new(Some(state.registry.render().into_bytes()));
-            RegistryRead { registry: state.registry.clone().into_saved(), file }
+            let file = Held::new(Some(new_registry.render().into_bytes()));
+            RegistryRead { registry: new_registry.clone().into_saved(), file }
         });
         let registry_write = saved_registry.as_ref().map(|saved| registry_write(&registry_read, &saved.file));
-        let graph_write = saved_graph.as_ref().map(|saved| FileWrite {
+        let graph_write = changed.0.then(|| FileWrite {
             file: KnownFile::Graph,
-            replaces: graph.known(),
-            content: Content::Bytes(Cow::Borrowed(saved.state.text_as_read().as_bytes())),
-            content_fingerprint: &saved.fingerprint,
+            replaces: graph_replaced,
+            content: Content::Bytes(Cow::Borrowed(graph.state.text_as_read().as_bytes())),
+            content_fingerprint: &graph.fingerprint,
         });
         commit(&self.paths, registry_write, graph_write)?;
         // A file we cannot look at now is not kept: the commit happened, and the next
         // transaction reads the file (and says what is wrong with it, if it still cannot).
-        match saved_graph {
-            Some(saved) => {
-                if let Ok(look_after) = Look::at(&self.paths.graph()) {
-                    cache.graph.keep(&look_after, saved);
-                }
-            }
-            None => cache.graph.keep(&graph_look, graph),
+        if !changed.0 {
+            cache.graph.keep(&graph_look, graph);
+        } else if let Ok(look_after) = Look::at(&self.paths.graph()) {
+            cache.graph.keep(&look_after, graph);
         }
         match saved_registry {
             Some(saved) => {
@@ -260,7 +274,7 @@ impl FileStore {
                     cache.registry.keep(&look_after, saved);
                 }
             }
-            None => cache.registry.keep(&registry_look, RegistryRead { registry: state.registry, file: registry_read }),
+            None => cache.registry.keep(&registry_look, RegistryRead { registry: new_registry, file: registry_read }),
         }
         self.poke_if(changed.0 || changed.1);
         Ok(result)
@@ -337,7 +351,7 @@ fn read_registry(paths: &WgPaths) -> Result<RegistryRead, StoreError> {
 /// The registry's `new` bytes, replacing what was `read` of it.
 fn registry_write<'a>(read: &'a Held, new: &'a Held) -> FileWrite<'a> {
     let content = Content::Bytes(Cow::Borrowed(new.bytes.as_deref().expect("a new registry has bytes")));
-    FileWrite { file: KnownFile::Registry, replaces: read.known(), content, content_fingerprint: &new.fingerprint }
+    FileWrite { file: KnownFile::Registry, replaces: read.replaced(), content, content_fingerprint: &new.fingerprint }
 }
 
 /// Writes the changed files as one commit. The record makes the two renames one commit whatever

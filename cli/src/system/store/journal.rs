@@ -128,9 +128,9 @@ impl KnownFile {
 /// One file's new content, and the content it replaces.
 pub struct FileWrite<'a> {
     pub file: KnownFile,
-    /// What the transaction read of the file, the content its change was computed from (`None`:
-    /// there was no file). The record fingerprints it as the content before the commit.
-    pub replaces: Option<Known<'a>>,
+    /// What the transaction read of the file, the content its change was computed from. The
+    /// record fingerprints it as the content before the commit.
+    pub replaces: Replaced<'a>,
     pub content: Content<'a>,
     /// Where the new content's fingerprint is kept once a record needed it: a store that keeps
     /// what it wrote has it at hand when its next commit replaces that content.
@@ -140,16 +140,33 @@ pub struct FileWrite<'a> {
 /// A content's fingerprint, computed at most once.
 pub type FingerprintMemo = OnceLock<Fingerprint>;
 
-/// Bytes a transaction read, and the memo of their fingerprint.
+/// The content a write replaces, as the transaction read it.
 #[derive(Clone, Copy)]
-pub struct Known<'a> {
-    pub bytes: &'a [u8],
-    pub fingerprint: &'a FingerprintMemo,
+pub enum Replaced<'a> {
+    /// There was no file.
+    Nothing,
+    /// These bytes; their fingerprint goes into the memo when a record first needs it.
+    Bytes { bytes: &'a [u8], fingerprint: &'a FingerprintMemo },
+    /// Bytes let go of once fingerprinted.
+    Fingerprinted(Fingerprint),
 }
 
-impl Known<'_> {
-    fn fingerprint(&self) -> Fingerprint {
-        *self.fingerprint.get_or_init(|| Fingerprint::of(self.bytes))
+impl Replaced<'_> {
+    /// The same content, fingerprinted now (once: into the memo) if it was not yet, so that its
+    /// bytes may go.
+    pub fn fingerprinted(self) -> Replaced<'static> {
+        match self.fingerprint() {
+            Some(fingerprint) => Replaced::Fingerprinted(fingerprint),
+            None => Replaced::Nothing,
+        }
+    }
+
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        match self {
+            Replaced::Nothing => None,
+            Replaced::Bytes { bytes, fingerprint } => Some(*fingerprint.get_or_init(|| Fingerprint::of(bytes))),
+            Replaced::Fingerprinted(fingerprint) => Some(*fingerprint),
+        }
     }
 }
 
@@ -441,7 +458,7 @@ fn render_record(writes: &[FileWrite<'_>], pairs: &[(PathBuf, PathBuf)]) -> Vec<
         .map(|(write, (temp, _))| RecordEntry {
             target: write.file.relative().to_string(),
             temp: file_name(temp).to_string(),
-            before: write.replaces.map(|known| known.fingerprint()),
+            before: write.replaces.fingerprint(),
             after: *write.content_fingerprint.get_or_init(|| write.content.fingerprint()),
         })
         .collect();
@@ -687,13 +704,16 @@ mod tests {
             vec![
                 FileWrite {
                     file: KnownFile::Registry,
-                    replaces: self.old_registry.map(|text| Known { bytes: text.as_bytes(), fingerprint: a_memo() }),
+                    replaces: match self.old_registry {
+                        Some(text) => Replaced::Bytes { bytes: text.as_bytes(), fingerprint: a_memo() },
+                        None => Replaced::Nothing,
+                    },
                     content: Content::Bytes(Cow::Borrowed(NEW_REGISTRY.as_bytes())),
                     content_fingerprint: a_memo(),
                 },
                 FileWrite {
                     file: KnownFile::Graph,
-                    replaces: Some(Known { bytes: OLD_GRAPH.as_bytes(), fingerprint: a_memo() }),
+                    replaces: Replaced::Bytes { bytes: OLD_GRAPH.as_bytes(), fingerprint: a_memo() },
                     content: Content::Bytes(Cow::Borrowed(NEW_GRAPH.as_bytes())),
                     content_fingerprint: a_memo(),
                 },
@@ -733,7 +753,7 @@ mod tests {
         let planted = Fingerprint { length_bytes: 1, fnv1a_64: 7 };
         replaced.set(planted).expect("empty");
         let mut writes = fixture.writes();
-        writes[1].replaces = Some(Known { bytes: OLD_GRAPH.as_bytes(), fingerprint: replaced });
+        writes[1].replaces = Replaced::Bytes { bytes: OLD_GRAPH.as_bytes(), fingerprint: replaced };
         writes[1].content_fingerprint = written;
         let pairs: Vec<(PathBuf, PathBuf)> = writes
             .iter()
