@@ -48,7 +48,7 @@ impl Line {
 }
 
 /// One task as read: its head from the file, and the whole task once someone asked for it.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct ReadSlot {
     line: u32,
     head: Head,
@@ -212,26 +212,40 @@ impl Graph {
 
     /// Writes the file's new text to `out`: untouched runs of lines are copied in one piece.
     pub fn render_to(&self, out: &mut dyn Write) -> io::Result<()> {
+        self.render_laid_out(out, None)
+    }
+
+    /// [`Graph::render_to`], pushing each line written, where it is in the output, to `layout`.
+    fn render_laid_out(&self, out: &mut dyn Write, mut layout: Option<&mut Vec<Line>>) -> io::Result<()> {
         let read = &*self.read;
-        let mut copier = RunCopier { text: read.text.as_bytes(), run: 0..0, out };
+        let mut copier = RunCopier { text: read.text.as_bytes(), run: 0..0, written: 0, out };
+        let mut lay_out = |start: usize, end: usize, task: Option<u32>| {
+            if let Some(layout) = layout.as_mut() {
+                layout.push(Line::new(start..end, task));
+            }
+        };
         for (position, line) in read.lines.iter().enumerate() {
             if position > 0 {
                 copier.newline_after(&read.lines[position - 1])?;
             }
+            let start = copier.position();
             match line.task().and_then(|slot| self.changed.get(&slot)) {
                 Some(task) => copier.owned(task_line(task).as_bytes())?,
                 None => copier.text(line.span())?,
             }
+            lay_out(start, copier.position(), line.task());
         }
         // Added tasks follow the file's lines, each on a line of its own.
-        let added = self.changed.range(read.slots.len() as u32..).map(|(_, task)| task);
-        for (position, task) in added.enumerate() {
+        let added = self.changed.range(read.slots.len() as u32..);
+        for (position, (&slot, task)) in added.enumerate() {
             match (position, read.lines.last()) {
                 (0, Some(last)) => copier.newline_after(last)?,
                 (0, None) => {}
                 _ => copier.owned(b"\n")?,
             }
+            let start = copier.position();
             copier.owned(task_line(task).as_bytes())?;
+            lay_out(start, copier.position(), Some(slot));
         }
         if self.trailing_newline() {
             match (self.added.is_empty(), read.lines.last()) {
@@ -241,6 +255,86 @@ impl Graph {
             }
         }
         copier.flush()
+    }
+
+    /// The graph as a fresh read of what [`Graph::render`] writes for it would be: nothing
+    /// changed, its text that rendered text. For a store that keeps what it committed instead of
+    /// reading it back. No line is checked again: an untouched line was checked when read, and a
+    /// changed one is serialized from a `Task`, which is valid by its type; the changed tasks are
+    /// kept as parsed, and so is every task of the old read already parsed. A graph that alone
+    /// holds its read (no clone shares it) hands its index over instead of copying it.
+    pub fn into_saved(self) -> Graph {
+        let mut text = Vec::with_capacity(self.read.text.len() + 512 * self.changed.len());
+        let mut lines = Vec::with_capacity(self.read.lines.len() + self.added.len());
+        self.render_laid_out(&mut text, Some(&mut lines)).expect("writing to memory does not fail");
+        let text = String::from_utf8(text).expect("the text and serialized tasks are UTF-8");
+        let Graph { mut read, changed, added } = self;
+        let (mut index, mut by_status) = match Arc::get_mut(&mut read) {
+            Some(owned) => (std::mem::take(&mut owned.index), std::mem::take(&mut owned.by_status)),
+            None => (read.index.clone(), read.by_status.clone()),
+        };
+        let read = &*read;
+        let slot_count = (read.slots.len() + added.len()) as u32;
+        index.extend(added.iter().map(|(id, &slot)| (id.clone(), slot)));
+        let mut slots = Vec::with_capacity(slot_count as usize);
+        let mut after_slots = Vec::with_capacity(read.after_slots.len());
+        let resolve = |ids: &[String], after_slots: &mut Vec<u32>| {
+            let start = after_slots.len() as u32;
+            after_slots.extend(ids.iter().map(|id| index.get(id.as_str()).copied().unwrap_or(NO_TASK)));
+            start..after_slots.len() as u32
+        };
+        for slot in 0..slot_count {
+            let line = match read.slots.get(slot as usize) {
+                Some(read_slot) => read_slot.line,
+                None => (read.lines.len() + (slot as usize - read.slots.len())) as u32,
+            };
+            let saved_slot = match (changed.get(&slot), read.slots.get(slot as usize)) {
+                (Some(task), was_read) => {
+                    if let Some(was_read) = was_read {
+                        move_slot(&mut by_status, slot, &was_read.head.status, &task.status);
+                    } else {
+                        insert_slot(by_status.entry(task.status.clone()).or_default(), slot);
+                    }
+                    let head = Head {
+                        status: task.status.clone(),
+                        start: StartFacts::of(task),
+                        after: resolve(&task.after, &mut after_slots),
+                    };
+                    ReadSlot { line, head, parsed: OnceLock::from(Arc::clone(task)) }
+                }
+                (None, Some(read_slot)) => {
+                    let old_after =
+                        &read.after_slots[read_slot.head.after.start as usize..read_slot.head.after.end as usize];
+                    // An `after` id missing when read may be a task added since.
+                    let after = if !added.is_empty() && old_after.contains(&NO_TASK) {
+                        resolve(&read_task(read, slot).after, &mut after_slots)
+                    } else {
+                        let start = after_slots.len() as u32;
+                        after_slots.extend_from_slice(old_after);
+                        start..after_slots.len() as u32
+                    };
+                    ReadSlot { line, head: Head { after, ..read_slot.head.clone() }, parsed: read_slot.parsed.clone() }
+                }
+                (None, None) => unreachable!("every added slot holds its task in `changed`"),
+            };
+            slots.push(saved_slot);
+        }
+        let saved = Read {
+            trailing_newline: text.is_empty() || text.ends_with('\n'),
+            text,
+            lines,
+            slots,
+            index,
+            after_slots,
+            by_status,
+        };
+        Graph { read: Arc::new(saved), changed: BTreeMap::new(), added: BTreeMap::new() }
+    }
+
+    /// The text this graph was read from (for a saved graph, the text it wrote): what the file
+    /// held, for telling whether it still does.
+    pub fn text_as_read(&self) -> &str {
+        &self.read.text
     }
 
     pub fn task(&self, id: &str) -> Option<&Task> {
@@ -405,6 +499,29 @@ impl Graph {
     }
 }
 
+/// Moves `slot` from the list of tasks read with status `from` to that of `to`, in file order.
+fn move_slot(by_status: &mut BTreeMap<TaskStatus, Vec<u32>>, slot: u32, from: &TaskStatus, to: &TaskStatus) {
+    if from == to {
+        return;
+    }
+    if let Some(slots) = by_status.get_mut(from) {
+        if let Ok(position) = slots.binary_search(&slot) {
+            slots.remove(position);
+        }
+        if slots.is_empty() {
+            by_status.remove(from);
+        }
+    }
+    insert_slot(by_status.entry(to.clone()).or_default(), slot);
+}
+
+/// Adds `slot` to a list of slots in file order.
+fn insert_slot(slots: &mut Vec<u32>, slot: u32) {
+    if let Err(position) = slots.binary_search(&slot) {
+        slots.insert(position, slot);
+    }
+}
+
 /// A task as read, parsed once for every graph that shares the read.
 fn read_task(read: &Read, slot: u32) -> &Arc<Task> {
     let read_slot = &read.slots[slot as usize];
@@ -423,10 +540,17 @@ fn parse_task(read: &Read, slot: &ReadSlot) -> Task {
 struct RunCopier<'a> {
     text: &'a [u8],
     run: Range<usize>,
+    /// Bytes written to `out` so far.
+    written: usize,
     out: &'a mut dyn Write,
 }
 
 impl RunCopier<'_> {
+    /// Where the next byte goes in the output, counting the run not written yet.
+    fn position(&self) -> usize {
+        self.written + self.run.len()
+    }
+
     fn text(&mut self, span: Range<usize>) -> io::Result<()> {
         if self.run.end != span.start || self.run.is_empty() {
             self.flush()?;
@@ -438,6 +562,7 @@ impl RunCopier<'_> {
 
     fn owned(&mut self, bytes: &[u8]) -> io::Result<()> {
         self.flush()?;
+        self.written += bytes.len();
         self.out.write_all(bytes)
     }
 
@@ -454,6 +579,7 @@ impl RunCopier<'_> {
     fn flush(&mut self) -> io::Result<()> {
         if !self.run.is_empty() {
             self.out.write_all(&self.text[self.run.clone()])?;
+            self.written += self.run.len();
         }
         self.run = 0..0;
         Ok(())
@@ -760,6 +886,49 @@ mod tests {
         let ids: Vec<String> = Graph::parse(text.as_bytes()).unwrap().tasks().map(|task| task.id.clone()).collect();
         assert_eq!(ids, ["x", "y"]);
         assert!(text.ends_with("}\n") && !text.starts_with('\n'), "{text:?}");
+    }
+
+    /// Everything a read holds, printed: two reads are alike when these are equal.
+    fn read_as_text(graph: &Graph) -> String {
+        let read = &*graph.read;
+        let slots: Vec<String> = read.slots.iter().map(|slot| format!("{} {:?}", slot.line, slot.head)).collect();
+        format!(
+            "{:?}\n{:?}\n{slots:?}\n{:?}\n{:?}\n{:?}\n{}",
+            read.text, read.lines, read.index, read.after_slots, read.by_status, read.trailing_newline
+        )
+    }
+
+    #[test]
+    fn a_saved_graph_is_what_reading_its_rendered_text_gives_without_parsing_it_again() {
+        for original in [READINESS, UPSTREAM, "", "\n"] {
+            let mut graph = Graph::parse(original.as_bytes()).unwrap();
+            if let Some(task) = graph.task_mut("a") {
+                task.status = TaskStatus::InProgress;
+            }
+            if let Some(task) = graph.task_mut("d") {
+                task.status = TaskStatus::Open;
+                task.after = vec!["nowhere".to_string()];
+            }
+            let mut nowhere = Task::new("nowhere", "N");
+            nowhere.status = TaskStatus::Done;
+            graph.add_task(nowhere).unwrap();
+            graph.add_task(Task::new("z", "Z")).unwrap();
+            let changed: *const Task = graph.task("z").unwrap();
+
+            let reread = Graph::parse(graph.render().as_bytes()).unwrap();
+            // Saved from a read a clone shares (copying its index), and from one it owns.
+            let shared = graph.clone().into_saved();
+            let owned = graph.into_saved();
+            for saved in [&shared, &owned] {
+                assert!(!saved.is_changed());
+                assert_eq!(read_as_text(saved), read_as_text(&reread), "from {original:?}");
+                assert_eq!(saved.render(), reread.render());
+                assert!(std::ptr::eq(saved.task("z").unwrap(), changed), "a changed task is kept, not parsed again");
+                for now_ms in [50, 200] {
+                    assert_eq!(ready_ids(saved, now_ms), ready_ids(&reread, now_ms), "from {original:?}");
+                }
+            }
+        }
     }
 
     #[test]

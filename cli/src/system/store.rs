@@ -3,16 +3,16 @@
 //! One transaction = lock `graph.lock`, then `service/.registry.lock` (always in that order, as
 //! upstream, so the two tools can run side by side), complete any commit a crashed writer left
 //! ([`journal::recover`]), remove stale temp files, read and parse both files (the service's
-//! store reuses the state it read last while neither file changed: [`cache`]), run the change,
-//! commit what changed as one ([`journal::commit_plan`]: one file by temp, fsync, rename, fsync of
-//! the folder; both through a commit record), unlock. A file that does not parse aborts the
-//! transaction before anything is written.
+//! store reuses the state it read or committed last while the file still holds it: [`cache`]),
+//! run the change, commit what changed as one ([`journal::commit_plan`]: one file by temp, fsync,
+//! rename, fsync of the folder; both through a commit record), unlock. A file that does not parse
+//! aborts the transaction before anything is written.
 
 mod cache;
 pub mod journal;
 
-use cache::{FilesStamp, StateCache};
-use journal::{Content, FileWrite, KnownFile};
+use cache::{Look, Slot};
+use journal::{Content, FileWrite, FingerprintMemo, KnownFile, Replaced};
 use nix::fcntl::{Flock, FlockArg};
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
@@ -75,9 +75,78 @@ pub struct FileStore {
     /// Whether a commit pokes the running service (everyone but the service itself).
     wake_service: bool,
     lock_timeout: Duration,
-    /// For a store that lives long (the service's): the state read last, reused while the files
-    /// stay as they were.
+    /// For a store that lives long (the service's): the state read or committed last, reused
+    /// while the files still hold it.
     cache: Option<Mutex<StateCache>>,
+}
+
+/// The registry with what its file held when read or written, which a commit fingerprints and
+/// the cache compares.
+struct RegistryRead {
+    registry: Registry,
+    file: Held,
+}
+
+impl cache::Content for RegistryRead {
+    fn content(&self) -> Option<&[u8]> {
+        self.file.bytes.as_deref()
+    }
+}
+
+/// A file's bytes (`None`: no file) with the memo of their fingerprint, kept together so that a
+/// memo always belongs to its bytes.
+struct Held {
+    bytes: Option<Vec<u8>>,
+    fingerprint: FingerprintMemo,
+}
+
+impl Held {
+    fn new(bytes: Option<Vec<u8>>) -> Held {
+        Held { bytes, fingerprint: FingerprintMemo::new() }
+    }
+
+    /// What a commit replacing this file replaces.
+    fn replaced(&self) -> Replaced<'_> {
+        match self.bytes.as_deref() {
+            Some(bytes) => Replaced::Bytes { bytes, fingerprint: &self.fingerprint },
+            None => Replaced::Nothing,
+        }
+    }
+}
+
+/// A file's state, and the memo of its bytes' fingerprint: the content one commit writes is the
+/// content the next one replaces, and hashing it once is enough.
+struct Fingerprinted<T> {
+    state: T,
+    fingerprint: FingerprintMemo,
+}
+
+impl<T: cache::Content> Fingerprinted<T> {
+    fn new(state: T) -> Self {
+        Fingerprinted { state, fingerprint: FingerprintMemo::new() }
+    }
+
+    /// What a commit replacing this file replaces.
+    fn replaced(&self) -> Replaced<'_> {
+        match self.state.content() {
+            Some(bytes) => Replaced::Bytes { bytes, fingerprint: &self.fingerprint },
+            None => Replaced::Nothing,
+        }
+    }
+}
+
+impl<T: cache::Content> cache::Content for Fingerprinted<T> {
+    fn content(&self) -> Option<&[u8]> {
+        self.state.content()
+    }
+}
+
+/// The service store's last state, a file at a time: a commit that replaced only the registry
+/// (recording a pid) leaves the graph as it was.
+#[derive(Default)]
+struct StateCache {
+    graph: Slot<Fingerprinted<Graph>>,
+    registry: Slot<RegistryRead>,
 }
 
 /// How long a command waits for a lock before saying who holds it.
@@ -118,40 +187,132 @@ impl FileStore {
         // new content until they are renamed.
         journal::recover(&self.paths)?;
         journal::remove_stale_temporaries(&self.paths);
-        let mut cache = self.cache.as_ref().map(|cache| cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-        // Taken before reading: a change after it shows at the next transaction's comparison.
-        let stamp = match cache {
-            Some(_) => Some(
-                FilesStamp::of(&self.paths.graph(), &self.paths.registry())
-                    .map_err(|e| io_error("look at the files of", &self.paths.dir, e))?,
-            ),
-            None => None,
+        match &self.cache {
+            Some(cache) => {
+                let mut cache = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                self.transact_keeping(&mut cache, change)
+            }
+            None => self.transact_once(change),
+        }
+    }
+
+    /// A transaction that reads both files and keeps nothing: a command's.
+    fn transact_once<R>(&self, change: impl FnOnce(&mut State) -> R) -> Result<R, StoreError> {
+        let graph = Fingerprinted::new(read_graph(&self.paths)?);
+        let RegistryRead { registry, file: registry_read } = read_registry(&self.paths)?;
+        let mut state = State { graph: graph.state.clone(), registry };
+        let result = change(&mut state);
+        state.assert_changes_agree();
+        // A command exits next: the graph streams into its temp file, never built in memory.
+        let render_graph = |out: &mut dyn std::io::Write| state.graph.render_to(out);
+        let new_registry = state.registry.is_changed().then(|| Held::new(Some(state.registry.render().into_bytes())));
+        let registry_write = new_registry.as_ref().map(|new| registry_write(&registry_read, new));
+        // Nothing is kept past this commit: the new graph's memo is thrown away with it.
+        let graph_memo = FingerprintMemo::new();
+        let graph_write = state.graph.is_changed().then(|| FileWrite {
+            file: KnownFile::Graph,
+            replaces: graph.replaced(),
+            content: Content::Streamed(&render_graph),
+            content_fingerprint: &graph_memo,
+        });
+        commit(&self.paths, registry_write, graph_write)?;
+        self.poke_if(state.is_changed());
+        Ok(result)
+    }
+
+    /// A transaction that starts from what `cache` kept, if the files still hold it, and keeps
+    /// what it read or wrote: the service's.
+    fn transact_keeping<R>(
+        &self,
+        cache: &mut StateCache,
+        change: impl FnOnce(&mut State) -> R,
+    ) -> Result<R, StoreError> {
+        let (graph_look, graph, registry_look, registry) = self.current_or_read(cache)?;
+        // The registry moves into the transaction: a copy kept here would share its map, and the
+        // first change would copy the whole map (every agent that ever ran) rather than one entry.
+        let RegistryRead { registry, file: registry_read } = registry;
+        let mut state = State { graph: graph.state.clone(), registry };
+        let result = change(&mut state);
+        state.assert_changes_agree();
+        let changed = (state.graph.is_changed(), state.registry.is_changed());
+        // What the files hold after the commit, kept for the next transaction: the graph and
+        // registry as written, not read back.
+        let State { graph: new_graph, registry: new_registry } = state;
+        // The graph the file holds after the commit, and what the commit replaces.
+        let (graph, graph_replaced) = if changed.0 {
+            // Fingerprinted now (unless an earlier commit did) so that the read can go: the save
+            // then takes over its index instead of copying it, and memory stays near the file's
+            // size.
+            let replaced = graph.replaced().fingerprinted();
+            drop(graph);
+            (Fingerprinted::new(new_graph.into_saved()), replaced)
+        } else {
+            (graph, Replaced::Nothing)
         };
-        let (graph, registry) = match cache.as_mut().zip(stamp.as_ref()) {
-            Some((cache, stamp)) => cache.take_current(stamp),
-            None => (None, None),
+        let saved_registry = changed.1.then(|| {
+            let file = Held::new(Some(new_registry.render().into_bytes()));
+            RegistryRead { registry: new_registry.clone().into_saved(), file }
+        });
+        let registry_write = saved_registry.as_ref().map(|saved| registry_write(&registry_read, &saved.file));
+        let graph_write = changed.0.then(|| FileWrite {
+            file: KnownFile::Graph,
+            replaces: graph_replaced,
+            content: Content::Bytes(Cow::Borrowed(graph.state.text_as_read().as_bytes())),
+            content_fingerprint: &graph.fingerprint,
+        });
+        commit(&self.paths, registry_write, graph_write)?;
+        // A file we cannot look at now is not kept: the commit happened, and the next
+        // transaction reads the file (and says what is wrong with it, if it still cannot).
+        if !changed.0 {
+            cache.graph.keep(&graph_look, graph);
+        } else if let Ok(look_after) = Look::at(&self.paths.graph()) {
+            cache.graph.keep(&look_after, graph);
+        }
+        match saved_registry {
+            Some(saved) => {
+                if let Ok(look_after) = Look::at(&self.paths.registry()) {
+                    cache.registry.keep(&look_after, saved);
+                }
+            }
+            None => cache.registry.keep(&registry_look, RegistryRead { registry: new_registry, file: registry_read }),
+        }
+        self.poke_if(changed.0 || changed.1);
+        Ok(result)
+    }
+
+    /// Wakes the service after a commit, unless we are the service.
+    fn poke_if(&self, committed: bool) {
+        if committed && self.wake_service {
+            poke(&self.paths.wake_socket());
+        }
+    }
+
+    /// Both files' states, each as the cache kept it if its file still holds it, else read and
+    /// parsed; each with the look at its file taken before.
+    #[allow(clippy::type_complexity)]
+    fn current_or_read(
+        &self,
+        cache: &mut StateCache,
+    ) -> Result<(Look, Fingerprinted<Graph>, Look, RegistryRead), StoreError> {
+        let (graph_path, registry_path) = (self.paths.graph(), self.paths.registry());
+        let cannot_look = |path: &Path| {
+            let path = path.to_path_buf();
+            move |error| io_error("look at", &path, error)
         };
-        let graph = match graph {
+        // Each look before its read: a change after it shows at the next comparison.
+        let graph_look = Look::at(&graph_path).map_err(cannot_look(&graph_path))?;
+        let registry_look = Look::at(&registry_path).map_err(cannot_look(&registry_path))?;
+        let graph = match cache.graph.take_current(&graph_look, &graph_path).map_err(cannot_look(&graph_path))? {
             Some(graph) => graph,
-            None => read_graph(&self.paths)?,
+            None => Fingerprinted::new(read_graph(&self.paths)?),
         };
-        let registry = match registry {
+        let kept_registry =
+            cache.registry.take_current(&registry_look, &registry_path).map_err(cannot_look(&registry_path))?;
+        let registry = match kept_registry {
             Some(registry) => registry,
             None => read_registry(&self.paths)?,
         };
-        let mut state = State { graph, registry };
-        let result = change(&mut state);
-        state.assert_changes_agree();
-        commit(&self.paths, &state)?;
-        if state.is_changed() && self.wake_service {
-            poke(&self.paths.wake_socket());
-        }
-        if let Some((cache, stamp)) = cache.as_mut().zip(stamp) {
-            // A file our commit replaced is read again next time; the other one stays as it was.
-            let State { graph, registry } = state;
-            cache.keep(stamp, (!graph.is_changed()).then_some(graph), (!registry.is_changed()).then_some(registry));
-        }
-        Ok(result)
+        Ok((graph_look, graph, registry_look, registry))
     }
 }
 
@@ -166,7 +327,7 @@ fn io_error(action: &str, path: &Path, error: std::io::Error) -> StoreError {
 }
 
 fn read_state(paths: &WgPaths) -> Result<State, StoreError> {
-    Ok(State { graph: read_graph(paths)?, registry: read_registry(paths)? })
+    Ok(State { graph: read_graph(paths)?, registry: read_registry(paths)?.registry })
 }
 
 fn read_graph(paths: &WgPaths) -> Result<Graph, StoreError> {
@@ -174,30 +335,31 @@ fn read_graph(paths: &WgPaths) -> Result<Graph, StoreError> {
     Graph::from_bytes(graph_bytes).map_err(|error| error.in_file(paths.graph().display().to_string()))
 }
 
-fn read_registry(paths: &WgPaths) -> Result<Registry, StoreError> {
+fn read_registry(paths: &WgPaths) -> Result<RegistryRead, StoreError> {
     match fs::read(paths.registry()) {
-        Ok(bytes) => Registry::parse(&bytes).map_err(|error| error.in_file(paths.registry().display().to_string())),
-        Err(error) if error.kind() == ErrorKind::NotFound => Ok(Registry::empty()),
+        Ok(bytes) => match Registry::parse(&bytes) {
+            Ok(registry) => Ok(RegistryRead { registry, file: Held::new(Some(bytes)) }),
+            Err(error) => Err(error.in_file(paths.registry().display().to_string())),
+        },
+        Err(error) if error.kind() == ErrorKind::NotFound => {
+            Ok(RegistryRead { registry: Registry::empty(), file: Held::new(None) })
+        }
         Err(error) => Err(io_error("read", &paths.registry(), error)),
     }
 }
 
-/// Writes the files `state` changed, as one commit. The graph is streamed into its temp file
-/// rather than built in memory: it can be tens of megabytes.
-fn commit(paths: &WgPaths, state: &State) -> Result<(), StoreError> {
-    let render_graph = |out: &mut dyn std::io::Write| state.graph.render_to(out);
-    // The record makes the two renames one commit whatever their order. The order only decides
-    // what a reader that takes no lock may glimpse between them: registry first shows a new agent
-    // a moment before its task turns in-progress, never a task given to an agent not listed yet.
-    let mut writes = Vec::with_capacity(2);
-    if state.registry.is_changed() {
-        let bytes = Cow::Owned(state.registry.render().into_bytes());
-        writes.push(FileWrite { file: KnownFile::Registry, content: Content::Bytes(bytes) });
-    }
-    if state.graph.is_changed() {
-        writes.push(FileWrite { file: KnownFile::Graph, content: Content::Streamed(&render_graph) });
-    }
-    match journal::commit_plan(paths, writes)? {
+/// The registry's `new` bytes, replacing what was `read` of it.
+fn registry_write<'a>(read: &'a Held, new: &'a Held) -> FileWrite<'a> {
+    let content = Content::Bytes(Cow::Borrowed(new.bytes.as_deref().expect("a new registry has bytes")));
+    FileWrite { file: KnownFile::Registry, replaces: read.replaced(), content, content_fingerprint: &new.fingerprint }
+}
+
+/// Writes the changed files as one commit. The record makes the two renames one commit whatever
+/// their order. The order only decides what a reader that takes no lock may glimpse between them:
+/// registry first shows a new agent a moment before its task turns in-progress, never a task
+/// given to an agent not listed yet.
+fn commit(paths: &WgPaths, registry: Option<FileWrite<'_>>, graph: Option<FileWrite<'_>>) -> Result<(), StoreError> {
+    match journal::commit_plan(paths, registry.into_iter().chain(graph).collect()) {
         Some(plan) => plan.run(),
         None => Ok(()),
     }
@@ -280,4 +442,89 @@ pub fn read_small(path: &Path) -> std::io::Result<String> {
     let mut text = String::new();
     File::open(path)?.take(1 << 20).read_to_string(&mut text)?;
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wg_core::block_on;
+    use wg_core::model::{Agent, TaskStatus};
+
+    const GRAPH: &str = "{\"kind\":\"task\",\"id\":\"t1\",\"title\":\"T1\",\"status\":\"open\"}\n";
+
+    /// A `.wg/` with a one-task graph and no registry, and the service's (caching) store on it.
+    fn service_store() -> (tempfile::TempDir, WgPaths, FileStore) {
+        let root = tempfile::tempdir().expect("a temp folder");
+        let paths = WgPaths::new(root.path().join(".wg"));
+        fs::create_dir_all(paths.service_dir()).expect("create .wg/service");
+        fs::write(paths.graph(), GRAPH).expect("write the graph");
+        let store = FileStore::new(paths.clone(), false).caching();
+        (root, paths, store)
+    }
+
+    /// How many transactions reused the kept (graph, registry) instead of parsing the file.
+    fn reused(store: &FileStore) -> (usize, usize) {
+        let cache = store.cache.as_ref().expect("a caching store").lock().expect("not poisoned");
+        (cache.graph.reused(), cache.registry.reused())
+    }
+
+    fn commit_a_change(store: &FileStore) {
+        block_on(store.transact(|state| {
+            state.graph.task_mut("t1").expect("t1").title = "T2".to_string();
+            let id = state.registry.allocate_agent_id();
+            let entry = serde_json::json!({"id": id, "pid": 0, "task_id": "t1",
+                "started_at": "2026-01-01T00:00:00+00:00", "status": "done"});
+            state.registry.insert(serde_json::from_value::<Agent>(entry).expect("an agent"));
+        }))
+        .expect("the commit runs");
+    }
+
+    fn fresh_read(paths: &WgPaths) -> State {
+        FileStore::new(paths.clone(), false).read().expect("the files read")
+    }
+
+    #[test]
+    fn the_next_transaction_reuses_what_our_commit_wrote_without_parsing_it() {
+        let (_root, paths, store) = service_store();
+        commit_a_change(&store);
+        assert_eq!(reused(&store), (0, 0), "the first transaction read both files");
+        // Right after the commit: the files are young, and their bytes are compared.
+        let seen = block_on(store.transact(|state| state.clone())).expect("a transaction runs");
+        assert_eq!(reused(&store), (1, 1), "both kept from the commit, not parsed");
+        assert_eq!(seen, fresh_read(&paths), "what was kept is what the files hold");
+        assert!(!seen.is_changed());
+        block_on(store.transact(|state| state.clone())).expect("a transaction runs");
+        assert_eq!(reused(&store), (2, 2));
+    }
+
+    #[test]
+    fn the_fingerprints_kept_for_the_next_commit_are_those_of_what_the_files_hold() {
+        let (_root, paths, store) = service_store();
+        commit_a_change(&store);
+        let cache = store.cache.as_ref().expect("a caching store").lock().expect("not poisoned");
+        let graph = cache.graph.peek().expect("the graph is kept");
+        let registry = cache.registry.peek().expect("the registry is kept");
+        let on_disk = |path: PathBuf| Some(journal::Fingerprint::of(&fs::read(path).expect("read a file")));
+        // A two-file commit's record needed both new contents' fingerprints.
+        assert_eq!(graph.fingerprint.get().copied(), on_disk(paths.graph()));
+        assert_eq!(registry.file.fingerprint.get().copied(), on_disk(paths.registry()));
+    }
+
+    #[test]
+    fn a_same_size_rewrite_in_place_right_after_our_commit_is_seen() {
+        let (_root, paths, store) = service_store();
+        commit_a_change(&store);
+        let written = fs::read_to_string(paths.graph()).expect("read the graph");
+        let rewritten = written.replace("\"T2\"", "\"T3\"");
+        assert_eq!((rewritten.len(), rewritten != written), (written.len(), true));
+        // In place (same inode, same size), as an editor or `echo >` would, within the same second.
+        fs::write(paths.graph(), &rewritten).expect("rewrite the graph in place");
+        let title = block_on(store.transact(|state| state.graph.task("t1").map(|task| task.title.clone())))
+            .expect("a transaction runs");
+        assert_eq!(title.as_deref(), Some("T3"));
+        assert_eq!(reused(&store).0, 0, "the graph was read again");
+        let status = block_on(store.transact(|state| state.graph.status_of("t1").cloned())).expect("runs");
+        assert_eq!(status, Some(TaskStatus::Open));
+        assert_eq!(reused(&store).0, 1, "and kept again as read");
+    }
 }

@@ -1,29 +1,35 @@
-//! The state a long-running store read last, reused while neither file changed.
+//! What a long-running store read or committed last, reused while its file still holds it.
 //!
-//! The service sweeps every poll interval and after every wake-up; most sweeps find nothing to
-//! do. Re-reading and re-checking a 27 MB graph each time cost half a core while nothing
-//! happened. A transaction (both locks held) instead compares what the files are now (device,
-//! inode, size, modification and change times) with what they were when the cached state was
-//! read, and reads again only when something differs. Our own commits rename a new file into
-//! place (a new inode); a writer that rewrites a file in place changes its size or times.
+//! The service sweeps every poll interval and after every wake-up, and commits at every spawn
+//! and every death. Reading and checking both files again in each transaction cost most of its
+//! CPU. Instead, each file's state is kept with what the file was then (device, inode, size,
+//! modification and change times: its stamp) and what it held (the bytes read, or the bytes our
+//! commit wrote), and the next transaction (both locks held) compares.
 //!
-//! One gap remains, the one git calls "racily clean": a file rewritten in place with the same
-//! size within the file system's timestamp granularity keeps all five. So a state read less than
-//! [`SETTLE`] after its file last changed is not kept: by the next read the times have moved on.
+//! - A different stamp: the file changed. Read and parse it again.
+//! - The same stamp, seen when the file had not changed for [`SETTLE`]: trusted alone. Any
+//!   later write moves the times past the stamp's, by more than any timestamp granularity.
+//! - The same stamp on a file changed less than [`SETTLE`] ago (every file a busy service just
+//!   committed): a same-size rewrite in place within the timestamp granularity would keep the
+//!   stamp (what git calls "racily clean"), so the stamp alone proves nothing. The file's bytes
+//!   are read and compared with the bytes kept: equal, the state is reused without parsing;
+//!   different, the file is read and parsed as any changed file. Reading is cheap; parsing and
+//!   checking every line is not.
+//!
+//! So a change by another writer (upstream's `wg`, a person's editor) is always seen by the next
+//! transaction, and our own commit is never parsed back.
 
 use std::fs;
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
-use wg_core::graph::Graph;
-use wg_core::registry::Registry;
 
-/// How long after a file's last change a read of it is trusted to stay current while the stamp
-/// does not change: far above any file system's timestamp granularity.
+/// How long after a file's last change its stamp alone is trusted to tell the next change: far
+/// above any file system's timestamp granularity.
 const SETTLE: Duration = Duration::from_secs(1);
 
-/// What a file is, as far as telling a change goes; `None` for a missing file.
+/// What a file is, as far as telling a change goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct FileStamp {
     device: u64,
@@ -33,68 +39,116 @@ struct FileStamp {
     changed_ns: i128,
 }
 
-impl FileStamp {
-    fn of(path: &Path) -> std::io::Result<Option<FileStamp>> {
+/// A file's stamp (`None`: no such file) and when it was taken.
+#[derive(Clone, Copy, Debug)]
+pub struct Look {
+    stamp: Option<FileStamp>,
+    at: SystemTime,
+}
+
+impl Look {
+    /// Take it before reading the file: a change after it then shows at the next comparison.
+    pub fn at(path: &Path) -> std::io::Result<Look> {
+        let at = SystemTime::now();
         let meta = match fs::metadata(path) {
             Ok(meta) => meta,
-            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(error) if error.kind() == ErrorKind::NotFound => return Ok(Look { stamp: None, at }),
             Err(error) => return Err(error),
         };
         let ns = |seconds: i64, nanos: i64| i128::from(seconds) * 1_000_000_000 + i128::from(nanos);
-        Ok(Some(FileStamp {
+        let stamp = FileStamp {
             device: meta.dev(),
             inode: meta.ino(),
             size: meta.size(),
             modified_ns: ns(meta.mtime(), meta.mtime_nsec()),
             changed_ns: ns(meta.ctime(), meta.ctime_nsec()),
-        }))
+        };
+        Ok(Look { stamp: Some(stamp), at })
     }
 
-    /// Whether the file changed so recently that a same-size rewrite could still keep this stamp.
-    fn is_settling(&self, now: SystemTime) -> bool {
-        let now_ns = now.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_nanos() as i128);
-        now_ns - self.modified_ns.max(self.changed_ns) < SETTLE.as_nanos() as i128
-    }
-}
-
-/// The stamps of both files of a state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FilesStamp {
-    graph: Option<FileStamp>,
-    registry: Option<FileStamp>,
-}
-
-impl FilesStamp {
-    /// Call it before reading the files: a change after it then shows at the next comparison.
-    pub fn of(graph: &Path, registry: &Path) -> std::io::Result<FilesStamp> {
-        Ok(FilesStamp { graph: FileStamp::of(graph)?, registry: FileStamp::of(registry)? })
+    /// Whether the file had not changed for [`SETTLE`] when looked at: then a later write, even
+    /// a same-size one in place, changes its stamp.
+    fn settled(&self) -> bool {
+        self.stamp.is_none_or(|stamp| {
+            let at_ns = self.at.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_nanos() as i128);
+            at_ns - stamp.modified_ns.max(stamp.changed_ns) >= SETTLE.as_nanos() as i128
+        })
     }
 }
 
-/// The graph and registry as read, each with what its file was then. Each is kept on its own: a
-/// commit that replaced only the registry (recording a pid, a heartbeat) leaves the graph as read.
-#[derive(Default)]
-pub struct StateCache {
-    graph: Option<(Option<FileStamp>, Graph)>,
-    registry: Option<(Option<FileStamp>, Registry)>,
+/// A state that knows the bytes of the file it is the state of.
+pub trait Content {
+    /// The file's bytes; `None`: there was no file.
+    fn content(&self) -> Option<&[u8]>;
 }
 
-impl StateCache {
-    /// The kept graph and registry whose files are still as `now` says they were; the cache is
-    /// empty afterwards (the transaction owns them now).
-    pub fn take_current(&mut self, now: &FilesStamp) -> (Option<Graph>, Option<Registry>) {
-        let graph = self.graph.take().filter(|(stamp, _)| *stamp == now.graph).map(|(_, graph)| graph);
-        let registry = self.registry.take().filter(|(stamp, _)| *stamp == now.registry).map(|(_, registry)| registry);
-        (graph, registry)
+impl Content for wg_core::graph::Graph {
+    fn content(&self) -> Option<&[u8]> {
+        Some(self.text_as_read().as_bytes())
+    }
+}
+
+/// One file's kept state.
+struct Kept<T> {
+    stamp: Option<FileStamp>,
+    /// The stamp was seen settled with the file holding `state`'s bytes: it alone tells a change.
+    stamp_trusted: bool,
+    state: T,
+}
+
+/// The state of one file as read or committed last, if any.
+pub struct Slot<T> {
+    kept: Option<Kept<T>>,
+    /// How many times a kept state was given back: a test hook, to tell reuse from a parse.
+    reused: usize,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot { kept: None, reused: 0 }
+    }
+}
+
+impl<T: Content> Slot<T> {
+    /// The kept state, if the file (as `look` saw it, and by its bytes while its stamp is not
+    /// trusted) still holds it; the slot is empty afterwards (the transaction owns the state now).
+    pub fn take_current(&mut self, look: &Look, path: &Path) -> std::io::Result<Option<T>> {
+        let Some(kept) = self.kept.take() else { return Ok(None) };
+        if kept.stamp != look.stamp {
+            return Ok(None);
+        }
+        if !kept.stamp_trusted && !holds(path, kept.state.content())? {
+            return Ok(None);
+        }
+        self.reused += 1;
+        Ok(Some(kept.state))
     }
 
-    /// Keeps what was read when the files were as `stamp` says (`None`: not to be kept, the
-    /// transaction replaced that file), unless a file changed too recently to trust its stamp.
-    pub fn keep(&mut self, stamp: FilesStamp, graph: Option<Graph>, registry: Option<Registry>) {
-        let now = SystemTime::now();
-        let trusted = |file: Option<FileStamp>| !file.is_some_and(|file| file.is_settling(now));
-        self.graph = graph.filter(|_| trusted(stamp.graph)).map(|graph| (stamp.graph, graph));
-        self.registry = registry.filter(|_| trusted(stamp.registry)).map(|registry| (stamp.registry, registry));
+    /// Keeps `state`, whose bytes the file held when `look` was taken (before reading it, or
+    /// after our commit wrote them).
+    pub fn keep(&mut self, look: &Look, state: T) {
+        self.kept = Some(Kept { stamp: look.stamp, stamp_trusted: look.settled(), state });
+    }
+
+    #[cfg(test)]
+    pub fn reused(&self) -> usize {
+        self.reused
+    }
+
+    /// The kept state, left in place.
+    #[cfg(test)]
+    pub fn peek(&self) -> Option<&T> {
+        self.kept.as_ref().map(|kept| &kept.state)
+    }
+}
+
+/// Whether the file at `path` holds exactly `content` (`None`: there is no file).
+fn holds(path: &Path, content: Option<&[u8]>) -> std::io::Result<bool> {
+    match (fs::read(path), content) {
+        (Ok(bytes), Some(content)) => Ok(bytes == content),
+        (Ok(_), None) => Ok(false),
+        (Err(error), content) if error.kind() == ErrorKind::NotFound => Ok(content.is_none()),
+        (Err(error), _) => Err(error),
     }
 }
 
@@ -102,18 +156,17 @@ impl StateCache {
 mod tests {
     use super::*;
 
-    fn a_graph() -> Option<Graph> {
-        Some(Graph::parse(b"").unwrap())
+    /// A state holding `bytes` (`None`: no file).
+    struct Bytes(Option<Vec<u8>>);
+
+    impl Content for Bytes {
+        fn content(&self) -> Option<&[u8]> {
+            self.0.as_deref()
+        }
     }
 
-    fn a_registry() -> Option<Registry> {
-        Some(Registry::empty())
-    }
-
-    /// Whether the cache gives back (graph, registry) for the files as they are now.
-    fn current(cache: &mut StateCache, graph: &Path, registry: &Path) -> (bool, bool) {
-        let (graph, registry) = cache.take_current(&FilesStamp::of(graph, registry).unwrap());
-        (graph.is_some(), registry.is_some())
+    fn bytes(text: &str) -> Bytes {
+        Bytes(Some(text.as_bytes().to_vec()))
     }
 
     fn backdate(path: &Path) {
@@ -122,39 +175,68 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_state_is_reused_only_while_neither_file_changes() {
+    fn a_file_changed_since_its_state_was_kept_is_not_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let (graph, registry) = (dir.path().join("graph.jsonl"), dir.path().join("registry.json"));
-        fs::write(&graph, "{}\n").unwrap();
-        backdate(&graph);
-        let mut cache = StateCache::default();
-        // ctime moves with every write and cannot be set back: wait it out.
-        std::thread::sleep(SETTLE);
-        let stamp = FilesStamp::of(&graph, &registry).unwrap();
-        cache.keep(stamp, a_graph(), a_registry());
-        assert_eq!(current(&mut cache, &graph, &registry), (true, true), "nothing changed");
-        assert_eq!(current(&mut cache, &graph, &registry), (false, false), "taken: the transaction owns them");
-        cache.keep(stamp, a_graph(), a_registry());
-        fs::write(&registry, "{}").unwrap();
-        assert_eq!(current(&mut cache, &graph, &registry), (true, false), "a registry appeared; the graph is kept");
+        let path = dir.path().join("graph.jsonl");
+        fs::write(&path, "{\"a\":1}\n").unwrap();
+        let mut slot = Slot::default();
+        slot.keep(&Look::at(&path).unwrap(), bytes("{\"a\":1}\n"));
+        let now = Look::at(&path).unwrap();
+        assert!(slot.take_current(&now, &path).unwrap().is_some(), "nothing changed");
+        assert!(slot.take_current(&now, &path).unwrap().is_none(), "taken: the transaction owns it");
 
-        let stamp = FilesStamp::of(&graph, &registry).unwrap();
-        cache.keep(stamp, a_graph(), a_registry());
-        assert_eq!(current(&mut cache, &graph, &registry), (true, false), "the registry was just written");
-        cache.keep(stamp, None, a_registry());
-        assert_eq!(current(&mut cache, &graph, &registry), (false, false), "a graph the transaction replaced");
+        slot.keep(&now, bytes("{\"a\":1}\n"));
+        fs::write(&path, "{\"a\":22}\n").unwrap();
+        assert!(slot.take_current(&Look::at(&path).unwrap(), &path).unwrap().is_none(), "a new size");
+        assert_eq!(slot.reused(), 1);
     }
 
     #[test]
-    fn a_same_size_rewrite_in_place_is_seen() {
+    fn a_same_size_rewrite_that_keeps_the_stamp_is_seen_by_its_bytes_while_the_file_is_young() {
         let dir = tempfile::tempdir().unwrap();
-        let (graph, registry) = (dir.path().join("graph.jsonl"), dir.path().join("registry.json"));
-        fs::write(&graph, "{\"a\":1}\n").unwrap();
+        let path = dir.path().join("graph.jsonl");
+        fs::write(&path, "{\"a\":1}\n").unwrap();
+        // Right after our commit: the file is young, and the stamp is all a rewrite would keep.
+        let look = Look::at(&path).unwrap();
+        assert!(!look.settled());
+        let mut slot = Slot::default();
+        slot.keep(&look, bytes("{\"a\":1}\n"));
+        assert!(slot.take_current(&look, &path).unwrap().is_some(), "the file holds what was kept");
+        slot.keep(&look, bytes("{\"a\":1}\n"));
+        fs::write(&path, "{\"a\":2}\n").unwrap();
+        // The same look stands for a rewrite within the timestamp granularity: the stamp is equal.
+        assert!(slot.take_current(&look, &path).unwrap().is_none(), "the bytes differ");
+    }
+
+    #[test]
+    fn a_settled_stamp_is_trusted_alone_and_a_later_change_moves_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("graph.jsonl");
+        fs::write(&path, "{\"a\":1}\n").unwrap();
+        backdate(&path);
+        // ctime moves with every write and cannot be set back: wait it out.
         std::thread::sleep(SETTLE);
-        let mut cache = StateCache::default();
-        cache.keep(FilesStamp::of(&graph, &registry).unwrap(), a_graph(), a_registry());
-        fs::write(&graph, "{\"a\":2}\n").unwrap();
-        backdate(&graph);
-        assert!(!current(&mut cache, &graph, &registry).0, "the change time moved");
+        let look = Look::at(&path).unwrap();
+        assert!(look.settled());
+        let mut slot = Slot::default();
+        // Bytes other than the file's: reused all the same, so the bytes were not read.
+        slot.keep(&look, bytes("not what the file holds"));
+        assert!(slot.take_current(&look, &path).unwrap().is_some(), "trusted by its stamp alone");
+        slot.keep(&look, bytes("{\"a\":1}\n"));
+        fs::write(&path, "{\"a\":2}\n").unwrap();
+        backdate(&path);
+        assert!(slot.take_current(&Look::at(&path).unwrap(), &path).unwrap().is_none(), "the change time moved");
+    }
+
+    #[test]
+    fn a_missing_file_is_kept_as_missing_until_it_appears() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.json");
+        let mut slot = Slot::default();
+        slot.keep(&Look::at(&path).unwrap(), Bytes(None));
+        assert!(slot.take_current(&Look::at(&path).unwrap(), &path).unwrap().is_some());
+        slot.keep(&Look::at(&path).unwrap(), Bytes(None));
+        fs::write(&path, "{}").unwrap();
+        assert!(slot.take_current(&Look::at(&path).unwrap(), &path).unwrap().is_none());
     }
 }

@@ -10,7 +10,8 @@
 //! 2. the record is written to its own temp file and fsynced, the temps' folders are fsynced, and
 //!    the record is renamed into place: this rename is the commit point, so the record is either
 //!    absent or whole. It names each (temp, target) pair with the length and 64-bit FNV-1a hash of
-//!    the target's content before the commit and of its new content;
+//!    the target's content before the commit (as the transaction read it: see [`render_record`])
+//!    and of its new content;
 //! 3. each temp is renamed onto its target, both folders are fsynced;
 //! 4. the record is removed and its folder fsynced.
 //!
@@ -29,6 +30,7 @@ use std::borrow::Cow;
 use std::fs::{self, File};
 use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use wg_core::ports::{FileError, StoreError};
 
 /// The record's format; a record of another version is refused rather than guessed at.
@@ -123,10 +125,49 @@ impl KnownFile {
     }
 }
 
-/// One file's new content.
+/// One file's new content, and the content it replaces.
 pub struct FileWrite<'a> {
     pub file: KnownFile,
+    /// What the transaction read of the file, the content its change was computed from. The
+    /// record fingerprints it as the content before the commit.
+    pub replaces: Replaced<'a>,
     pub content: Content<'a>,
+    /// Where the new content's fingerprint is kept once a record needed it: a store that keeps
+    /// what it wrote has it at hand when its next commit replaces that content.
+    pub content_fingerprint: &'a FingerprintMemo,
+}
+
+/// A content's fingerprint, computed at most once.
+pub type FingerprintMemo = OnceLock<Fingerprint>;
+
+/// The content a write replaces, as the transaction read it.
+#[derive(Clone, Copy)]
+pub enum Replaced<'a> {
+    /// There was no file.
+    Nothing,
+    /// These bytes; their fingerprint goes into the memo when a record first needs it.
+    Bytes { bytes: &'a [u8], fingerprint: &'a FingerprintMemo },
+    /// Bytes let go of once fingerprinted.
+    Fingerprinted(Fingerprint),
+}
+
+impl Replaced<'_> {
+    /// The same content, fingerprinted now (once: into the memo) if it was not yet, so that its
+    /// bytes may go.
+    pub fn fingerprinted(self) -> Replaced<'static> {
+        match self.fingerprint() {
+            Some(fingerprint) => Replaced::Fingerprinted(fingerprint),
+            None => Replaced::Nothing,
+        }
+    }
+
+    fn fingerprint(&self) -> Option<Fingerprint> {
+        match self {
+            Replaced::Nothing => None,
+            Replaced::Bytes { bytes, fingerprint } => Some(*fingerprint.get_or_init(|| Fingerprint::of(bytes))),
+            Replaced::Fingerprinted(fingerprint) => Some(*fingerprint),
+        }
+    }
 }
 
 /// A file's new content: bytes, or a writer of them, so that a large file (the graph) goes to
@@ -298,17 +339,17 @@ pub fn single_file_plan<'a>(target: &Path, content: Content<'a>) -> Plan<'a> {
 }
 
 /// How a transaction's changed files are written; `None` when nothing changed. Call it holding
-/// both locks: a commit of several files reads their current content for the record.
-pub fn commit_plan<'a>(paths: &WgPaths, writes: Vec<FileWrite<'a>>) -> Result<Option<Plan<'a>>, StoreError> {
+/// both locks, held since the transaction read what each write [replaces](FileWrite::replaces).
+pub fn commit_plan<'a>(paths: &WgPaths, writes: Vec<FileWrite<'a>>) -> Option<Plan<'a>> {
     match writes.len() {
-        0 => Ok(None),
+        0 => None,
         // One rename is atomic by itself: a record would add three fsyncs and make nothing safer.
         // Most commands change one file (`wg add` the graph, a heartbeat the registry).
         1 => {
             let write = writes.into_iter().next().expect("one write");
-            Ok(Some(single_file_plan(&write.file.path(paths), write.content)))
+            Some(single_file_plan(&write.file.path(paths), write.content))
         }
-        _ => journaled_plan(paths, writes).map(Some),
+        _ => Some(journaled_plan(paths, writes)),
     }
 }
 
@@ -326,7 +367,7 @@ fn folders_of(files: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
 
 /// Several files as one commit, through the record (see the module's documentation). The renames
 /// run in the order of `writes`.
-fn journaled_plan<'a>(paths: &WgPaths, writes: Vec<FileWrite<'a>>) -> Result<Plan<'a>, StoreError> {
+fn journaled_plan<'a>(paths: &WgPaths, writes: Vec<FileWrite<'a>>) -> Plan<'a> {
     let record = paths.commit_record();
     let record_temp = temp_path(&record);
     let record_folder = folder_of(&record).to_path_buf();
@@ -339,7 +380,7 @@ fn journaled_plan<'a>(paths: &WgPaths, writes: Vec<FileWrite<'a>>) -> Result<Pla
         .collect();
     let target_folders = folders_of(pairs.iter().map(|(_, target)| target.clone()));
 
-    let record_bytes = render_record(&writes, &pairs)?;
+    let record_bytes = render_record(&writes, &pairs);
     let mut steps = Vec::new();
     for (write, (temp, target)) in writes.into_iter().zip(&pairs) {
         steps.push(Step::WriteTemp { temp: temp.clone(), target: target.clone(), content: write.content });
@@ -361,7 +402,7 @@ fn journaled_plan<'a>(paths: &WgPaths, writes: Vec<FileWrite<'a>>) -> Result<Pla
     steps.extend(target_folders.iter().map(|folder| Step::SyncFolder(folder.clone())));
     steps.extend(record_removal(&record));
     let after_commit = pending_note(&record);
-    Ok(Plan { steps, commit_step: Some(commit_step), after_commit })
+    Plan { steps, commit_step: Some(commit_step), after_commit }
 }
 
 fn record_removal<'a>(record: &Path) -> [Step<'a>; 2] {
@@ -398,24 +439,33 @@ struct RecordEntry {
     after: Fingerprint,
 }
 
-/// The record of `writes`. Each target's current content is read back for it: whoever commits
-/// has held both locks since the transaction read the files, so no writer that honours them (we,
-/// upstream's `wg`) changed them since. Reading here rather than hashing every read spares the
-/// transactions that write one file or none, most of them, a pass over the graph.
-fn render_record(writes: &[FileWrite<'_>], pairs: &[(PathBuf, PathBuf)]) -> Result<Vec<u8>, StoreError> {
-    let mut files = Vec::with_capacity(writes.len());
-    for (write, (temp, target)) in writes.iter().zip(pairs) {
-        files.push(RecordEntry {
+/// The record of `writes`. A target's content before the commit is fingerprinted from what the
+/// transaction read of it ([`FileWrite::replaces`]), not read from disk again. Recovery stays as
+/// safe: whoever commits has held both locks since it read the files, so no writer that honours
+/// them (we, upstream's `wg`) changed a target since, and the bytes read are the target's content
+/// at the commit point, exactly what reading it back would give. A writer that ignores the locks
+/// (a person's editor) and rewrote a target between our read and our commit makes the record's
+/// "before" differ from the target: after a crash, recovery then finds the target [`Rewritten`]
+/// and stops with the record as evidence, where reading back would have rolled forward over that
+/// write (which the commit itself would overwrite too, had it not crashed); so no recovery that
+/// was refused before proceeds now.
+///
+/// [`Rewritten`]: Finding::Rewritten
+fn render_record(writes: &[FileWrite<'_>], pairs: &[(PathBuf, PathBuf)]) -> Vec<u8> {
+    let files = writes
+        .iter()
+        .zip(pairs)
+        .map(|(write, (temp, _))| RecordEntry {
             target: write.file.relative().to_string(),
             temp: file_name(temp).to_string(),
-            before: fingerprint_file(target)?,
-            after: write.content.fingerprint(),
-        });
-    }
+            before: write.replaces.fingerprint(),
+            after: *write.content_fingerprint.get_or_init(|| write.content.fingerprint()),
+        })
+        .collect();
     let mut bytes =
         serde_json::to_vec_pretty(&CommitRecord { version: RECORD_VERSION, files }).expect("a record serializes");
     bytes.push(b'\n');
-    Ok(bytes)
+    bytes
 }
 
 /// A record entry checked against what a record may name: one of the two known files, and a temp
@@ -654,9 +704,19 @@ mod tests {
             vec![
                 FileWrite {
                     file: KnownFile::Registry,
+                    replaces: match self.old_registry {
+                        Some(text) => Replaced::Bytes { bytes: text.as_bytes(), fingerprint: a_memo() },
+                        None => Replaced::Nothing,
+                    },
                     content: Content::Bytes(Cow::Borrowed(NEW_REGISTRY.as_bytes())),
+                    content_fingerprint: a_memo(),
                 },
-                FileWrite { file: KnownFile::Graph, content: Content::Bytes(Cow::Borrowed(NEW_GRAPH.as_bytes())) },
+                FileWrite {
+                    file: KnownFile::Graph,
+                    replaces: Replaced::Bytes { bytes: OLD_GRAPH.as_bytes(), fingerprint: a_memo() },
+                    content: Content::Bytes(Cow::Borrowed(NEW_GRAPH.as_bytes())),
+                    content_fingerprint: a_memo(),
+                },
             ]
         }
 
@@ -680,6 +740,32 @@ mod tests {
         }
     }
 
+    /// An empty memo that lives as long as the test binary: plans here borrow for `'static`.
+    fn a_memo() -> &'static FingerprintMemo {
+        Box::leak(Box::default())
+    }
+
+    #[test]
+    fn a_record_takes_fingerprints_kept_from_before_and_keeps_those_it_computes() {
+        let fixture = Fixture::new();
+        let (replaced, written) = (a_memo(), a_memo());
+        // What an earlier commit computed for these bytes: used as is, not computed again.
+        let planted = Fingerprint { length_bytes: 1, fnv1a_64: 7 };
+        replaced.set(planted).expect("empty");
+        let mut writes = fixture.writes();
+        writes[1].replaces = Replaced::Bytes { bytes: OLD_GRAPH.as_bytes(), fingerprint: replaced };
+        writes[1].content_fingerprint = written;
+        let pairs: Vec<(PathBuf, PathBuf)> = writes
+            .iter()
+            .map(|write| (temp_path(&write.file.path(&fixture.paths)), write.file.path(&fixture.paths)))
+            .collect();
+        let record: CommitRecord = serde_json::from_slice(&render_record(&writes, &pairs)).expect("a record");
+        assert_eq!(record.files[1].before, Some(planted));
+        assert_eq!(written.get(), Some(&Fingerprint::of(NEW_GRAPH.as_bytes())), "kept for the next commit");
+        assert_eq!(record.files[1].after, Fingerprint::of(NEW_GRAPH.as_bytes()));
+        assert_eq!(record.files[0].before, Some(Fingerprint::of(OLD_REGISTRY.as_bytes())));
+    }
+
     /// Runs the first `count` steps, as a writer killed right after them would have.
     fn run_first(plan: &Plan<'_>, count: usize) {
         for step in &plan.steps[..count] {
@@ -688,7 +774,7 @@ mod tests {
     }
 
     fn two_file_plan(fixture: &Fixture) -> Plan<'static> {
-        commit_plan(&fixture.paths, fixture.writes()).expect("the targets read").expect("two files changed")
+        commit_plan(&fixture.paths, fixture.writes()).expect("two files changed")
     }
 
     #[test]
@@ -757,9 +843,8 @@ mod tests {
 
     #[test]
     fn a_one_file_commit_stopped_after_any_step_leaves_the_old_or_the_new_file() {
-        let plan_for = |fixture: &Fixture| {
-            commit_plan(&fixture.paths, fixture.writes().split_off(1)).expect("planned").expect("one file")
-        };
+        let plan_for =
+            |fixture: &Fixture| commit_plan(&fixture.paths, fixture.writes().split_off(1)).expect("one file");
         let step_count = plan_for(&Fixture::new()).steps.len();
         for stop_after in 0..=step_count {
             let fixture = Fixture::new();
@@ -816,6 +901,19 @@ mod tests {
         assert_stopped(&fixture, &error, &expected, &["wg-recover-commit.json", "another program", "delete"]);
         let again = fixture.next_transaction().expect_err("every transaction stops until someone decides");
         assert_eq!(again, error);
+    }
+
+    #[test]
+    fn a_target_rewritten_between_the_read_and_a_crashed_commit_is_not_rolled_forward_over() {
+        let fixture = Fixture::new();
+        // A writer that takes no lock, after the transaction read the graph and before its commit.
+        let foreign = OLD_GRAPH.replace("open", "done");
+        fs::write(fixture.paths.graph(), &foreign).expect("another program writes");
+        let plan = two_file_plan(&fixture);
+        run_first(&plan, plan.commit_step.expect("a commit point") + 1);
+        let error = fixture.next_transaction().expect_err("the transaction stops");
+        let expected = Files::of(&foreign, Some(OLD_REGISTRY));
+        assert_stopped(&fixture, &error, &expected, &["another program", "delete"]);
     }
 
     #[test]
@@ -918,7 +1016,6 @@ mod tests {
             writes.truncate(1);
             writes
         })
-        .expect("planned")
         .expect("one file");
         assert!(!plan
             .steps
