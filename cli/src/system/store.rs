@@ -149,6 +149,12 @@ struct StateCache {
     registry: Slot<RegistryRead>,
 }
 
+/// The largest graph the service keeps as its commit wrote it. Keeping it means holding the old
+/// and the new text at once while saving; above this size the service streams the graph as a
+/// command does and reads it back in its next transaction, so its memory stays within twice the
+/// file's size (benches/README.md, "Service throughput").
+const KEEP_WRITTEN_GRAPH_MAX: usize = 8 << 20;
+
 /// How long a command waits for a lock before saying who holds it.
 pub const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -238,6 +244,18 @@ impl FileStore {
         // What the files hold after the commit, kept for the next transaction: the graph and
         // registry as written, not read back.
         let State { graph: new_graph, registry: new_registry } = state;
+        if changed.0 && graph.state.text_as_read().len() > KEEP_WRITTEN_GRAPH_MAX {
+            // Saving a graph keeps its old and new text in memory together for a moment; for a
+            // large one that is more than the file's size twice over. Stream it as a command
+            // does, and let the next transaction read it back.
+            let state = State { graph: new_graph, registry: new_registry };
+            let saved_registry = self.commit_streaming_graph(&graph, &registry_read, &state)?;
+            if let (Some(saved), Ok(look_after)) = (saved_registry, Look::at(&self.paths.registry())) {
+                cache.registry.keep(&look_after, saved);
+            }
+            self.poke_if(true);
+            return Ok(result);
+        }
         // The graph the file holds after the commit, and what the commit replaces.
         let (graph, graph_replaced) = if changed.0 {
             // Fingerprinted now (unless an earlier commit did) so that the read can go: the save
@@ -278,6 +296,31 @@ impl FileStore {
         }
         self.poke_if(changed.0 || changed.1);
         Ok(result)
+    }
+
+    /// Commits `state`, whose graph changed, streaming the graph into its temp file; gives the
+    /// registry as written, if it changed, for the cache.
+    fn commit_streaming_graph(
+        &self,
+        graph_read: &Fingerprinted<Graph>,
+        registry_read: &Held,
+        state: &State,
+    ) -> Result<Option<RegistryRead>, StoreError> {
+        let render_graph = |out: &mut dyn std::io::Write| state.graph.render_to(out);
+        let saved_registry = state.registry.is_changed().then(|| {
+            let file = Held::new(Some(state.registry.render().into_bytes()));
+            RegistryRead { registry: state.registry.clone().into_saved(), file }
+        });
+        let registry_write = saved_registry.as_ref().map(|saved| registry_write(registry_read, &saved.file));
+        let graph_memo = FingerprintMemo::new();
+        let graph_write = FileWrite {
+            file: KnownFile::Graph,
+            replaces: graph_read.replaced(),
+            content: Content::Streamed(&render_graph),
+            content_fingerprint: &graph_memo,
+        };
+        commit(&self.paths, registry_write, Some(graph_write))?;
+        Ok(saved_registry)
     }
 
     /// Wakes the service after a commit, unless we are the service.
@@ -508,6 +551,29 @@ mod tests {
         // A two-file commit's record needed both new contents' fingerprints.
         assert_eq!(graph.fingerprint.get().copied(), on_disk(paths.graph()));
         assert_eq!(registry.file.fingerprint.get().copied(), on_disk(paths.registry()));
+    }
+
+    #[test]
+    fn a_large_graph_is_streamed_and_read_back_not_kept() {
+        let (_root, paths, store) = service_store();
+        let filler =
+            |i: usize| format!("{{\"kind\":\"task\",\"id\":\"f{i}\",\"title\":\"{:0>100}\",\"status\":\"done\"}}\n", i);
+        let mut text = GRAPH.to_string();
+        let mut i = 0;
+        while text.len() <= KEEP_WRITTEN_GRAPH_MAX {
+            text.push_str(&filler(i));
+            i += 1;
+        }
+        fs::write(paths.graph(), &text).expect("write a large graph");
+        commit_a_change(&store);
+        let cache = store.cache.as_ref().expect("a caching store").lock().expect("not poisoned");
+        assert!(cache.graph.peek().is_none(), "the graph is not kept");
+        assert!(cache.registry.peek().is_some(), "the registry is");
+        drop(cache);
+        let seen = block_on(store.transact(|state| state.clone())).expect("a transaction runs");
+        assert_eq!(seen, fresh_read(&paths), "read back as written");
+        assert_eq!(seen.graph.task("t1").expect("t1").title, "T2");
+        assert_eq!(reused(&store), (0, 1), "the graph was read again, the registry reused");
     }
 
     #[test]

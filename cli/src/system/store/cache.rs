@@ -20,7 +20,7 @@
 //! transaction, and our own commit is never parsed back.
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{BufRead, ErrorKind};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -142,13 +142,28 @@ impl<T: Content> Slot<T> {
     }
 }
 
-/// Whether the file at `path` holds exactly `content` (`None`: there is no file).
+/// Whether the file at `path` holds exactly `content` (`None`: there is no file). Compared a
+/// block at a time, so a large file is never in memory twice.
 fn holds(path: &Path, content: Option<&[u8]>) -> std::io::Result<bool> {
-    match (fs::read(path), content) {
-        (Ok(bytes), Some(content)) => Ok(bytes == content),
-        (Ok(_), None) => Ok(false),
-        (Err(error), content) if error.kind() == ErrorKind::NotFound => Ok(content.is_none()),
-        (Err(error), _) => Err(error),
+    let file = match fs::File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == ErrorKind::NotFound => return Ok(content.is_none()),
+        Err(error) => return Err(error),
+    };
+    let Some(mut expected) = content else { return Ok(false) };
+    let mut file = std::io::BufReader::with_capacity(1 << 16, file);
+    loop {
+        let block = file.fill_buf()?;
+        if block.is_empty() {
+            return Ok(expected.is_empty());
+        }
+        let Some(head) = expected.get(..block.len()) else { return Ok(false) };
+        if head != block {
+            return Ok(false);
+        }
+        let read = block.len();
+        expected = &expected[read..];
+        file.consume(read);
     }
 }
 
@@ -172,6 +187,26 @@ mod tests {
     fn backdate(path: &Path) {
         let file = fs::File::options().write(true).open(path).unwrap();
         file.set_modified(SystemTime::now() - Duration::from_secs(10)).unwrap();
+    }
+
+    #[test]
+    fn a_file_is_compared_with_its_kept_bytes_block_by_block_to_the_last_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("graph.jsonl");
+        // Larger than one block, and not a whole number of them.
+        let content: Vec<u8> = (0..200_003u32).map(|i| b'a' + (i % 26) as u8).collect();
+        fs::write(&path, &content).unwrap();
+        assert!(holds(&path, Some(&content)).unwrap());
+        let mut last_byte_differs = content.clone();
+        *last_byte_differs.last_mut().unwrap() = b'!';
+        assert!(!holds(&path, Some(&last_byte_differs)).unwrap());
+        assert!(!holds(&path, Some(&content[..content.len() - 1])).unwrap(), "the file is longer");
+        let mut longer = content.clone();
+        longer.push(b'\n');
+        assert!(!holds(&path, Some(&longer)).unwrap(), "the file is shorter");
+        assert!(!holds(&path, None).unwrap(), "a file where none was kept");
+        assert!(holds(&dir.path().join("missing"), None).unwrap());
+        assert!(!holds(&dir.path().join("missing"), Some(b"x")).unwrap());
     }
 
     #[test]
