@@ -56,6 +56,21 @@ pub struct Gate {
 }
 
 impl Proc {
+    /// A process just started: not stalled, taking SIGTERM, no actor inside it, no gate yet.
+    pub fn started(pid: i64, start_ticks: u64, start_ms: EpochMs, kind: ProcKind, root: Option<Root>) -> Proc {
+        Proc {
+            pid,
+            start_ticks,
+            start_ms,
+            kind,
+            root,
+            ignore_term: false,
+            stalled_until_ms: 0,
+            actors: Vec::new(),
+            gate: None,
+        }
+    }
+
     /// An agent process that runs its command: released from its gate (or never gated).
     pub fn runs_agent(&self) -> bool {
         matches!(self.kind, ProcKind::Agent { .. }) && self.gate.is_none()
@@ -201,17 +216,7 @@ impl World {
             ProcKind::Child => root,
             ProcKind::Foreign => None,
         };
-        let proc = Proc {
-            pid,
-            start_ticks,
-            start_ms: inner.clock.now_ms,
-            kind,
-            root,
-            ignore_term: false,
-            stalled_until_ms: 0,
-            actors: Vec::new(),
-            gate: None,
-        };
+        let proc = Proc::started(pid, start_ticks, inner.clock.now_ms, kind, root);
         table.insert(proc.clone());
         inner.version += 1;
         Some(proc)
@@ -486,17 +491,7 @@ mod tests {
     use super::{Proc, ProcKind, ProcessTable, Root};
 
     fn proc(pid: i64, kind: ProcKind, root: Option<Root>) -> Proc {
-        Proc {
-            pid,
-            start_ticks: pid as u64,
-            start_ms: 0,
-            kind,
-            root,
-            ignore_term: false,
-            stalled_until_ms: 0,
-            actors: Vec::new(),
-            gate: None,
-        }
+        Proc::started(pid, pid as u64, 0, kind, root)
     }
 
     #[test]
