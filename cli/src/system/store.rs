@@ -209,19 +209,10 @@ impl FileStore {
         let mut state = State { graph: graph.state.clone(), registry };
         let result = change(&mut state);
         state.assert_changes_agree();
-        // A command exits next: the graph streams into its temp file, never built in memory.
-        let render_graph = |out: &mut dyn std::io::Write| state.graph.render_to(out);
         let new_registry = state.registry.is_changed().then(|| Held::new(Some(state.registry.render().into_bytes())));
         let registry_write = new_registry.as_ref().map(|new| registry_write(&registry_read, new));
-        // Nothing is kept past this commit: the new graph's memo is thrown away with it.
-        let graph_memo = FingerprintMemo::new();
-        let graph_write = state.graph.is_changed().then(|| FileWrite {
-            file: KnownFile::Graph,
-            replaces: graph.replaced(),
-            content: Content::Streamed(&render_graph),
-            content_fingerprint: &graph_memo,
-        });
-        commit(&self.paths, registry_write, graph_write)?;
+        // A command exits next: nothing is kept, and the graph is never built in memory.
+        commit_streaming_graph(&self.paths, registry_write, &graph, &state.graph)?;
         self.poke_if(state.is_changed());
         Ok(result)
     }
@@ -244,47 +235,48 @@ impl FileStore {
         // What the files hold after the commit, kept for the next transaction: the graph and
         // registry as written, not read back.
         let State { graph: new_graph, registry: new_registry } = state;
-        if changed.0 && graph.state.text_as_read().len() > KEEP_WRITTEN_GRAPH_MAX {
-            // Saving a graph keeps its old and new text in memory together for a moment; for a
-            // large one that is more than the file's size twice over. Stream it as a command
-            // does, and let the next transaction read it back.
-            let state = State { graph: new_graph, registry: new_registry };
-            let saved_registry = self.commit_streaming_graph(&graph, &registry_read, &state)?;
-            if let (Some(saved), Ok(look_after)) = (saved_registry, Look::at(&self.paths.registry())) {
-                cache.registry.keep(&look_after, saved);
-            }
-            self.poke_if(true);
-            return Ok(result);
-        }
-        // The graph the file holds after the commit, and what the commit replaces.
-        let (graph, graph_replaced) = if changed.0 {
-            // Fingerprinted now (unless an earlier commit did) so that the read can go: the save
-            // then takes over its index instead of copying it, and memory stays near the file's
-            // size.
-            let replaced = graph.replaced().fingerprinted();
-            drop(graph);
-            (Fingerprinted::new(new_graph.into_saved()), replaced)
-        } else {
-            (graph, Replaced::Nothing)
-        };
         let saved_registry = changed.1.then(|| {
             let file = Held::new(Some(new_registry.render().into_bytes()));
             RegistryRead { registry: new_registry.clone().into_saved(), file }
         });
         let registry_write = saved_registry.as_ref().map(|saved| registry_write(&registry_read, &saved.file));
-        let graph_write = changed.0.then(|| FileWrite {
-            file: KnownFile::Graph,
-            replaces: graph_replaced,
-            content: Content::Bytes(Cow::Borrowed(graph.state.text_as_read().as_bytes())),
-            content_fingerprint: &graph.fingerprint,
-        });
-        commit(&self.paths, registry_write, graph_write)?;
+        let kept_graph = if changed.0 && graph.state.text_as_read().len() > KEEP_WRITTEN_GRAPH_MAX {
+            // Saving a graph keeps its old and new text in memory together for a moment; for a
+            // large one that is more than the file's size twice over. Stream it as a command
+            // does, and let the next transaction read it back.
+            commit_streaming_graph(&self.paths, registry_write, &graph, &new_graph)?;
+            None
+        } else {
+            // The graph the file holds after the commit, and what the commit replaces.
+            let (graph, graph_replaced) = if changed.0 {
+                // Fingerprinted now (unless an earlier commit did) so that the read can go: the
+                // save then takes over its index instead of copying it, and memory stays near
+                // the file's size.
+                let replaced = graph.replaced().fingerprinted();
+                drop(graph);
+                (Fingerprinted::new(new_graph.into_saved()), replaced)
+            } else {
+                (graph, Replaced::Nothing)
+            };
+            let graph_write = changed.0.then(|| FileWrite {
+                file: KnownFile::Graph,
+                replaces: graph_replaced,
+                content: Content::Bytes(Cow::Borrowed(graph.state.text_as_read().as_bytes())),
+                content_fingerprint: &graph.fingerprint,
+            });
+            commit(&self.paths, registry_write, graph_write)?;
+            Some(graph)
+        };
         // A file we cannot look at now is not kept: the commit happened, and the next
         // transaction reads the file (and says what is wrong with it, if it still cannot).
-        if !changed.0 {
-            cache.graph.keep(&graph_look, graph);
-        } else if let Ok(look_after) = Look::at(&self.paths.graph()) {
-            cache.graph.keep(&look_after, graph);
+        match kept_graph {
+            Some(graph) if !changed.0 => cache.graph.keep(&graph_look, graph),
+            Some(graph) => {
+                if let Ok(look_after) = Look::at(&self.paths.graph()) {
+                    cache.graph.keep(&look_after, graph);
+                }
+            }
+            None => {}
         }
         match saved_registry {
             Some(saved) => {
@@ -296,31 +288,6 @@ impl FileStore {
         }
         self.poke_if(changed.0 || changed.1);
         Ok(result)
-    }
-
-    /// Commits `state`, whose graph changed, streaming the graph into its temp file; gives the
-    /// registry as written, if it changed, for the cache.
-    fn commit_streaming_graph(
-        &self,
-        graph_read: &Fingerprinted<Graph>,
-        registry_read: &Held,
-        state: &State,
-    ) -> Result<Option<RegistryRead>, StoreError> {
-        let render_graph = |out: &mut dyn std::io::Write| state.graph.render_to(out);
-        let saved_registry = state.registry.is_changed().then(|| {
-            let file = Held::new(Some(state.registry.render().into_bytes()));
-            RegistryRead { registry: state.registry.clone().into_saved(), file }
-        });
-        let registry_write = saved_registry.as_ref().map(|saved| registry_write(registry_read, &saved.file));
-        let graph_memo = FingerprintMemo::new();
-        let graph_write = FileWrite {
-            file: KnownFile::Graph,
-            replaces: graph_read.replaced(),
-            content: Content::Streamed(&render_graph),
-            content_fingerprint: &graph_memo,
-        };
-        commit(&self.paths, registry_write, Some(graph_write))?;
-        Ok(saved_registry)
     }
 
     /// Wakes the service after a commit, unless we are the service.
@@ -401,6 +368,26 @@ fn registry_write<'a>(read: &'a Held, new: &'a Held) -> FileWrite<'a> {
 /// their order. The order only decides what a reader that takes no lock may glimpse between them:
 /// registry first shows a new agent a moment before its task turns in-progress, never a task
 /// given to an agent not listed yet.
+/// Commits `registry` and `graph` if it changed since `graph_read`, the graph streamed into its
+/// temp file, never built in memory. Nothing keeps the new graph, so its fingerprint's memo goes
+/// with the commit.
+fn commit_streaming_graph(
+    paths: &WgPaths,
+    registry: Option<FileWrite<'_>>,
+    graph_read: &Fingerprinted<Graph>,
+    graph: &Graph,
+) -> Result<(), StoreError> {
+    let render_graph = |out: &mut dyn std::io::Write| graph.render_to(out);
+    let graph_memo = FingerprintMemo::new();
+    let graph_write = graph.is_changed().then(|| FileWrite {
+        file: KnownFile::Graph,
+        replaces: graph_read.replaced(),
+        content: Content::Streamed(&render_graph),
+        content_fingerprint: &graph_memo,
+    });
+    commit(paths, registry, graph_write)
+}
+
 fn commit(paths: &WgPaths, registry: Option<FileWrite<'_>>, graph: Option<FileWrite<'_>>) -> Result<(), StoreError> {
     match journal::commit_plan(paths, registry.into_iter().chain(graph).collect()) {
         Some(plan) => plan.run(),
