@@ -15,7 +15,10 @@
 # Then two floors on this machine: spawning TASKS `sh -c true` MAX_AGENTS at a time (xargs -P),
 # and one fsync (a 4 KiB O_DSYNC write, averaged over 200). With STRACE=1 each of our services
 # runs under `strace -f -c` and its syscall summary (fsync, rename, clone, execve, flock...) is
-# printed after its line: where the time goes (its wall time is then slower).
+# printed after its line: where the time goes (its wall time is then slower). With PERF=<prefix>
+# each of our services runs under `perf record -F 499 --call-graph dwarf,32768` instead, its
+# profile written to <prefix>.<n> (n counts the runs from 1); read it with `perf report -i
+# <prefix>.<n> --children --comm wg`.
 # WINDOW=N (not with STRACE) also prints, every N tasks done, the wall and CPU time of the last N
 # and the sizes of registry and graph: how the cost of a task grows with the history the files
 # keep. TIMEOUT (default 300 s) bounds each run. It ends what it started, by pid.
@@ -42,9 +45,12 @@ cpu_seconds() {
   awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz }' "/proc/$1/stat"
 }
 
-# measure <label> <wg> <strace 0|1> <service args...>: prints "<label>: N tasks in S s = R tasks/s, ...".
+# measure <label> <wg> <none|strace|perf> <service args...>: prints "<label>: N tasks in S s =
+# R tasks/s, ...", the service run as it is or under strace or perf.
+runs=0
 measure() {
-  local label=$1 bin=$2 traced=$3 run="$work/run$RANDOM" started elapsed done_count=0 service cpu=n/a; shift 3
+  local label=$1 bin=$2 wrap=$3 run="$work/run$RANDOM" started elapsed done_count=0 service cpu=n/a; shift 3
+  runs=$((runs + 1))
   local dir="$run/.wg"
   "$bin" --dir "$dir" init > /dev/null
   for n in $(seq -f '%04g' "$tasks"); do
@@ -52,15 +58,18 @@ measure() {
   done > "$dir/graph.jsonl"
   printf '[dispatcher]\nmax_agents = %d\n' "$max_agents" > "$dir/config.toml"
   started=$EPOCHREALTIME
-  if [ "$traced" = 1 ]; then
-    strace -f -c -o "$run/strace.txt" "$bin" --dir "$dir" "$@" > "$run/service.log" 2>&1 &
-  else
-    "$bin" --dir "$dir" "$@" > "$run/service.log" 2>&1 &
-  fi
+  case $wrap in
+    strace) strace -f -c -o "$run/strace.txt" "$bin" --dir "$dir" "$@" > "$run/service.log" 2>&1 & ;;
+    perf)
+      perf record -q -F 499 --call-graph dwarf,32768 -o "$PERF.$runs" -- "$bin" --dir "$dir" "$@" \
+        > "$run/service.log" 2>&1 &
+      ;;
+    *) "$bin" --dir "$dir" "$@" > "$run/service.log" 2>&1 & ;;
+  esac
   service_pid=$!
   local next_window=${WINDOW:-0} window_wall=$started window_cpu=0 now_cpu
   until done_count=$(grep -c '"status": *"done"' "$dir/graph.jsonl" || true) && [ "$done_count" -ge "$tasks" ]; do
-    if [ "$traced" = 0 ] && [ "${WINDOW:-0}" -gt 0 ] && [ "$done_count" -ge "$next_window" ]; then
+    if [ "$wrap" = none ] && [ "${WINDOW:-0}" -gt 0 ] && [ "$done_count" -ge "$next_window" ]; then
       now_cpu=$(cpu_seconds "$service_pid")
       awk -v n="$done_count" -v w="$WINDOW" -v a="$window_wall" -v b="$EPOCHREALTIME" -v c="$window_cpu" -v d="$now_cpu" \
         -v r="$(stat -c %s "$dir/service/registry.json" 2> /dev/null || echo 0)" -v g="$(stat -c %s "$dir/graph.jsonl")" \
@@ -75,9 +84,9 @@ measure() {
     sleep 0.02
   done
   elapsed=$(awk -v a="$started" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f", b - a }')
-  # Under strace the service is strace's child.
+  # Under strace or perf the service is its child.
   service=$service_pid
-  [ "$traced" = 1 ] && service=$(awk '{ print $1 }' "/proc/$service_pid/task/$service_pid/children" 2> /dev/null || true)
+  [ "$wrap" != none ] && service=$(awk '{ print $1 }' "/proc/$service_pid/task/$service_pid/children" 2> /dev/null || true)
   [ -n "$service" ] && [ -r "/proc/$service/stat" ] && cpu=$(cpu_seconds "$service")
   "$bin" --dir "$dir" service stop > /dev/null 2>&1 || true
   kill -TERM "$service_pid" 2> /dev/null || true
@@ -87,6 +96,7 @@ measure() {
     'BEGIN { printf "%s: %d tasks, max_agents %d: %.2f s = %.1f tasks/s; service CPU %s s", l, n, m, s, n / s, c
              if (c != "n/a") printf " (%.2f ms a task)", c * 1000 / n
              printf "\n" }'
+  [ "$wrap" = perf ] && echo "  its profile: $PERF.$runs"
   if [ -f "$run/strace.txt" ]; then
     echo "  its system calls (strace -f -c; calls per task = calls / $tasks):"
     grep -E 'syscall|-----|fsync|fdatasync|rename|clone|execve|wait4|flock|openat|write$|read$|total' "$run/strace.txt" | sed 's/^/  /'
@@ -94,15 +104,18 @@ measure() {
   rm -rf "$run"
 }
 
+wrap=none
+[ "${STRACE:-0}" = 1 ] && wrap=strace
+[ -n "${PERF:-}" ] && wrap=perf
 for round in $(seq "$reps"); do
   for bin in "${bins[@]}"; do
-    measure "$bin" "$bin" "${STRACE:-0}" service run
+    measure "$bin" "$bin" "$wrap" service run
   done
 done
 if [ -n "${UPSTREAM_WG:-}" ]; then
   [ -x "$UPSTREAM_WG" ] || { echo "throughput.sh: UPSTREAM_WG=$UPSTREAM_WG is not an executable" >&2; exit 2; }
   read -r -a upstream_args <<< "${UPSTREAM_SERVICE_ARGS:-service run}"
-  measure "upstream $UPSTREAM_WG" "$UPSTREAM_WG" 0 "${upstream_args[@]}"
+  measure "upstream $UPSTREAM_WG" "$UPSTREAM_WG" none "${upstream_args[@]}"
 else
   echo "upstream: skipped (set UPSTREAM_WG to upstream workgraph's wg to compare)"
 fi
