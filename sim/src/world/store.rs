@@ -26,10 +26,6 @@ pub enum Landing {
 }
 
 impl Landing {
-    pub fn pick(rng: &mut impl rand::Rng) -> Landing {
-        [Landing::Nothing, Landing::Whole][rng.gen_range(0..2)]
-    }
-
     /// A choice derived from a number (a hash), for crashes that are not the scheduler's.
     pub fn from_hash(hash: u64) -> Landing {
         [Landing::Nothing, Landing::Whole][(hash % 2) as usize]
